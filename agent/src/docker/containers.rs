@@ -1,0 +1,405 @@
+//! The container lifecycle (create, start, stop, ... remove) and the
+//! one-shot queries (inspect, list, top, stats).
+//!
+//! Every operation first finds its container through [`Engine::find`], so it
+//! can only ever act on a container this agent created, then works on the
+//! engine id it found rather than the name.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder, TopOptionsBuilder,
+};
+use futures_util::StreamExt;
+use nest_relay::error_kind::ErrorKind;
+use nest_relay::proto::{ContainerState, CreateContainer, StatsResult, TopResult};
+use tracing::instrument;
+
+use super::error::{DockerError, engine_status};
+use super::{
+    DEFAULT_STOP_GRACE, DOCKER_CALL_TIMEOUT, Engine, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID,
+    LABEL_MANAGED_BY, MANAGED_BY, bounded, container_name, container_target, convert, spec,
+};
+
+/// `ps` arguments for `top` when the request names none (the engine's default).
+const DEFAULT_PS_ARGS: &str = "-ef";
+/// Signal `kill` sends when the request names none.
+const DEFAULT_KILL_SIGNAL: &str = "SIGKILL";
+/// Longest signal name accepted (`SIGRTMIN+15` is 11).
+const MAX_SIGNAL_LEN: usize = 16;
+/// Longest grace a stop or restart may ask for (a day); the call blocks for
+/// that long, so more is surely a mistake.
+const MAX_STOP_TIMEOUT_SECS: u32 = 24 * 3600;
+
+impl Engine {
+    /// Creates a container from `req.spec`, pulling its image first when it
+    /// is missing and `req.pull_missing` is set, and starts it when
+    /// `req.start` is set.
+    ///
+    /// The spec is checked before the engine is called, so a refused spec
+    /// creates nothing. When the start fails the container stays created
+    /// (as with `docker run`) and the error is the start's.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad spec; `NotFound` ([`DockerError::ImageMissing`])
+    /// when the image is missing and no pull was asked for; `Conflict` when
+    /// `nest-<uuid>` already exists; engine failures as classified.
+    #[instrument(skip_all, fields(container_id = tracing::field::Empty))]
+    pub async fn create(&self, req: CreateContainer) -> Result<ContainerState, DockerError> {
+        let spec = req
+            .spec
+            .ok_or_else(|| DockerError::invalid("spec", "is missing"))?;
+        tracing::Span::current().record("container_id", spec.uuid.as_str());
+        let body = spec::create_body(&spec, &self.instance_id)?;
+        let name = container_name(&spec.uuid);
+        let target = container_target(&spec.uuid);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let create = || {
+            bounded(
+                "create",
+                &target,
+                DOCKER_CALL_TIMEOUT,
+                self.docker
+                    .create_container(Some(options.clone()), body.clone()),
+            )
+        };
+        let created = match create().await {
+            Err(DockerError::Engine { source, .. }) if engine_status(&source) == Some(404) => {
+                // A create can only 404 on its image.
+                if !req.pull_missing {
+                    return Err(DockerError::ImageMissing {
+                        image: spec.image.clone(),
+                        source,
+                    });
+                }
+                tracing::info!(image = %spec.image, "image missing; pulling it");
+                self.pull_image(&spec.image, "").await?;
+                create().await?
+            }
+            other => other?,
+        };
+        tracing::info!(docker_id = %created.id, "container created");
+        if req.start {
+            bounded(
+                "start",
+                &target,
+                DOCKER_CALL_TIMEOUT,
+                self.docker.start_container(&created.id, None),
+            )
+            .await?;
+        }
+        let managed = self.find_by_ref(&spec.uuid, &created.id).await?;
+        Ok(convert::container_state(&managed.inspect))
+    }
+
+    /// Starts a container; starting a running one is not an error.
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own; engine failures
+    /// as classified (a port already taken is `Internal` in 20.10).
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn start(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+        let managed = self.find(uuid).await?;
+        bounded(
+            "start",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.start_container(&managed.id, None),
+        )
+        .await?;
+        self.state_of(&managed).await
+    }
+
+    /// Stops a container, waiting `timeout` seconds (or the engine's
+    /// default) before SIGKILL; stopping a stopped one is not an error.
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own; `Invalid` for a
+    /// timeout over a day; engine failures as classified.
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn stop(
+        &self,
+        uuid: &str,
+        timeout: Option<u32>,
+    ) -> Result<ContainerState, DockerError> {
+        let managed = self.find(uuid).await?;
+        let (t, limit) = stop_limits(timeout)?;
+        let mut options = StopContainerOptionsBuilder::default();
+        if let Some(t) = t {
+            options = options.t(t);
+        }
+        // bollard's client timeout covers the wait for the answer, which
+        // only comes once the container is down.
+        let docker = self.docker.clone().with_timeout(limit);
+        bounded(
+            "stop",
+            &managed.target(),
+            limit,
+            docker.stop_container(&managed.id, Some(options.build())),
+        )
+        .await?;
+        self.state_of(&managed).await
+    }
+
+    /// Restarts a container (stop with `timeout`, then start).
+    ///
+    /// # Errors
+    /// As [`Engine::stop`].
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn restart(
+        &self,
+        uuid: &str,
+        timeout: Option<u32>,
+    ) -> Result<ContainerState, DockerError> {
+        let managed = self.find(uuid).await?;
+        let (t, limit) = stop_limits(timeout)?;
+        let mut options = RestartContainerOptionsBuilder::default();
+        if let Some(t) = t {
+            options = options.t(t);
+        }
+        let docker = self.docker.clone().with_timeout(limit);
+        bounded(
+            "restart",
+            &managed.target(),
+            limit,
+            docker.restart_container(&managed.id, Some(options.build())),
+        )
+        .await?;
+        self.state_of(&managed).await
+    }
+
+    /// Sends `signal` (a name such as `SIGTERM`, or a number; empty means
+    /// SIGKILL) to a container's main process.
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own; `Invalid` for a
+    /// malformed or unknown signal; `Conflict` when it is not running.
+    #[instrument(skip_all, fields(container_id = %uuid, signal = %signal))]
+    pub async fn kill(&self, uuid: &str, signal: &str) -> Result<ContainerState, DockerError> {
+        let signal = if signal.is_empty() {
+            DEFAULT_KILL_SIGNAL
+        } else {
+            signal
+        };
+        if signal.len() > MAX_SIGNAL_LEN
+            || !signal
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+        {
+            return Err(DockerError::invalid(
+                "signal",
+                "must be a signal name or number",
+            ));
+        }
+        let managed = self.find(uuid).await?;
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        bounded(
+            "kill",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.kill_container(&managed.id, Some(options)),
+        )
+        .await?;
+        self.state_of(&managed).await
+    }
+
+    /// Freezes every process of a container.
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own; `Conflict` when
+    /// it is not running or already paused.
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn pause(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+        let managed = self.find(uuid).await?;
+        bounded(
+            "pause",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.pause_container(&managed.id),
+        )
+        .await?;
+        self.state_of(&managed).await
+    }
+
+    /// Thaws a paused container.
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own; `Conflict` when
+    /// it is not paused.
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn unpause(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+        let managed = self.find(uuid).await?;
+        bounded(
+            "unpause",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.unpause_container(&managed.id),
+        )
+        .await?;
+        self.state_of(&managed).await
+    }
+
+    /// The current state of a container.
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own.
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn inspect(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+        let managed = self.find(uuid).await?;
+        Ok(convert::container_state(&managed.inspect))
+    }
+
+    /// Removes a container and its anonymous volumes. Idempotent: a
+    /// container that is already gone (or was never this agent's) is fine.
+    ///
+    /// # Errors
+    /// `Conflict` when it runs and `force` is not set; engine failures as
+    /// classified.
+    #[instrument(skip_all, fields(container_id = %uuid, force))]
+    pub async fn remove(&self, uuid: &str, force: bool) -> Result<(), DockerError> {
+        let managed = match self.find(uuid).await {
+            Ok(managed) => managed,
+            Err(DockerError::ContainerNotFound { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(force)
+            .v(true)
+            .build();
+        match bounded(
+            "remove",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.remove_container(&managed.id, Some(options)),
+        )
+        .await
+        {
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Every container of this agent (this instance id), running or not.
+    ///
+    /// # Errors
+    /// Engine failures as classified. A container removed while the list is
+    /// read is left out, not an error.
+    #[instrument(skip_all)]
+    pub async fn list(&self) -> Result<Vec<ContainerState>, DockerError> {
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{LABEL_INSTANCE_ID}={}", self.instance_id),
+                format!("{LABEL_MANAGED_BY}={MANAGED_BY}"),
+            ],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = bounded(
+            "list",
+            "engine",
+            DOCKER_CALL_TIMEOUT,
+            self.docker.list_containers(Some(options)),
+        )
+        .await?;
+        let mut states = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            let (Some(id), Some(uuid)) = (
+                summary.id.as_deref(),
+                summary
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_CONTAINER_UUID)),
+            ) else {
+                continue;
+            };
+            // The summary is only a hint; the full inspect re-checks the name
+            // and labels, and gives the same state the other calls report.
+            match self.find_by_ref(uuid, id).await {
+                Ok(managed) => states.push(convert::container_state(&managed.inspect)),
+                Err(DockerError::ContainerNotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        states.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        Ok(states)
+    }
+
+    /// The processes of a running container, as the host's `ps` shows them
+    /// with `ps_args` (empty means `-ef`).
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own; `Conflict` when
+    /// it is not running.
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn top(&self, uuid: &str, ps_args: &str) -> Result<TopResult, DockerError> {
+        let managed = self.find(uuid).await?;
+        let ps_args = if ps_args.is_empty() {
+            DEFAULT_PS_ARGS
+        } else {
+            ps_args
+        };
+        let options = TopOptionsBuilder::default().ps_args(ps_args).build();
+        let top = bounded(
+            "top",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.top_processes(&managed.id, Some(options)),
+        )
+        .await?;
+        Ok(convert::top_result(top))
+    }
+
+    /// One resource sample of a container. The engine takes two readings
+    /// about a second apart, so the CPU percentage covers that second.
+    ///
+    /// # Errors
+    /// `NotFound` for a container this agent does not own; engine failures
+    /// as classified.
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn stats(&self, uuid: &str) -> Result<StatsResult, DockerError> {
+        let managed = self.find(uuid).await?;
+        // Not one-shot: a one-shot sample has no previous reading to compute
+        // the CPU percentage from.
+        let options = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut samples = self.docker.stats(&managed.id, Some(options));
+        let sample = bounded("stats", &managed.target(), DOCKER_CALL_TIMEOUT, async {
+            samples.next().await.transpose()
+        })
+        .await?
+        .ok_or_else(|| DockerError::Malformed {
+            operation: "stats",
+            target: managed.target(),
+            missing: "a sample",
+        })?;
+        Ok(convert::stats_result(&sample))
+    }
+}
+
+/// The engine's `t` for a stop or restart, and how long the call may take:
+/// the grace before SIGKILL plus an ordinary call's limit.
+fn stop_limits(timeout: Option<u32>) -> Result<(Option<i32>, Duration), DockerError> {
+    let Some(seconds) = timeout else {
+        return Ok((None, DOCKER_CALL_TIMEOUT.saturating_add(DEFAULT_STOP_GRACE)));
+    };
+    if seconds > MAX_STOP_TIMEOUT_SECS {
+        return Err(DockerError::invalid(
+            "timeout_seconds",
+            format!("{seconds} is more than {MAX_STOP_TIMEOUT_SECS}"),
+        ));
+    }
+    // Bounded just above, so the conversion cannot saturate.
+    let t = i32::try_from(seconds).unwrap_or(i32::MAX);
+    let grace = Duration::from_secs(u64::from(seconds));
+    Ok((Some(t), DOCKER_CALL_TIMEOUT.saturating_add(grace)))
+}

@@ -1,0 +1,202 @@
+//! Running extra processes in a container: captured (run to completion,
+//! output collected up to a limit) and interactive (an
+//! [`InteractiveSession`]).
+
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use futures_util::StreamExt;
+use nest_relay::proto::{EnvVar, ExecCapture, ExecCaptured, ExecStream, OutputKind};
+use tracing::instrument;
+
+use super::error::DockerError;
+use super::streams::{InteractiveSession, SessionControl, Target, chunk_stream, chunks};
+use super::{
+    DOCKER_CALL_TIMEOUT, EXEC_CAPTURE_TIMEOUT, EXIT_STATUS_TIMEOUT, Engine, Managed, bounded, spec,
+};
+
+/// What an exec runs, once checked.
+struct ExecRequest<'a> {
+    uuid: &'a str,
+    command: &'a [String],
+    env: &'a [EnvVar],
+    workdir: &'a str,
+    user: &'a str,
+    tty: bool,
+    stdin: bool,
+}
+
+impl Engine {
+    /// Runs `req.command` in a running container and collects its stdout and
+    /// stderr, keeping at most `limit_bytes` of the two together; what comes
+    /// beyond is read and dropped, and `truncated` says so.
+    ///
+    /// # Errors
+    /// `Invalid` for an empty command; `NotFound` for a container this
+    /// agent does not own; `Conflict` when it is not running; `Timeout`
+    /// when the command runs longer than [`EXEC_CAPTURE_TIMEOUT`] (the
+    /// process is left running).
+    #[instrument(skip_all, fields(container_id = %req.uuid))]
+    pub async fn exec_capture(
+        &self,
+        req: ExecCapture,
+        limit_bytes: usize,
+    ) -> Result<ExecCaptured, DockerError> {
+        let (managed, exec_id) = self
+            .create_exec(ExecRequest {
+                uuid: &req.uuid,
+                command: &req.command,
+                env: &req.env,
+                workdir: &req.workdir,
+                user: &req.user,
+                tty: false,
+                stdin: false,
+            })
+            .await?;
+        let describe = format!("exec {exec_id} in container {}", managed.uuid);
+        let collected = bounded("exec", &describe, EXEC_CAPTURE_TIMEOUT, async {
+            let started = self
+                .docker
+                .start_exec(
+                    &exec_id,
+                    Some(StartExecOptions {
+                        detach: false,
+                        tty: false,
+                        output_capacity: None,
+                    }),
+                )
+                .await?;
+            let StartExecResults::Attached { mut output, .. } = started else {
+                // Only a detached start answers Detached, and this one is not.
+                return Ok(ExecCaptured::default());
+            };
+            let mut captured = ExecCaptured::default();
+            let mut room = limit_bytes;
+            while let Some(frame) = output.next().await {
+                for chunk in chunks(frame?, false) {
+                    let keep = chunk.data.len().min(room);
+                    if keep < chunk.data.len() {
+                        captured.truncated = true;
+                    }
+                    room -= keep;
+                    let sink = if chunk.kind == OutputKind::Stderr as i32 {
+                        &mut captured.stderr
+                    } else {
+                        &mut captured.stdout
+                    };
+                    sink.extend_from_slice(&chunk.data[..keep]);
+                }
+            }
+            Ok(captured)
+        })
+        .await?;
+        let control = SessionControl::new(
+            self.clone(),
+            Target::Exec {
+                uuid: managed.uuid.clone(),
+                exec_id: exec_id.clone(),
+            },
+        );
+        let exit_code = control.exit_code().await?.ok_or(DockerError::Timeout {
+            operation: "exec exit status",
+            target: describe,
+            after: EXIT_STATUS_TIMEOUT,
+        })?;
+        Ok(ExecCaptured {
+            exit_code,
+            ..collected
+        })
+    }
+
+    /// Starts `req.command` in a running container with its stdin, stdout
+    /// and stderr connected to the returned session, on a terminal of
+    /// `req.width` × `req.height` when `req.tty` is set.
+    ///
+    /// # Errors
+    /// `Invalid` for an empty command; `NotFound` for a container this
+    /// agent does not own; `Conflict` when it is not running.
+    #[instrument(skip_all, fields(container_id = %req.uuid, tty = req.tty))]
+    pub async fn exec_interactive(
+        &self,
+        req: ExecStream,
+    ) -> Result<InteractiveSession, DockerError> {
+        let (managed, exec_id) = self
+            .create_exec(ExecRequest {
+                uuid: &req.uuid,
+                command: &req.command,
+                env: &req.env,
+                workdir: &req.workdir,
+                user: &req.user,
+                tty: req.tty,
+                stdin: req.stdin,
+            })
+            .await?;
+        let describe = format!("exec {exec_id} in container {}", managed.uuid);
+        let started = bounded(
+            "exec start",
+            &describe,
+            DOCKER_CALL_TIMEOUT,
+            self.docker.start_exec(
+                &exec_id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: req.tty,
+                    output_capacity: None,
+                }),
+            ),
+        )
+        .await?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(DockerError::Malformed {
+                operation: "exec start",
+                target: describe,
+                missing: "an attached stream",
+            });
+        };
+        let control = SessionControl::new(
+            self.clone(),
+            Target::Exec {
+                uuid: managed.uuid.clone(),
+                exec_id,
+            },
+        );
+        // The size can only be set once the process exists, i.e. now.
+        if req.tty && req.width > 0 && req.height > 0 {
+            control.resize(req.width, req.height).await?;
+        }
+        Ok(InteractiveSession {
+            output: chunk_stream(output, req.tty, "exec", describe),
+            input,
+            control,
+        })
+    }
+
+    /// Checks an exec request, finds its container and creates the exec.
+    async fn create_exec(&self, req: ExecRequest<'_>) -> Result<(Managed, String), DockerError> {
+        if req.command.is_empty() {
+            return Err(DockerError::invalid("command", "must not be empty"));
+        }
+        spec::check_workdir("workdir", req.workdir)?;
+        let env = spec::env_strings("env", req.env)?;
+        let managed = self.find(req.uuid).await?;
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let config = ExecConfig {
+            attach_stdin: Some(req.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(req.tty),
+            env: (!env.is_empty()).then_some(env),
+            cmd: Some(req.command.to_vec()),
+            user: non_empty(req.user),
+            working_dir: non_empty(req.workdir),
+            ..Default::default()
+        };
+        let created = bounded(
+            "exec create",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.create_exec(&managed.id, config),
+        )
+        .await?;
+        Ok((managed, created.id))
+    }
+}

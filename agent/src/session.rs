@@ -1,0 +1,286 @@
+//! One session with the relay: hello with the inventory, then commands,
+//! streams, events, heartbeats and certificate renewal until it breaks.
+
+use std::time::Duration;
+
+use nest_relay::client::dial;
+use nest_relay::error_kind::ErrorKind;
+use nest_relay::proto::{self, agent_message, agent_relay_client::AgentRelayClient, relay_message};
+use nest_relay::version::{self, PROTOCOL_VERSION, RELEASE};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::commands::{Dispatcher, error_chain};
+use crate::config::AgentConfig;
+use crate::credentials::{self, Credentials};
+use crate::docker::Engine;
+use crate::streams::Streams;
+
+/// Messages queued towards the relay; producers wait when it is full.
+const OUTBOUND_CAPACITY: usize = 256;
+/// How long the relay may take to answer hello.
+const HELLO_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heartbeats the relay may miss before the session is considered dead.
+const MISSED_HEARTBEATS: u32 = 3;
+/// Retry delay after a failed renewal attempt.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
+/// A session that lasted this long counts as healthy: reconnect at once.
+pub const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The relay could not be reached or refused the session.
+    #[error("cannot open a session with the relay")]
+    Connect(#[source] nest_relay::client::RelayError),
+    /// The relay speaks an incompatible protocol or broke it.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The engine could not list containers for the hello.
+    #[error("cannot read the inventory from the engine")]
+    Inventory(#[source] crate::docker::DockerError),
+    /// The transport failed mid-session.
+    #[error("session transport failed")]
+    Transport(#[source] tonic::Status),
+    /// Nothing was heard from the relay for too long.
+    #[error("no message from the relay for {0:?}")]
+    Silent(Duration),
+}
+
+impl SessionError {
+    /// The classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connect(e) => e.kind(),
+            Self::Protocol(_) => ErrorKind::Invalid,
+            Self::Inventory(e) => e.kind(),
+            Self::Transport(_) | Self::Silent(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
+/// How a session ended without error.
+pub enum SessionEnd {
+    /// The agent is shutting down.
+    Shutdown,
+    /// The relay closed the session (it restarts, or a newer session won).
+    Closed,
+}
+
+/// What a session needs from the agent.
+pub struct SessionContext<'a> {
+    /// The agent's settings.
+    pub config: &'a AgentConfig,
+    /// Nest's CA certificate, PEM.
+    pub ca_pem: &'a str,
+    /// The local engine.
+    pub engine: &'a Engine,
+    /// Events waiting to be sent.
+    pub events: &'a mut mpsc::Receiver<proto::ContainerEvent>,
+    /// Tracks every task the session starts.
+    pub tasks: &'a TaskTracker,
+    /// Cancelled when the agent shuts down.
+    pub shutdown: &'a CancellationToken,
+}
+
+fn heartbeat(seq: u64) -> proto::AgentMessage {
+    let sent_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    proto::AgentMessage {
+        kind: Some(agent_message::Kind::Heartbeat(proto::Heartbeat {
+            seq,
+            sent_at_ms,
+        })),
+    }
+}
+
+fn until(at: OffsetDateTime) -> Duration {
+    let left = at - OffsetDateTime::now_utc();
+    Duration::try_from(left).unwrap_or(Duration::ZERO)
+}
+
+/// Runs one session to its end. `credentials` is updated when the
+/// certificate is renewed during the session.
+///
+/// # Errors
+/// [`SessionError`] saying why the session could not start or broke.
+pub async fn run(
+    ctx: SessionContext<'_>,
+    credentials: &mut Credentials,
+) -> Result<SessionEnd, SessionError> {
+    let tls = credentials.client_tls(ctx.config, ctx.ca_pem);
+    let channel = dial(&ctx.config.relay_addr, &tls)
+        .await
+        .map_err(SessionError::Connect)?;
+    let mut client = AgentRelayClient::new(channel)
+        .max_decoding_message_size(8 * 1024 * 1024)
+        .max_encoding_message_size(8 * 1024 * 1024);
+
+    let inventory = ctx.engine.list().await.map_err(SessionError::Inventory)?;
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let hello = proto::AgentMessage {
+        kind: Some(agent_message::Kind::Hello(proto::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: RELEASE.to_owned(),
+            inventory,
+            docker_version: ctx.engine.docker_version().to_owned(),
+            docker_api_version: ctx.engine.api_version().to_owned(),
+        })),
+    };
+    out_tx
+        .send(hello)
+        .await
+        .map_err(|_| SessionError::Protocol("outbound queue closed".to_owned()))?;
+    let mut inbound = client
+        .connect(ReceiverStream::new(out_rx))
+        .await
+        .map_err(|s| SessionError::Connect(s.into()))?
+        .into_inner();
+
+    let ack = match tokio::time::timeout(HELLO_ACK_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(proto::RelayMessage {
+            kind: Some(relay_message::Kind::HelloAck(ack)),
+        }))) => ack,
+        Ok(Ok(_)) => {
+            return Err(SessionError::Protocol(
+                "expected hello_ack first".to_owned(),
+            ));
+        }
+        Ok(Err(status)) => return Err(SessionError::Connect(status.into())),
+        Err(_) => return Err(SessionError::Silent(HELLO_ACK_TIMEOUT)),
+    };
+    if !version::is_supported(ack.protocol_version) {
+        return Err(SessionError::Protocol(format!(
+            "relay speaks protocol version {}; this agent speaks {}..={}",
+            ack.protocol_version,
+            version::MIN_PROTOCOL_VERSION,
+            PROTOCOL_VERSION
+        )));
+    }
+    let heartbeat_interval = Duration::from_millis(u64::from(ack.heartbeat_interval_ms.max(100)));
+    tracing::info!(
+        relay_version = %ack.relay_version,
+        instance_id = %ack.instance_id,
+        "connected to the relay"
+    );
+
+    let session_cancel = ctx.shutdown.child_token();
+    let _stop_tasks = session_cancel.clone().drop_guard();
+    let mut dispatcher = Dispatcher::new(
+        ctx.engine.clone(),
+        out_tx.clone(),
+        ctx.tasks.clone(),
+        session_cancel.clone(),
+    );
+    let streams = Streams::new(
+        ctx.engine.clone(),
+        out_tx.clone(),
+        ctx.tasks.clone(),
+        session_cancel.clone(),
+    );
+
+    let silence_limit = heartbeat_interval * MISSED_HEARTBEATS;
+    let mut ticker = tokio::time::interval(heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
+    let mut seq = 0u64;
+    let mut renew_sleep = Box::pin(tokio::time::sleep(until(credentials.renew_at())));
+    let mut renewal_pending: Option<u64> = None;
+    let mut renew_seq = 0u64;
+
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > silence_limit {
+                    return Err(SessionError::Silent(silence_limit));
+                }
+                seq += 1;
+                // A full queue already shows we are alive.
+                let _ = out_tx.try_send(heartbeat(seq));
+            }
+            Some(event) = ctx.events.recv() => {
+                let message = proto::AgentMessage { kind: Some(agent_message::Kind::Event(event)) };
+                if out_tx.send(message).await.is_err() {
+                    return Ok(SessionEnd::Closed);
+                }
+            }
+            () = &mut renew_sleep, if renewal_pending.is_none() => {
+                renew_seq += 1;
+                match credentials.csr_pem(&ctx.config.instance_id) {
+                    Ok(csr_pem) => {
+                        let message = proto::AgentMessage {
+                            kind: Some(agent_message::Kind::Renew(proto::RenewRequest {
+                                request_id: renew_seq,
+                                csr_pem,
+                            })),
+                        };
+                        if out_tx.send(message).await.is_err() {
+                            return Ok(SessionEnd::Closed);
+                        }
+                        renewal_pending = Some(renew_seq);
+                        tracing::info!(not_after = %credentials.not_after, "renewing the agent certificate");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "cannot build a renewal request");
+                        renew_sleep.as_mut().reset(tokio::time::Instant::now() + RENEW_RETRY);
+                    }
+                }
+            }
+            message = inbound.message() => {
+                let message = match message {
+                    Ok(Some(message)) => message,
+                    Ok(None) => return Ok(SessionEnd::Closed),
+                    Err(status) => return Err(SessionError::Transport(status)),
+                };
+                last_heard = tokio::time::Instant::now();
+                match message.kind {
+                    Some(relay_message::Kind::Command(request)) => dispatcher.dispatch(request),
+                    Some(relay_message::Kind::Stream(request)) => streams.handle(request),
+                    Some(relay_message::Kind::Credit(credit)) => streams.credit(&credit),
+                    Some(relay_message::Kind::Renewed(renewed)) => {
+                        if renewal_pending != Some(renewed.request_id) {
+                            continue;
+                        }
+                        renewal_pending = None;
+                        let next = match renewed.outcome {
+                            Some(proto::renew_response::Outcome::CertificatePem(pem)) => {
+                                match credentials::store_certificate(
+                                    &ctx.config.state_dir,
+                                    &ctx.config.instance_id,
+                                    credentials.key_pem().to_owned(),
+                                    pem,
+                                ).await {
+                                    Ok(renewed) => {
+                                        *credentials = renewed;
+                                        tracing::info!(not_after = %credentials.not_after, "agent certificate renewed");
+                                        tokio::time::Instant::now() + until(credentials.renew_at())
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %error_chain(&e), "renewed certificate unusable");
+                                        tokio::time::Instant::now() + RENEW_RETRY
+                                    }
+                                }
+                            }
+                            Some(proto::renew_response::Outcome::Error(e)) => {
+                                tracing::warn!(error = %e.message, "certificate renewal refused");
+                                tokio::time::Instant::now() + RENEW_RETRY
+                            }
+                            None => tokio::time::Instant::now() + RENEW_RETRY,
+                        };
+                        renew_sleep.as_mut().reset(next);
+                    }
+                    Some(relay_message::Kind::Heartbeat(_)) | None => {}
+                    Some(relay_message::Kind::HelloAck(_)) => {
+                        tracing::debug!("ignoring a second hello_ack");
+                    }
+                }
+            }
+        }
+    }
+}

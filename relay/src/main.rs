@@ -1,0 +1,113 @@
+//! `nest-relay`: the stand-alone relay between nest-service and the agents.
+//!
+//! Reads its TOML config, listens, and prints one machine-readable line
+//! `NEST_RELAY_LISTENING=<addr>` on stdout once it accepts connections (logs
+//! go to stderr). SIGTERM or SIGINT shut it down cleanly.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use nest_relay::config::RelayConfig;
+use nest_relay::server::{self, RelaySettings};
+
+/// Exit code for an unusable configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(version, about = "Nest's relay between nest-service and nest-agents")]
+struct Args {
+    /// Path of the TOML config file.
+    #[arg(long, short, default_value = "/etc/nest/relay.toml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::error!("a TLS crypto provider was already installed");
+        return ExitCode::FAILURE;
+    }
+    let config = match RelayConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(
+                error = format!("{:#}", anyhow::Error::from(e)),
+                "cannot start"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "relay failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: RelayConfig) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let tls = nest_relay::tls::server_config(
+        &read(&config.ca_certificate)?,
+        &read(&config.certificate)?,
+        &read(&config.private_key)?,
+    )
+    .context("building the relay's TLS configuration")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(listen = %local, "relay listening");
+    println!("NEST_RELAY_LISTENING={local}");
+    let settings = RelaySettings {
+        tls,
+        heartbeat_interval: config.heartbeat_interval.get(),
+        command_timeout: config.command_timeout.get(),
+        shutdown_grace: config.shutdown_grace.get(),
+    };
+    server::run(settings, listener, shutdown_signal()).await?;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the relay");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

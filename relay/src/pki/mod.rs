@@ -1,0 +1,179 @@
+//! Nest's certificate authority, enrollment tokens and agent signing.
+//!
+//! `nest-service` holds the CA; `nest-relay` and the test harness use the
+//! same code, which is why it lives here (the relay must not depend on the
+//! service). Layout:
+//!
+//! - [`ca`]: [`CertificateAuthority`], which creates or loads the CA and
+//!   issues certificates, either with a fresh key pair ([`IssueRequest`]) or
+//!   for an agent's CSR, overriding everything in the CSR but its key.
+//! - [`tokens`]: single-use, short-lived [`EnrollmentToken`]s bound to one
+//!   instance, stored only as SHA-256 hashes ([`TokenStore`]).
+//! - [`signer`]: [`Signer`], what the service runs to answer enrollment and
+//!   renewal: token (or verified identity) in, agent certificate out.
+//!
+//! This module never logs keys, tokens or certificates, and never does
+//! network I/O. Its only file I/O is [`CertificateAuthority::load_or_create`].
+
+use std::fmt;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+pub mod ca;
+pub mod signer;
+pub mod tokens;
+
+pub use ca::{CertificateAuthority, IssueRequest, IssuedCertificate, PkiError};
+pub use signer::{SignError, SignedAgent, Signer};
+pub use tokens::{Clock, EnrollmentToken, MemoryTokenStore, SystemClock, TokenError, TokenStore};
+
+/// How long an agent certificate lives; agents renew well before the end.
+pub const DEFAULT_AGENT_CERT_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// How long a relay or service certificate lives.
+pub const DEFAULT_SERVER_CERT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// How far `not_before` is backdated, so that a peer whose clock is a little
+/// behind the CA's does not reject a certificate issued a moment ago.
+pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
+
+/// A value that must never reach a log line: its `Debug` prints
+/// `<redacted>`, and reading it takes an explicit [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a secret value.
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret value, for the one place that has to use it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+
+    /// Unwraps the secret value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The time window in which a certificate is valid.
+///
+/// The fields are private so that `not_before < not_after` always holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// A window of `lifetime` from now, with `not_before` backdated by
+    /// [`CLOCK_SKEW_ALLOWANCE`]. A lifetime too long to represent ends at the
+    /// last representable date instead of failing.
+    pub fn starting_now(lifetime: Duration) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now.saturating_sub(to_time_duration(CLOCK_SKEW_ALLOWANCE)),
+            not_after: now.saturating_add(to_time_duration(lifetime).max(time::Duration::SECOND)),
+        }
+    }
+
+    /// An explicit window, for certificates that must start or end at a
+    /// given time (tests use it to make not-yet-valid certificates).
+    ///
+    /// # Errors
+    /// [`PkiError::EmptyValidity`] when `not_after` is not after
+    /// `not_before`.
+    pub fn new(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Self, PkiError> {
+        if not_after <= not_before {
+            return Err(PkiError::EmptyValidity);
+        }
+        Ok(Self {
+            not_before,
+            not_after,
+        })
+    }
+
+    /// A one-hour window that ended `ago` before now: a certificate that is
+    /// already expired, for tests of expiry handling.
+    pub fn ended_ago(ago: Duration) -> Self {
+        let not_after = OffsetDateTime::now_utc().saturating_sub(to_time_duration(ago));
+        Self {
+            not_before: not_after.saturating_sub(time::Duration::HOUR),
+            not_after,
+        }
+    }
+
+    /// First instant the certificate is valid.
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.not_before
+    }
+
+    /// Last instant the certificate is valid.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+}
+
+/// Converts a std duration, saturating at the largest `time` duration
+/// (only reachable with absurd configured lifetimes).
+fn to_time_duration(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn starting_now_backdates_by_the_skew_allowance() {
+        let before = OffsetDateTime::now_utc();
+        let v = Validity::starting_now(Duration::from_secs(3600));
+        let after = OffsetDateTime::now_utc();
+        assert!(v.not_before() >= before - time::Duration::minutes(5));
+        assert!(v.not_before() <= after - time::Duration::minutes(5));
+        assert!(v.not_after() >= before + time::Duration::HOUR);
+        assert!(v.not_after() <= after + time::Duration::HOUR);
+    }
+
+    #[test]
+    fn absurd_lifetime_saturates_instead_of_panicking() {
+        let v = Validity::starting_now(Duration::MAX);
+        assert!(v.not_after() > v.not_before());
+    }
+
+    #[test]
+    fn empty_window_is_refused() {
+        let now = OffsetDateTime::now_utc();
+        assert!(matches!(
+            Validity::new(now, now),
+            Err(PkiError::EmptyValidity)
+        ));
+        assert!(Validity::new(now, now + time::Duration::SECOND).is_ok());
+    }
+
+    #[test]
+    fn ended_ago_is_in_the_past() {
+        let v = Validity::ended_ago(Duration::from_secs(60));
+        assert!(v.not_after() < OffsetDateTime::now_utc());
+        assert!(v.not_before() < v.not_after());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("hunter2".to_owned());
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

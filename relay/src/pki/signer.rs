@@ -1,0 +1,226 @@
+//! What the service runs to answer the relay's signing requests: enrollment
+//! (one-time token + CSR) and renewal (verified identity + CSR).
+//!
+//! The instance an agent certificate names always comes from the server
+//! side, the token's record or the caller's verified certificate, never
+//! from the CSR.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Validity;
+use super::ca::{AgentCsr, CertificateAuthority, PkiError};
+use super::tokens::{TokenError, TokenStore};
+use crate::error_kind::ErrorKind;
+use crate::ids::InstanceId;
+
+/// Why an enrollment or renewal was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The enrollment token was malformed, unknown, expired or used.
+    #[error("enrollment token refused")]
+    Token(#[from] TokenError),
+    /// The CSR was refused, or signing failed.
+    #[error("agent certificate could not be issued")]
+    Pki(#[from] PkiError),
+}
+
+impl SignError {
+    /// How a caller sees this error: bad token → `Unauthenticated`, bad CSR
+    /// → `Invalid`, signing failure → `Internal`.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Token(e) => e.kind(),
+            Self::Pki(e) => e.kind(),
+        }
+    }
+}
+
+/// A certificate issued to an agent, with what it needs to use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedAgent {
+    /// The agent's new certificate, PEM.
+    pub certificate_pem: String,
+    /// The CA certificate, PEM, for the agent to verify the relay with.
+    pub ca_certificate_pem: String,
+    /// The instance the certificate names.
+    pub instance_id: InstanceId,
+}
+
+/// Issues agent certificates for enrollment and renewal.
+pub struct Signer {
+    ca: Arc<CertificateAuthority>,
+    tokens: Arc<dyn TokenStore>,
+    agent_lifetime: Duration,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("agent_lifetime", &self.agent_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer issuing agent certificates valid for `agent_lifetime`
+    /// (usually [`super::DEFAULT_AGENT_CERT_LIFETIME`]).
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        tokens: Arc<dyn TokenStore>,
+        agent_lifetime: Duration,
+    ) -> Self {
+        Self {
+            ca,
+            tokens,
+            agent_lifetime,
+        }
+    }
+
+    /// Enrolls a new agent: redeems its one-time token and signs its CSR
+    /// for the instance the token was issued for.
+    ///
+    /// The CSR is checked before the token is redeemed, so a malformed CSR
+    /// does not burn the agent's only token.
+    ///
+    /// # Errors
+    /// [`SignError::Pki`] for a bad CSR (kind `Invalid`) or a signing
+    /// failure (`Internal`); [`SignError::Token`] for a refused token
+    /// (`Unauthenticated`).
+    pub fn enroll(&self, token: &str, csr_pem: &str) -> Result<SignedAgent, SignError> {
+        let csr = AgentCsr::parse(csr_pem)?;
+        let instance = self.tokens.redeem(token)?;
+        let signed = self.sign(&csr, instance)?;
+        tracing::info!(instance_id = %signed.instance_id, "agent enrolled");
+        Ok(signed)
+    }
+
+    /// Renews the certificate of the agent of `instance`, which the caller
+    /// took from the agent's verified certificate.
+    ///
+    /// # Errors
+    /// [`SignError::Pki`] for a bad CSR (kind `Invalid`) or a signing
+    /// failure (`Internal`).
+    pub fn renew(&self, instance: &InstanceId, csr_pem: &str) -> Result<SignedAgent, SignError> {
+        let csr = AgentCsr::parse(csr_pem)?;
+        let signed = self.sign(&csr, instance.clone())?;
+        tracing::debug!(instance_id = %signed.instance_id, "agent certificate renewed");
+        Ok(signed)
+    }
+
+    fn sign(&self, csr: &AgentCsr, instance: InstanceId) -> Result<SignedAgent, PkiError> {
+        let validity = Validity::starting_now(self.agent_lifetime);
+        let certificate_pem = self.ca.sign_parsed_agent_csr(csr, &instance, validity)?;
+        Ok(SignedAgent {
+            certificate_pem,
+            ca_certificate_pem: self.ca.certificate_pem().to_owned(),
+            instance_id: instance,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rcgen::{CertificateParams, KeyPair, SanType};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    use super::*;
+    use crate::identity::{PeerIdentity, peer_identity};
+    use crate::pki::{DEFAULT_AGENT_CERT_LIFETIME, MemoryTokenStore};
+
+    fn instance(id: &str) -> InstanceId {
+        InstanceId::parse(id).unwrap()
+    }
+
+    fn csr_claiming(uri: &str) -> String {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    fn signer() -> (Signer, Arc<MemoryTokenStore>) {
+        let ca = Arc::new(CertificateAuthority::generate("test CA").unwrap());
+        let tokens = Arc::new(MemoryTokenStore::new());
+        (
+            Signer::new(ca, tokens.clone(), DEFAULT_AGENT_CERT_LIFETIME),
+            tokens,
+        )
+    }
+
+    fn named(pem: &str) -> PeerIdentity {
+        peer_identity(&CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn signer_is_shareable_across_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Signer>();
+        assert_send_sync::<CertificateAuthority>();
+    }
+
+    #[test]
+    fn enrollment_names_the_tokens_instance_not_the_csrs() {
+        let (signer, tokens) = signer();
+        let token = tokens
+            .issue(&instance("i-good"), Duration::from_secs(600))
+            .unwrap();
+        let signed = signer
+            .enroll(token.as_str(), &csr_claiming("nest://agent/i-other"))
+            .unwrap();
+        assert_eq!(signed.instance_id, instance("i-good"));
+        assert_eq!(
+            named(&signed.certificate_pem),
+            PeerIdentity::agent(&instance("i-good"))
+        );
+        assert_eq!(signed.ca_certificate_pem, signer.ca.certificate_pem());
+
+        let again = signer
+            .enroll(token.as_str(), &csr_claiming("nest://agent/i-good"))
+            .unwrap_err();
+        assert!(matches!(again, SignError::Token(TokenError::AlreadyUsed)));
+        assert_eq!(again.kind(), ErrorKind::Unauthenticated);
+    }
+
+    #[test]
+    fn malformed_csr_is_invalid_and_does_not_burn_the_token() {
+        let (signer, tokens) = signer();
+        let token = tokens
+            .issue(&instance("i-1"), Duration::from_secs(600))
+            .unwrap();
+        let err = signer.enroll(token.as_str(), "garbage").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        let ok = signer
+            .enroll(token.as_str(), &csr_claiming("nest://agent/i-1"))
+            .unwrap();
+        assert_eq!(ok.instance_id, instance("i-1"));
+    }
+
+    #[test]
+    fn bad_tokens_are_unauthenticated() {
+        let (signer, _) = signer();
+        let csr = csr_claiming("nest://agent/i-1");
+        for token in ["nope", &"0".repeat(64)] {
+            let err = signer.enroll(token, &csr).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{token}");
+        }
+    }
+
+    #[test]
+    fn renewal_names_the_callers_instance() {
+        let (signer, _) = signer();
+        let signed = signer
+            .renew(&instance("i-7"), &csr_claiming("nest://service/main"))
+            .unwrap();
+        assert_eq!(
+            named(&signed.certificate_pem),
+            PeerIdentity::agent(&instance("i-7"))
+        );
+        let err = signer.renew(&instance("i-7"), "garbage").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+    }
+}
