@@ -96,7 +96,7 @@
 //!   [`UserData`] and [`parse`].
 //! - [`paths`]: every path inside the instance.
 //! - `error`: [`RenderError`] and [`ParseError`].
-//! - [`testing`] (tests and the `testing` feature): sample inputs.
+//! - `testing` (in tests, and with the `testing` feature): sample inputs.
 
 #![warn(missing_docs)]
 

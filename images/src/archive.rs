@@ -21,6 +21,12 @@
 //! The legacy per-layer `VERSION` and `json` files and the `repositories`
 //! file are left out: `docker load` reads them only when `manifest.json` is
 //! missing.
+//!
+//! An upload is a `docker save` archive exactly when it has a top-level
+//! `manifest.json`, which is also how `docker load` decides. A root
+//! filesystem that has its own `/manifest.json` is therefore refused unless
+//! that file is a valid docker manifest; such an image has to be uploaded as
+//! a `docker save` archive.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -310,9 +316,11 @@ pub(crate) fn inspect(path: &Path) -> Result<Upload, ArchiveError> {
     let configs = read_entries(&mut file, path, &config_names.iter().cloned().collect())?;
     let mut docker_image_ids = Vec::with_capacity(entries.len());
     for (entry, name) in entries.iter().zip(&config_names) {
-        let bytes = configs.get(name).ok_or_else(|| ArchiveError::MissingEntry {
-            path: entry.config.clone(),
-        })?;
+        let bytes = configs
+            .get(name)
+            .ok_or_else(|| ArchiveError::MissingEntry {
+                path: entry.config.clone(),
+            })?;
         let config: ConfigRootFs =
             serde_json::from_slice(bytes).map_err(|source| ArchiveError::BadConfig {
                 path: entry.config.clone(),
@@ -646,8 +654,14 @@ mod tests {
     #[test]
     fn manifest_naming_a_missing_layer_is_refused() {
         let tar = testing::tar_of(&[
-            ("manifest.json", br#"[{"Config":"c.json","RepoTags":null,"Layers":["l/layer.tar"]}]"#),
-            ("c.json", br#"{"rootfs":{"type":"layers","diff_ids":["sha256:00"]}}"#),
+            (
+                "manifest.json",
+                br#"[{"Config":"c.json","RepoTags":null,"Layers":["l/layer.tar"]}]"#,
+            ),
+            (
+                "c.json",
+                br#"{"rootfs":{"type":"layers","diff_ids":["sha256:00"]}}"#,
+            ),
         ])
         .unwrap();
         let err = inspect_bytes(&tar).unwrap_err();
@@ -657,11 +671,15 @@ mod tests {
 
     #[test]
     fn manifest_naming_a_missing_config_is_refused() {
-        let tar = testing::tar_of(&[
-            ("manifest.json", br#"[{"Config":"c.json","RepoTags":[],"Layers":[]}]"#),
-        ])
+        let tar = testing::tar_of(&[(
+            "manifest.json",
+            br#"[{"Config":"c.json","RepoTags":[],"Layers":[]}]"#,
+        )])
         .unwrap();
-        assert!(matches!(inspect_bytes(&tar).unwrap_err(), ArchiveError::MissingEntry { .. }));
+        assert!(matches!(
+            inspect_bytes(&tar).unwrap_err(),
+            ArchiveError::MissingEntry { .. }
+        ));
     }
 
     #[test]
@@ -670,7 +688,10 @@ mod tests {
             let manifest = format!(r#"[{{"Config":"{config}","Layers":[]}}]"#);
             let tar = testing::tar_of(&[("manifest.json", manifest.as_bytes())]).unwrap();
             assert!(
-                matches!(inspect_bytes(&tar).unwrap_err(), ArchiveError::UnsafePath { .. }),
+                matches!(
+                    inspect_bytes(&tar).unwrap_err(),
+                    ArchiveError::UnsafePath { .. }
+                ),
                 "{config}"
             );
         }
@@ -679,14 +700,21 @@ mod tests {
     #[test]
     fn layer_count_mismatch_is_refused() {
         let tar = testing::tar_of(&[
-            ("manifest.json", br#"[{"Config":"c.json","Layers":["l/layer.tar"]}]"#),
+            (
+                "manifest.json",
+                br#"[{"Config":"c.json","Layers":["l/layer.tar"]}]"#,
+            ),
             ("c.json", br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#),
             ("l/layer.tar", b""),
         ])
         .unwrap();
         assert!(matches!(
             inspect_bytes(&tar).unwrap_err(),
-            ArchiveError::LayerCountMismatch { diff_ids: 0, layers: 1, .. }
+            ArchiveError::LayerCountMismatch {
+                diff_ids: 0,
+                layers: 1,
+                ..
+            }
         ));
     }
 
@@ -697,7 +725,10 @@ mod tests {
             ("c.json", br#"{"architecture":"amd64"}"#),
         ])
         .unwrap();
-        assert!(matches!(inspect_bytes(&tar).unwrap_err(), ArchiveError::BadConfig { .. }));
+        assert!(matches!(
+            inspect_bytes(&tar).unwrap_err(),
+            ArchiveError::BadConfig { .. }
+        ));
     }
 
     #[test]
@@ -727,11 +758,23 @@ mod tests {
 
     #[test]
     fn non_tar_empty_and_compressed_uploads_are_refused() {
-        assert!(matches!(inspect_bytes(b"").unwrap_err(), ArchiveError::Empty));
-        assert!(matches!(inspect_bytes(&[0; 1024]).unwrap_err(), ArchiveError::Empty));
+        assert!(matches!(
+            inspect_bytes(b"").unwrap_err(),
+            ArchiveError::Empty
+        ));
+        assert!(matches!(
+            inspect_bytes(&[0; 1024]).unwrap_err(),
+            ArchiveError::Empty
+        ));
         let text = "this is not a tar archive\n".repeat(100);
-        assert!(matches!(inspect_bytes(text.as_bytes()).unwrap_err(), ArchiveError::NotATar(_)));
-        assert!(matches!(inspect_bytes(b"short").unwrap_err(), ArchiveError::NotATar(_)));
+        assert!(matches!(
+            inspect_bytes(text.as_bytes()).unwrap_err(),
+            ArchiveError::NotATar(_)
+        ));
+        assert!(matches!(
+            inspect_bytes(b"short").unwrap_err(),
+            ArchiveError::NotATar(_)
+        ));
         let gzip = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0];
         let err = inspect_bytes(&gzip).unwrap_err();
         assert!(matches!(err, ArchiveError::Compressed { format: "gzip" }));
@@ -742,7 +785,10 @@ mod tests {
     fn oversized_manifest_is_refused() {
         let big = vec![b' '; usize::try_from(MAX_MANIFEST_BYTES).unwrap() + 1];
         let tar = testing::tar_of(&[("manifest.json", &big)]).unwrap();
-        assert!(matches!(inspect_bytes(&tar).unwrap_err(), ArchiveError::ManifestTooLarge));
+        assert!(matches!(
+            inspect_bytes(&tar).unwrap_err(),
+            ArchiveError::ManifestTooLarge
+        ));
     }
 
     #[test]
@@ -780,7 +826,12 @@ mod tests {
         let config_name = format!("{config_hex}.json");
         assert_eq!(
             names,
-            [layer_sha.as_str(), &layer_name, &config_name, "manifest.json"]
+            [
+                layer_sha.as_str(),
+                &layer_name,
+                &config_name,
+                "manifest.json"
+            ]
         );
         let file = |name: &str| &files.iter().find(|(n, _)| n == name).unwrap().1;
         assert_eq!(file(&layer_name), &rootfs);

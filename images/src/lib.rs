@@ -15,7 +15,7 @@
 //!
 //! # Layout
 //!
-//! - [`reference`]: [`ImageRef`] and [`RegistryReference`], a hand-written
+//! - [`mod@reference`]: [`ImageRef`] and [`RegistryReference`], a hand-written
 //!   parser for Docker's reference grammar plus Nest's image ids.
 //! - [`store`]: the [`ImageStore`] trait and what it traffics in:
 //!   [`ImageId`], [`ImageRecord`], [`ImageFormat`] and [`StoreError`].

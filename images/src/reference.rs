@@ -137,7 +137,10 @@ impl RegistryReference {
         let (name, tag) = match name_and_tag.rfind(':') {
             Some(colon) if last_slash.is_none_or(|slash| colon > slash) => {
                 let tag = name_and_tag.get(colon + 1..).unwrap_or_default();
-                (name_and_tag.get(..colon).unwrap_or_default(), Some(validate_tag(tag)?))
+                (
+                    name_and_tag.get(..colon).unwrap_or_default(),
+                    Some(validate_tag(tag)?),
+                )
             }
             _ => (name_and_tag, None),
         };
@@ -354,7 +357,9 @@ fn validate_domain(domain: &str) -> Result<(), ReferenceError> {
                 (Some(first), Some(last)) => {
                     first.is_ascii_alphanumeric()
                         && last.is_ascii_alphanumeric()
-                        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                        && bytes
+                            .iter()
+                            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
                 }
                 _ => false,
             }
@@ -451,7 +456,9 @@ fn validate_tag(tag: &str) -> Result<&str, ReferenceError> {
 fn validate_digest(digest: &str) -> Result<&str, ReferenceError> {
     let ok = digest.strip_prefix(SHA256_PREFIX).is_some_and(|hex| {
         hex.len() == SHA256_HEX_LEN
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     });
     if ok {
         Ok(digest)
@@ -533,7 +540,10 @@ mod tests {
 
     #[test]
     fn name_with_tag() {
-        assert_eq!(parts("nginx:1.25"), (None, "nginx".into(), some("1.25"), None));
+        assert_eq!(
+            parts("nginx:1.25"),
+            (None, "nginx".into(), some("1.25"), None)
+        );
         assert_eq!(registry("nginx:1.25").to_pull_string(), "nginx:1.25");
     }
 
@@ -555,12 +565,18 @@ mod tests {
 
     #[test]
     fn localhost_is_a_domain_even_without_dot_or_port() {
-        assert_eq!(parts("localhost/x:y"), (some("localhost"), "x".into(), some("y"), None));
+        assert_eq!(
+            parts("localhost/x:y"),
+            (some("localhost"), "x".into(), some("y"), None)
+        );
     }
 
     #[test]
     fn port_colon_is_not_a_tag() {
-        assert_eq!(parts("localhost:5000/a"), (some("localhost:5000"), "a".into(), None, None));
+        assert_eq!(
+            parts("localhost:5000/a"),
+            (some("localhost:5000"), "a".into(), None, None)
+        );
         assert_eq!(
             registry("localhost:5000/a").to_pull_string(),
             "localhost:5000/a:latest"
@@ -570,7 +586,10 @@ mod tests {
     #[test]
     fn lone_localhost_with_port_is_a_tag() {
         // Docker reads `localhost:5000` as repository `localhost`, tag `5000`.
-        assert_eq!(parts("localhost:5000"), (None, "localhost".into(), some("5000"), None));
+        assert_eq!(
+            parts("localhost:5000"),
+            (None, "localhost".into(), some("5000"), None)
+        );
     }
 
     #[test]
@@ -599,18 +618,19 @@ mod tests {
 
     #[test]
     fn first_component_without_dot_is_part_of_the_path() {
-        assert_eq!(parts("library/nginx"), (None, "library/nginx".into(), None, None));
+        assert_eq!(
+            parts("library/nginx"),
+            (None, "library/nginx".into(), None, None)
+        );
         assert_eq!(registry("library/nginx").name(), "library/nginx");
     }
 
     #[test]
     fn first_component_with_dot_is_a_domain() {
-        assert_eq!(parts("docker.io/library/nginx:1"), (
-            some("docker.io"),
-            "library/nginx".into(),
-            some("1"),
-            None
-        ));
+        assert_eq!(
+            parts("docker.io/library/nginx:1"),
+            (some("docker.io"), "library/nginx".into(), some("1"), None)
+        );
     }
 
     #[test]
@@ -627,14 +647,17 @@ mod tests {
 
     #[test]
     fn separators_are_accepted() {
-        for s in ["a.b", "a_b", "a__b", "a-b", "a---b", "a.b_c__d-e/f0"] {
+        for s in ["a.b", "a_b", "a__b", "a-b", "a---b", "x/a.b_c__d-e/f0"] {
             assert_eq!(registry(s).path(), s);
         }
     }
 
     #[test]
     fn single_component_with_dots_is_a_path_not_a_domain() {
-        assert_eq!(parts("example.com"), (None, "example.com".into(), None, None));
+        assert_eq!(
+            parts("example.com"),
+            (None, "example.com".into(), None, None)
+        );
     }
 
     #[test]
@@ -651,7 +674,9 @@ mod tests {
 
     #[test]
     fn uppercase_repository_is_refused() {
-        assert!(matches!(err("UPPER"), ReferenceError::Uppercase { component } if component == "UPPER"));
+        assert!(
+            matches!(err("UPPER"), ReferenceError::Uppercase { component } if component == "UPPER")
+        );
         assert!(matches!(err("a/Bc"), ReferenceError::Uppercase { .. }));
         assert!(err("UPPER").to_string().contains("lowercase"));
     }
@@ -669,7 +694,9 @@ mod tests {
 
     #[test]
     fn bad_separators_are_refused() {
-        for s in ["-a", "a-", ".a", "a.", "_a", "a_", "a..b", "a___b", "a._b", "a/../b", "..", "a$b"] {
+        for s in [
+            "-a", "a-", ".a", "a.", "_a", "a_", "a..b", "a___b", "a._b", "a/../b", "..", "a$b",
+        ] {
             assert!(
                 matches!(err(s), ReferenceError::InvalidPathComponent { .. }),
                 "{s:?}: {:?}",
@@ -688,11 +715,18 @@ mod tests {
     fn bad_tags_are_refused() {
         let long = "t".repeat(MAX_TAG_LEN + 1);
         for s in ["a:", "a:-x", "a:.x", "a:x+y", "a:x!", &format!("a:{long}")] {
-            assert!(matches!(err(s), ReferenceError::InvalidTag { .. }), "{s:?}: {:?}", err(s));
+            assert!(
+                matches!(err(s), ReferenceError::InvalidTag { .. }),
+                "{s:?}: {:?}",
+                err(s)
+            );
         }
         // The longest tag is fine, as are `_` first and mixed case.
         let longest = "t".repeat(MAX_TAG_LEN);
-        assert_eq!(registry(&format!("a:{longest}")).tag(), Some(longest.as_str()));
+        assert_eq!(
+            registry(&format!("a:{longest}")).tag(),
+            Some(longest.as_str())
+        );
         assert_eq!(registry("a:_Latest.1-x").tag(), Some("_Latest.1-x"));
     }
 
@@ -707,13 +741,27 @@ mod tests {
             format!("a@sha256:{HEX}0"),
             format!("a@sha256:{HEX}@sha256:{HEX}"),
         ] {
-            assert!(matches!(err(&s), ReferenceError::InvalidDigest { .. }), "{s:?}: {:?}", err(&s));
+            assert!(
+                matches!(err(&s), ReferenceError::InvalidDigest { .. }),
+                "{s:?}: {:?}",
+                err(&s)
+            );
         }
     }
 
     #[test]
     fn bad_domains_are_refused() {
-        for s in ["a.b:/c", "a.b:x1/c", "-a.b/c", "a..b/c", "[::1/c", "[]:5000/c", "[::1]x/c", "a:x/y", "a_b.c/d"] {
+        for s in [
+            "a.b:/c",
+            "a.b:x1/c",
+            "-a.b/c",
+            "a..b/c",
+            "[::1/c",
+            "[]:5000/c",
+            "[::1]x/c",
+            "a:x/y",
+            "a_b.c/d",
+        ] {
             assert!(
                 matches!(err(s), ReferenceError::InvalidDomain { .. }),
                 "{s:?}: {:?}",
@@ -729,7 +777,12 @@ mod tests {
         // The tag does not count towards the name, as in Docker.
         assert_eq!(registry(&format!("{ok}:t")).tag(), Some("t"));
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        assert_eq!(err(&long), ReferenceError::NameTooLong { len: MAX_NAME_LEN + 1 });
+        assert_eq!(
+            err(&long),
+            ReferenceError::NameTooLong {
+                len: MAX_NAME_LEN + 1
+            }
+        );
     }
 
     #[test]

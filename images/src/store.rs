@@ -321,8 +321,14 @@ mod tests {
     fn error_kinds() {
         let id = ImageId::generate();
         assert_eq!(StoreError::NotFound { id }.kind(), ErrorKind::NotFound);
-        assert_eq!(StoreError::TooLarge { limit_bytes: 1 }.kind(), ErrorKind::Invalid);
-        assert_eq!(StoreError::from(ArchiveError::Empty).kind(), ErrorKind::Invalid);
+        assert_eq!(
+            StoreError::TooLarge { limit_bytes: 1 }.kind(),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            StoreError::from(ArchiveError::Empty).kind(),
+            ErrorKind::Invalid
+        );
         let io = StoreError::Io {
             action: "create",
             path: PathBuf::from("/x"),

@@ -79,6 +79,21 @@ impl RelayError {
     }
 
     fn from_status(status: &tonic::Status) -> Self {
+        // tonic reports a broken connection (refused handshake, reset) as
+        // Unknown with the transport error as source: that is an outage of
+        // the path to the relay, not an error of the call.
+        if let Some(source) = std::error::Error::source(status)
+            && matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
+        {
+            return Self {
+                kind: ErrorKind::Unavailable,
+                message: format!(
+                    "connection to the relay failed: {}: {}",
+                    status.message(),
+                    error_chain(source)
+                ),
+            };
+        }
         Self {
             kind: crate::status::kind_of(status.code()),
             message: status.message().to_owned(),

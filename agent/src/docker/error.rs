@@ -75,6 +75,14 @@ pub enum DockerError {
         source: BollardError,
     },
 
+    /// Loading an image archive failed.
+    #[error("loading the image archive failed")]
+    Load {
+        /// What the engine reported.
+        #[source]
+        source: BollardError,
+    },
+
     /// An engine call failed.
     #[error("docker {operation} of {target} failed")]
     Engine {
@@ -118,14 +126,15 @@ impl DockerError {
             Self::Invalid { .. } | Self::RegistryAuth { .. } => ErrorKind::Invalid,
             Self::ContainerNotFound { .. } | Self::ImageMissing { .. } => ErrorKind::NotFound,
             Self::Pull { source, .. } => pull_kind(source),
+            Self::Load { source } => load_kind(source),
             Self::Engine { source, .. } => classify(source),
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Malformed { .. } => ErrorKind::Internal,
         }
     }
 
-    /// Shorthand for an [`DockerError::Invalid`] refusal.
-    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// A [`DockerError::Invalid`] refusal of `field` for `reason`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),
             reason: reason.into(),
@@ -172,6 +181,16 @@ fn pull_kind(error: &BollardError) -> ErrorKind {
     match engine_status(error) {
         Some(401 | 403) => ErrorKind::Forbidden,
         Some(status) if status >= 500 => ErrorKind::Unavailable,
+        _ => classify(error),
+    }
+}
+
+/// Classifies a failed load. The engine (20.10) answers 200 and reports a
+/// bad archive inside the body ("Error processing tar file"), which bollard
+/// turns into a stream error: that is the sender's archive at fault.
+fn load_kind(error: &BollardError) -> ErrorKind {
+    match error {
+        BollardError::DockerStreamError { .. } => ErrorKind::Invalid,
         _ => classify(error),
     }
 }

@@ -7,6 +7,7 @@
 //! the caller re-subscribes and reconciles with [`Engine::list`].
 
 use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptionsBuilder;
@@ -45,6 +46,19 @@ impl Engine {
     pub fn events(
         &self,
     ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
+        self.events_since(None)
+    }
+
+    /// Like [`Engine::events`], but first replays the events since `since`
+    /// that the engine still holds (dockerd keeps the last 1000), so that a
+    /// re-subscription does not miss what happened in between.
+    ///
+    /// # Cancel safety
+    /// As [`Engine::events`].
+    pub fn events_since(
+        &self,
+        since: Option<SystemTime>,
+    ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
         let filters = HashMap::from([
             ("type", vec!["container".to_owned()]),
             // Several label filters must all match.
@@ -56,7 +70,14 @@ impl Engine {
                 ],
             ),
         ]);
-        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        let mut options = EventsOptionsBuilder::default().filters(&filters);
+        if let Some(since) = since {
+            // The engine reads `seconds.nanoseconds`; a time before the
+            // epoch means "everything it holds".
+            let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+            options = options.since(&format!("{}.{:09}", since.as_secs(), since.subsec_nanos()));
+        }
+        let options = options.build();
         let engine = self.clone();
         self.docker
             .events(Some(options))

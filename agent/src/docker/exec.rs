@@ -9,7 +9,9 @@ use nest_relay::proto::{EnvVar, ExecCapture, ExecCaptured, ExecStream, OutputKin
 use tracing::instrument;
 
 use super::error::DockerError;
-use super::streams::{InteractiveSession, SessionControl, Target, chunk_stream, chunks};
+use super::streams::{
+    InteractiveSession, SessionControl, Target, chunk_stream, chunks, terminal_size,
+};
 use super::{
     DOCKER_CALL_TIMEOUT, EXEC_CAPTURE_TIMEOUT, EXIT_STATUS_TIMEOUT, Engine, Managed, bounded, spec,
 };
@@ -23,6 +25,9 @@ struct ExecRequest<'a> {
     user: &'a str,
     tty: bool,
     stdin: bool,
+    /// Initial terminal size, or 0 × 0 for the engine's default.
+    width: u32,
+    height: u32,
 }
 
 impl Engine {
@@ -50,6 +55,8 @@ impl Engine {
                 user: &req.user,
                 tty: false,
                 stdin: false,
+                width: 0,
+                height: 0,
             })
             .await?;
         let describe = format!("exec {exec_id} in container {}", managed.uuid);
@@ -66,8 +73,8 @@ impl Engine {
                 )
                 .await?;
             let StartExecResults::Attached { mut output, .. } = started else {
-                // Only a detached start answers Detached, and this one is not.
-                return Ok(ExecCaptured::default());
+                // Only a detached start answers Detached; this one is not.
+                return Ok(None);
             };
             let mut captured = ExecCaptured::default();
             let mut room = limit_bytes;
@@ -86,9 +93,14 @@ impl Engine {
                     sink.extend_from_slice(&chunk.data[..keep]);
                 }
             }
-            Ok(captured)
+            Ok(Some(captured))
         })
-        .await?;
+        .await?
+        .ok_or_else(|| DockerError::Malformed {
+            operation: "exec start",
+            target: describe.clone(),
+            missing: "an attached stream",
+        })?;
         let control = SessionControl::new(
             self.clone(),
             Target::Exec {
@@ -112,8 +124,9 @@ impl Engine {
     /// `req.width` × `req.height` when `req.tty` is set.
     ///
     /// # Errors
-    /// `Invalid` for an empty command; `NotFound` for a container this
-    /// agent does not own; `Conflict` when it is not running.
+    /// `Invalid` for an empty command or a terminal size beyond 65535;
+    /// `NotFound` for a container this agent does not own; `Conflict` when
+    /// it is not running.
     #[instrument(skip_all, fields(container_id = %req.uuid, tty = req.tty))]
     pub async fn exec_interactive(
         &self,
@@ -128,6 +141,8 @@ impl Engine {
                 user: &req.user,
                 tty: req.tty,
                 stdin: req.stdin,
+                width: req.width,
+                height: req.height,
             })
             .await?;
         let describe = format!("exec {exec_id} in container {}", managed.uuid);
@@ -159,9 +174,14 @@ impl Engine {
                 exec_id,
             },
         );
-        // The size can only be set once the process exists, i.e. now.
-        if req.tty && req.width > 0 && req.height > 0 {
-            control.resize(req.width, req.height).await?;
+        // The size can only be set once the process exists, i.e. now. A
+        // process that exits at once cannot be resized any more; that is no
+        // reason to fail a session whose output is already there.
+        if req.tty
+            && (req.width, req.height) != (0, 0)
+            && let Err(err) = control.resize(req.width, req.height).await
+        {
+            tracing::debug!(error = %err, "initial terminal resize failed");
         }
         Ok(InteractiveSession {
             output: chunk_stream(output, req.tty, "exec", describe),
@@ -174,6 +194,10 @@ impl Engine {
     async fn create_exec(&self, req: ExecRequest<'_>) -> Result<(Managed, String), DockerError> {
         if req.command.is_empty() {
             return Err(DockerError::invalid("command", "must not be empty"));
+        }
+        if req.tty && (req.width, req.height) != (0, 0) {
+            // Checked before the process exists, so a bad size starts nothing.
+            terminal_size(req.width, req.height)?;
         }
         spec::check_workdir("workdir", req.workdir)?;
         let env = spec::env_strings("env", req.env)?;

@@ -86,8 +86,9 @@ impl Engine {
     /// stream early makes the load fail.
     ///
     /// # Errors
-    /// Engine failures as classified (a malformed archive is refused by the
-    /// engine); `Timeout` after [`LOAD_IMAGE_TIMEOUT`].
+    /// `Invalid` ([`DockerError::Load`]) when the engine cannot read the
+    /// archive; other engine failures as classified; `Timeout` after
+    /// [`LOAD_IMAGE_TIMEOUT`].
     #[instrument(skip_all)]
     pub async fn load_image(
         &self,
@@ -108,7 +109,11 @@ impl Engine {
             }
             Ok(report)
         })
-        .await?;
+        .await
+        .map_err(|err| match err {
+            DockerError::Engine { source, .. } => DockerError::Load { source },
+            other => other,
+        })?;
         tracing::info!(report = %report.trim_end(), "image archive loaded");
         Ok(report)
     }

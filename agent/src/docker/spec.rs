@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding as EnginePortBinding, RestartPolicy,
+    ContainerCreateBody, HostConfig, PortBinding as EnginePortBinding, PortMap, RestartPolicy,
     RestartPolicyNameEnum,
 };
 use nest_relay::ids::InstanceId;
@@ -193,11 +193,9 @@ fn labels(
 }
 
 /// Exposed ports and their bindings, keyed `<port>/<proto>`.
-fn ports(
-    ports: &[proto::PortBinding],
-) -> Result<(Vec<String>, HashMap<String, Option<Vec<EnginePortBinding>>>), DockerError> {
+fn ports(ports: &[proto::PortBinding]) -> Result<(Vec<String>, PortMap), DockerError> {
     let mut exposed = Vec::new();
-    let mut bindings: HashMap<String, Option<Vec<EnginePortBinding>>> = HashMap::new();
+    let mut bindings = PortMap::new();
     for (i, port) in ports.iter().enumerate() {
         let field = |name: &str| format!("spec.ports[{i}].{name}");
         if !(1..=65535).contains(&port.container_port) {

@@ -112,14 +112,7 @@ impl SessionControl {
     /// `Invalid` for a size of 0 or beyond 65535; `Conflict` or `NotFound`
     /// from the engine once the process is gone.
     pub async fn resize(&self, width: u32, height: u32) -> Result<(), DockerError> {
-        let dimension = |field: &str, value: u32| {
-            u16::try_from(value)
-                .ok()
-                .filter(|v| *v > 0)
-                .map(i32::from)
-                .ok_or_else(|| DockerError::invalid(field, format!("{value} is outside 1..=65535")))
-        };
-        let (w, h) = (dimension("width", width)?, dimension("height", height)?);
+        let (w, h) = terminal_size(width, height)?;
         let docker = &self.engine.docker;
         match &self.target {
             Target::Exec { exec_id, .. } => {
@@ -286,6 +279,18 @@ impl Engine {
             ),
         })
     }
+}
+
+/// Checks a terminal size and converts it to the engine's integers.
+pub(crate) fn terminal_size(width: u32, height: u32) -> Result<(i32, i32), DockerError> {
+    let dimension = |field: &str, value: u32| {
+        u16::try_from(value)
+            .ok()
+            .filter(|v| *v > 0)
+            .map(i32::from)
+            .ok_or_else(|| DockerError::invalid(field, format!("{value} is outside 1..=65535")))
+    };
+    Ok((dimension("width", width)?, dimension("height", height)?))
 }
 
 /// Adapts bollard's output frames into chunks.

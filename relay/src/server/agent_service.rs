@@ -125,7 +125,7 @@ impl AgentRelay for AgentService {
 
         let (tx, rx) = mpsc::channel(SESSION_OUTBOUND_CAPACITY);
         let session = Arc::new(Session::new(
-            self.hub.next_id(),
+            self.hub.new_session_id(),
             instance.clone(),
             hello,
             tx,

@@ -84,6 +84,23 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// An id for a new agent session, unique across relays and restarts
+    /// (watchers compare them to tell a new session from an old one).
+    pub fn new_session_id(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        match aws_lc_rs::rand::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            // Without randomness, time-based ids still differ across restarts.
+            Err(_) => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                (nanos as u64) ^ self.next_id()
+            }
+        }
+    }
+
     /// The live session of `instance`, if any.
     pub fn session(&self, instance: &InstanceId) -> Option<Arc<Session>> {
         lock(&self.sessions).get(instance).cloned()
