@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs Nest's whole test suite on a fresh Debian machine: installs what the
+# tests need (Docker engine, busybox-static for the test image, cloud-init
+# for user-data validation), starts a Docker engine if none answers, then
+# runs fmt, clippy and every test. Needs root (apt, dockerd, namespaces).
+#
+# Environment:
+#   CARGO_TARGET_DIR  build directory (default: ~/.cache/nest-target, outside
+#                     the clone so rebuilds stay fast)
+#   NEST_SKIP_INSTALL=1  skip apt (packages already present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh needs root: it installs packages and runs a Docker engine." >&2
+  echo "Run it as root (CI does), or with sudo -E." >&2
+  exit 1
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nest-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+packages=(docker.io busybox-static cloud-init python3-yaml iproute2 tar)
+if [ "${NEST_SKIP_INSTALL:-0}" != 1 ]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+started_dockerd=""
+cleanup() {
+  if [ -n "$started_dockerd" ]; then
+    log "stopping the Docker engine this script started"
+    kill "$started_dockerd" 2>/dev/null || true
+    wait "$started_dockerd" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+if ! docker version >/dev/null 2>&1; then
+  log "starting dockerd (--storage-driver=vfs)"
+  dockerd --storage-driver=vfs >"${TMPDIR:-/tmp}/nest-test-dockerd.log" 2>&1 &
+  started_dockerd=$!
+  for _ in $(seq 1 60); do
+    docker version >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker version >/dev/null 2>&1 || {
+    echo "dockerd did not come up; its log:" >&2
+    tail -n 50 "${TMPDIR:-/tmp}/nest-test-dockerd.log" >&2
+    exit 1
+  }
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building the binaries the end-to-end tests run"
+cargo build --workspace --bins --locked
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --doc --locked
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+log "all tests passed"

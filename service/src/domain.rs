@@ -1,0 +1,499 @@
+//! Nest's nouns, as the service records them: containers, instances, the
+//! identifiers that name them, and the status machines with their rules.
+//!
+//! Wire spellings (Zun's JSON, proto) are mapped at the edges; the only Zun
+//! strings here are in `ContainerStatus::as_zun`/`parse_zun`, which the
+//! database also uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use nest_relay::ids::InstanceId;
+
+/// Why an identifier or value from outside is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct InvalidValue {
+    /// Which value.
+    pub what: &'static str,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+fn check_token_chars(what: &'static str, s: &str, max: usize) -> Result<(), InvalidValue> {
+    let err = |reason: String| InvalidValue { what, reason };
+    if s.is_empty() {
+        return Err(err("must not be empty".into()));
+    }
+    if s.len() > max {
+        return Err(err(format!("must be at most {max} characters")));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(err(format!("must not contain {c:?}")));
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks and wraps the id.
+            ///
+            /// # Errors
+            /// [`InvalidValue`] when it is empty, too long or holds a
+            /// character outside `[A-Za-z0-9._-]`.
+            pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+                check_token_chars($what, s, $max)?;
+                Ok(Self(s.to_owned()))
+            }
+
+            /// The id as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A Keystone project id (or, in dev auth, a configured project name).
+    ProjectId,
+    "project_id",
+    64
+);
+string_id!(
+    /// A Keystone user id.
+    UserId,
+    "user_id",
+    64
+);
+
+/// A container's uuid: the name by which every piece of Nest knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerId(uuid::Uuid);
+
+impl ContainerId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    /// Parses the canonical hyphenated form.
+    ///
+    /// # Errors
+    /// [`InvalidValue`] when `s` is not a hyphenated uuid.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.len() != 36 {
+            return Err(InvalidValue {
+                what: "uuid",
+                reason: "must be a hyphenated uuid".into(),
+            });
+        }
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|e| InvalidValue {
+                what: "uuid",
+                reason: e.to_string(),
+            })
+    }
+
+    /// The uuid.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// A request's id, `req-<uuid>`, echoed as `x-openstack-request-id` and
+/// carried to the relay and agent for tracing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A fresh id.
+    pub fn generate() -> Self {
+        Self(format!("req-{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Accepts a client-sent id if it has the `req-<uuid>` shape.
+    pub fn from_client(s: &str) -> Option<Self> {
+        let uuid = s.strip_prefix("req-")?;
+        uuid::Uuid::parse_str(uuid).ok()?;
+        Some(Self(s.to_owned()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Lifecycle of a container as Nest records it. Transition rules live
+/// here, not in handlers (Zun's state machine, zun-api.md §2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContainerStatus {
+    /// Accepted; waiting for an instance or being created on it.
+    Creating,
+    /// Created on its instance, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited or stopped.
+    Stopped,
+    /// Paused.
+    Paused,
+    /// Being restarted.
+    Restarting,
+    /// Being deleted.
+    Deleting,
+    /// Failed; `status_reason` says why.
+    Error,
+    /// Its instance cannot be reached; the last known state is unknown.
+    Unknown,
+}
+
+impl ContainerStatus {
+    /// Every status, for tests and exhaustive mappings.
+    pub const ALL: [Self; 9] = [
+        Self::Creating,
+        Self::Created,
+        Self::Running,
+        Self::Stopped,
+        Self::Paused,
+        Self::Restarting,
+        Self::Deleting,
+        Self::Error,
+        Self::Unknown,
+    ];
+
+    /// Zun's spelling: the only place these strings exist.
+    pub fn as_zun(self) -> &'static str {
+        match self {
+            Self::Creating => "Creating",
+            Self::Created => "Created",
+            Self::Running => "Running",
+            Self::Stopped => "Stopped",
+            Self::Paused => "Paused",
+            Self::Restarting => "Restarting",
+            Self::Deleting => "Deleting",
+            Self::Error => "Error",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// Reads Zun's spelling back.
+    pub fn parse_zun(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_zun() == s)
+    }
+
+    /// Whether `start` is allowed.
+    pub fn can_start(self) -> bool {
+        matches!(self, Self::Created | Self::Stopped | Self::Error)
+    }
+    /// Whether `stop` is allowed.
+    pub fn can_stop(self) -> bool {
+        matches!(self, Self::Running)
+    }
+    /// Whether `kill` is allowed.
+    pub fn can_kill(self) -> bool {
+        matches!(self, Self::Running)
+    }
+    /// Whether `pause` is allowed.
+    pub fn can_pause(self) -> bool {
+        matches!(self, Self::Running)
+    }
+    /// Whether `unpause` is allowed.
+    pub fn can_unpause(self) -> bool {
+        matches!(self, Self::Paused)
+    }
+    /// Whether `reboot` is allowed.
+    pub fn can_reboot(self) -> bool {
+        matches!(
+            self,
+            Self::Created | Self::Running | Self::Stopped | Self::Error
+        )
+    }
+    /// Whether exec, attach, resize, top and stats are allowed.
+    pub fn is_running(self) -> bool {
+        matches!(self, Self::Running)
+    }
+    /// Whether logs can be read.
+    pub fn can_read_logs(self) -> bool {
+        matches!(
+            self,
+            Self::Created | Self::Error | Self::Paused | Self::Running | Self::Stopped | Self::Unknown
+        )
+    }
+    /// Whether PATCH (name, cpu, memory) is allowed.
+    pub fn can_update(self) -> bool {
+        matches!(
+            self,
+            Self::Created | Self::Running | Self::Stopped | Self::Paused
+        )
+    }
+    /// Whether delete is allowed, given `force` and `stop` (Zun's rules).
+    pub fn can_delete(self, force: bool, stop: bool) -> bool {
+        if force {
+            return true;
+        }
+        if stop {
+            return matches!(
+                self,
+                Self::Running | Self::Created | Self::Error | Self::Stopped | Self::Creating
+            );
+        }
+        matches!(self, Self::Created | Self::Error | Self::Stopped)
+    }
+}
+
+impl fmt::Display for ContainerStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_zun())
+    }
+}
+
+/// Lifecycle of an instance Nest booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InstanceStatus {
+    /// Asked of the driver; the agent has not connected yet.
+    Booting,
+    /// Its agent is connected: containers may be placed on it.
+    Ready,
+    /// Its agent is disconnected; placement skips it.
+    Unreachable,
+    /// Being deleted (idle, or its boot failed).
+    Retiring,
+    /// The boot failed; kept to report why, then retired.
+    Error,
+}
+
+impl InstanceStatus {
+    /// Every status.
+    pub const ALL: [Self; 5] = [
+        Self::Booting,
+        Self::Ready,
+        Self::Unreachable,
+        Self::Retiring,
+        Self::Error,
+    ];
+
+    /// Stored and reported spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Booting => "Booting",
+            Self::Ready => "Ready",
+            Self::Unreachable => "Unreachable",
+            Self::Retiring => "Retiring",
+            Self::Error => "Error",
+        }
+    }
+
+    /// Reads the stored spelling back.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether new containers may be placed on (or wait for) it.
+    pub fn accepts_containers(self) -> bool {
+        matches!(self, Self::Booting | Self::Ready)
+    }
+}
+
+/// Transport protocol of a published port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PortProtocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl PortProtocol {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+/// A published port: `[network:]host_port:container_port[/proto]`, as in
+/// the mission's `pub:222:22`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PublishedPort {
+    /// Network whose address the port is published on; `None` means the
+    /// instance's default network.
+    pub network: Option<String>,
+    /// Port on the instance.
+    pub host_port: u16,
+    /// Port inside the container.
+    pub container_port: u16,
+    /// TCP or UDP.
+    pub protocol: PortProtocol,
+}
+
+/// Docker restart policy names, as Zun spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RestartPolicyName {
+    /// Never restart.
+    #[default]
+    No,
+    /// Always restart.
+    Always,
+    /// Restart when the exit code is not 0, up to a count.
+    OnFailure,
+    /// Restart unless stopped by a user.
+    UnlessStopped,
+}
+
+/// What a container should be: everything the tenant asked for.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ContainerSpec {
+    /// Image reference (registry reference or stored image uuid).
+    pub image: String,
+    /// Command; empty means the image's.
+    pub command: Vec<String>,
+    /// Entrypoint; empty means the image's.
+    pub entrypoint: Vec<String>,
+    /// Environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// Labels set on the engine's container.
+    pub labels: BTreeMap<String, String>,
+    /// Working directory; empty means the image's.
+    pub workdir: Option<String>,
+    /// Hostname inside the container.
+    pub hostname: Option<String>,
+    /// vCPUs reserved (Zun's `cpu`, e.g. 0.5).
+    pub cpu: f64,
+    /// Memory reserved and limited, MiB.
+    pub memory_mib: u64,
+    /// Restart policy and, for on-failure, its retry count.
+    pub restart_policy: (RestartPolicyName, u32),
+    /// Keep stdin open (`-i`).
+    pub interactive: bool,
+    /// Allocate a terminal (`-t`).
+    pub tty: bool,
+    /// Remove the container once it exits.
+    pub auto_remove: bool,
+    /// Ports published on the instance.
+    pub ports: Vec<PublishedPort>,
+    /// Scheduler hints (flavor, image, network of a booted instance).
+    pub hints: BTreeMap<String, String>,
+}
+
+/// A container as recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Container {
+    /// Its uuid.
+    pub id: ContainerId,
+    /// Human name (unique per project).
+    pub name: String,
+    /// Owner project.
+    pub project_id: ProjectId,
+    /// User who created it.
+    pub user_id: UserId,
+    /// What was asked for.
+    pub spec: ContainerSpec,
+    /// Last known status.
+    pub status: ContainerStatus,
+    /// Why it is in that status, when there is something to say.
+    pub status_reason: Option<String>,
+    /// Whether the user asked it to run (create with run=true, or start).
+    pub desired_running: bool,
+    /// The instance it is bound to, once placed.
+    pub instance_id: Option<InstanceId>,
+    /// The engine's id, once created there.
+    pub docker_id: Option<String>,
+    /// When it was accepted, RFC 3339.
+    pub created_at: String,
+    /// Last change, RFC 3339.
+    pub updated_at: String,
+}
+
+/// An instance Nest booted for a project.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    /// The driver's id (Nova server id, or the local driver's).
+    pub id: InstanceId,
+    /// Owner project.
+    pub project_id: ProjectId,
+    /// Which driver booted it (`local`, `nova`).
+    pub driver: String,
+    /// Lifecycle status.
+    pub status: InstanceStatus,
+    /// Why it is in that status.
+    pub status_reason: Option<String>,
+    /// vCPUs it has for containers.
+    pub vcpus: f64,
+    /// Memory it has for containers, MiB.
+    pub memory_mib: u64,
+    /// Addresses by network name.
+    pub addresses: BTreeMap<String, String>,
+    /// When it was booted, RFC 3339.
+    pub created_at: String,
+    /// Since when it has held no container, RFC 3339; `None` when in use.
+    pub empty_since: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_spelling() {
+        for st in ContainerStatus::ALL {
+            assert_eq!(ContainerStatus::parse_zun(st.as_zun()), Some(st));
+        }
+        for st in InstanceStatus::ALL {
+            assert_eq!(InstanceStatus::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(ContainerStatus::parse_zun("running"), None);
+    }
+
+    #[test]
+    fn delete_rules_follow_zun() {
+        assert!(!ContainerStatus::Running.can_delete(false, false));
+        assert!(ContainerStatus::Running.can_delete(false, true));
+        assert!(ContainerStatus::Running.can_delete(true, false));
+        assert!(ContainerStatus::Stopped.can_delete(false, false));
+        assert!(!ContainerStatus::Paused.can_delete(false, true));
+    }
+
+    #[test]
+    fn ids_refuse_unsafe_input() {
+        assert!(ProjectId::parse("a1b2c3").is_ok());
+        assert!(ProjectId::parse("a/b").is_err());
+        assert!(ProjectId::parse("").is_err());
+        assert!(ContainerId::parse("not-a-uuid").is_err());
+        let id = ContainerId::generate();
+        assert_eq!(ContainerId::parse(&id.to_string()), Ok(id));
+        assert!(RequestId::from_client("req-00000000-0000-0000-0000-000000000000").is_some());
+        assert!(RequestId::from_client("req-x").is_none());
+        assert!(RequestId::generate().as_str().starts_with("req-"));
+    }
+}
