@@ -722,3 +722,54 @@ async fn agent_certificate_cannot_act_as_the_service_nor_the_reverse() {
         .await
         .expect("real agent unaffected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_renews_its_certificate_over_the_live_session_before_expiry() {
+    docker::ensure_test_image();
+    let pki = TestPki::new();
+    let relay = RelayProcess::start(&pki, any_loopback()).await;
+    // Short-lived certificates: renewal is due two thirds in, after 8s.
+    let lifetime = Duration::from_secs(12);
+    let service = TestService::attach(&pki, &relay.dial_addr(), lifetime).await;
+    let instance = InstanceId::parse(&unique("inst")).expect("id");
+    let token = service.token_for(&instance);
+    let mut agent =
+        AgentProcess::start(pki.dir.path(), &pki, &relay.dial_addr(), &instance, &token);
+    let first = service
+        .wait_connected(&instance, &HashSet::new(), TIMEOUT)
+        .await;
+    let cert_path = agent.state_dir().join("agent-cert.pem");
+    let original = std::fs::read_to_string(&cert_path).expect("enrolled certificate");
+
+    let renewed = nest_tests::eventually(Duration::from_secs(20), "a renewed certificate", || {
+        let path = cert_path.clone();
+        let original = original.clone();
+        async move {
+            let now = std::fs::read_to_string(&path).ok()?;
+            (now != original).then_some(now)
+        }
+    })
+    .await;
+    assert!(renewed.starts_with("-----BEGIN CERTIFICATE-----"));
+    // Renewed over the live session: no reconnect happened.
+    let sessions = service.seen(|s| {
+        s.connected()
+            .into_iter()
+            .filter(|(id, _, _)| id == instance.as_str())
+            .count()
+    });
+    assert_eq!(sessions, 1, "renewal must not need a new session");
+    assert!(
+        agent.log().contains("agent certificate renewed"),
+        "{}",
+        agent.log()
+    );
+
+    // Once the original certificate has expired, a restarted agent gets in
+    // with the renewed one (it has no token left to enroll again).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    agent.kill().await;
+    agent.restart();
+    let known: HashSet<u64> = [first.session_id].into_iter().collect();
+    service.wait_connected(&instance, &known, TIMEOUT).await;
+}
