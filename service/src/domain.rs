@@ -245,7 +245,12 @@ impl ContainerStatus {
     pub fn can_read_logs(self) -> bool {
         matches!(
             self,
-            Self::Created | Self::Error | Self::Paused | Self::Running | Self::Stopped | Self::Unknown
+            Self::Created
+                | Self::Error
+                | Self::Paused
+                | Self::Running
+                | Self::Stopped
+                | Self::Unknown
         )
     }
     /// Whether PATCH (name, cpu, memory) is allowed.
@@ -339,6 +344,11 @@ impl PortProtocol {
             Self::Tcp => "tcp",
             Self::Udp => "udp",
         }
+    }
+
+    /// Reads the stored spelling back.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Tcp, Self::Udp].into_iter().find(|p| p.as_str() == s)
     }
 }
 

@@ -3,7 +3,40 @@
 //! # Layout
 //! - [`domain`]: containers, instances, their ids and status machines;
 //! - [`auth`]: callers, token validation and policy.
+//! - [`api`]: the Zun-compatible REST API over the `ContainerBackend` trait.
+//! - [`db`]: the database (SQLite or PostgreSQL): containers, instances, ports, actions.
+//! - [`driver`]: the instance drivers (`local`, later `nova`) behind one trait.
+//! - [`scheduler`]: placement, booting and retiring instances.
+//! - [`reconcile`]: converging the database with what agents and drivers report.
+//! - [`relay_link`]: the CA, the embedded relay and the service's links to it.
+//! - [`app`]: the container service the API calls (`ContainerBackend`).
+//! - [`convert`]: domain types to and from the wire protocol.
+//! - [`config`]: the service's configuration file.
+//! - [`server`]: assembling and running all of the above.
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod convert;
 pub mod auth;
+pub mod db;
 pub mod domain;
+pub mod driver;
+pub mod reconcile;
+pub mod relay_link;
+pub mod scheduler;
+pub mod server;
+
+/// An error and its causes on one line, for logs and messages that cross
+/// a boundary.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

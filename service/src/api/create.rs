@@ -1,0 +1,835 @@
+//! Zun's container create body (zun-api.md §2.1, schema
+//! `container_create_v140`) and its mapping into a [`NewContainer`].
+//!
+//! The body type denies unknown fields; [`parse_create`] then checks what
+//! the schema and Zun's controller check (lengths, patterns, ranges,
+//! microversion gates) and refuses, with a 400 that says so, the Zun
+//! features Nest cannot honour (Neutron networks and security groups,
+//! Cinder mounts, ...) unless they carry their neutral value (`null`, `[]`,
+//! `false`), which python-zunclient always sends.
+//!
+//! Nest extension: `"ports": ["pub:222:22", "8080:80/udp"]` publishes
+//! container ports on the instance, `[network:]host_port:container_port
+//! [/tcp|udp]` (DESIGN.md, "The life of a container" step 6). Zun's
+//! `exposed_ports` (`{"80/tcp": {}}`, ≥1.24) maps to the same thing with the
+//! same port on both sides.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::backend::{ContainerPatch, NewContainer};
+use super::error::ApiError;
+use super::extract::Flag;
+use super::microversion::ApiVersion;
+use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
+
+/// vCPUs reserved when the request names none (Zun's `default_cpu`).
+pub const DEFAULT_CPU: f64 = 1.0;
+/// Memory reserved when the request names none, MiB (`default_memory`).
+pub const DEFAULT_MEMORY_MIB: u64 = 512;
+/// Fewest vCPUs a container may reserve (`minimum_cpus`).
+pub const MIN_CPU: f64 = 0.1;
+/// Most vCPUs a container may reserve (`maximum_cpus`).
+pub const MAX_CPU: f64 = 16.0;
+/// Least memory a container may reserve, MiB (`minimum_memory`).
+pub const MIN_MEMORY_MIB: u64 = 4;
+/// Most memory a container may reserve, MiB (`maximum_memory`).
+pub const MAX_MEMORY_MIB: u64 = 8192;
+
+/// A number or its string form (`cpu`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum NumberOrString {
+    /// A JSON number.
+    Number(f64),
+    /// A numeric string.
+    Text(String),
+}
+
+/// An integer or its string form (`memory`, `disk`, retry counts).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum IntegerOrString {
+    /// A JSON integer.
+    Integer(i64),
+    /// A digit string.
+    Text(String),
+}
+
+/// `command`: a list from 1.20, a shell-split string before.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum CommandField {
+    /// The argv (≥ 1.20).
+    List(Vec<String>),
+    /// A command line, split shell-style (≤ 1.19).
+    Line(String),
+}
+
+/// Docker restart policy as Zun spells it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicyBody {
+    /// `no`, `always`, `on-failure` or `unless-stopped`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Retries for `on-failure`; must be 0 for the others.
+    #[serde(rename = "MaximumRetryCount", default)]
+    pub maximum_retry_count: Option<IntegerOrString>,
+}
+
+/// `POST /v1/containers` body. Every Zun 1.40 field is accepted by the
+/// schema; see the module docs for those Nest refuses.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContainerBody {
+    /// Image reference (required).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Name, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`; generated when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Command: a list (≥ 1.20) or a string (≤ 1.19).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub command: Option<CommandField>,
+    /// Entrypoint (≥ 1.40).
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// vCPUs, 0.1 to 16; default 1.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub cpu: Option<NumberOrString>,
+    /// Memory, MiB, 4 to 8192 (string or integer); default 512.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub memory: Option<IntegerOrString>,
+    /// Disk, GiB: not supported by Nest (must be null).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub disk: Option<IntegerOrString>,
+    /// `shared` (Nest does not pin CPUs; `dedicated` is refused).
+    #[serde(default)]
+    pub cpu_policy: Option<String>,
+    /// Working directory.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Environment; every value a string.
+    #[serde(default)]
+    pub environment: Option<BTreeMap<String, String>>,
+    /// Labels; every value a string.
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicyBody>,
+    /// Keep stdin open (and, below 1.36, allocate a terminal).
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub interactive: Option<Flag>,
+    /// Allocate a terminal (≥ 1.36).
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub tty: Option<Flag>,
+    /// Remove on exit (≥ 1.3).
+    #[serde(default)]
+    pub auto_remove: Option<bool>,
+    /// Zun's auto-heal: not supported (must be false).
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub auto_heal: Option<Flag>,
+    /// `docker` or `glance`; Nest tells them apart by the reference.
+    #[serde(default)]
+    pub image_driver: Option<String>,
+    /// Only `ifnotpresent` (what Nest does) is accepted.
+    #[serde(default)]
+    pub image_pull_policy: Option<String>,
+    /// Neutron security groups: not supported (must be empty).
+    #[serde(default)]
+    pub security_groups: Option<Vec<String>>,
+    /// Neutron networks (≥ 1.2): not supported (must be empty).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub nets: Option<Vec<Value>>,
+    /// Cinder volumes and file injection (≥ 1.11): not supported (must be
+    /// empty).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub mounts: Option<Vec<Value>>,
+    /// Scheduler hints (string, number or boolean values).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub hints: Option<BTreeMap<String, Value>>,
+    /// Availability zone; passed to the scheduler as the hint
+    /// `availability_zone`.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    /// Container runtime (≥ 1.5): only `runc`.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Hostname (≥ 1.9); null is refused as in Zun.
+    #[serde(default, deserialize_with = "non_null")]
+    pub hostname: Option<String>,
+    /// Privileged (≥ 1.21): denied to everyone, as Zun's default policy.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub privileged: Option<Flag>,
+    /// Health check (≥ 1.22): not supported (must be null).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub healthcheck: Option<Value>,
+    /// `{"<port>[/tcp|udp]": {}}` (≥ 1.24): published on the same port of
+    /// the instance.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub exposed_ports: Option<BTreeMap<String, Value>>,
+    /// Private registry (≥ 1.31): not supported (must be null).
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Requested instance id (≥ 1.39); passed to the scheduler as the hint
+    /// `host`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Nest extension: published ports, `[network:]host:container[/proto]`.
+    #[serde(default)]
+    pub ports: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/containers/{c}` body (Zun's `container_update`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateContainerBody {
+    /// New name (≥ 1.14).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New vCPU reservation.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub cpu: Option<NumberOrString>,
+    /// New memory reservation, MiB.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub memory: Option<IntegerOrString>,
+    /// Zun's auto-heal: not supported (must be false).
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub auto_heal: Option<Flag>,
+}
+
+fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+fn schema(field: &str, reason: impl Into<String>) -> ApiError {
+    ApiError::Schema {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn gate(
+    param: &'static str,
+    present: bool,
+    version: ApiVersion,
+    minor: u16,
+) -> Result<(), ApiError> {
+    if present && !version.at_least(minor) {
+        return Err(ApiError::ParamInVersion {
+            param,
+            requested: version,
+            minimum: ApiVersion::new(minor),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a create body at `version` and maps it to what the backend takes.
+///
+/// # Errors
+/// [`ApiError`] 400s for schema, range and microversion violations and for
+/// unsupported features; 403 for `privileged`.
+pub fn parse_create(
+    body: CreateContainerBody,
+    version: ApiVersion,
+) -> Result<NewContainer, ApiError> {
+    let present_list = |v: &Option<Vec<Value>>| v.as_ref().is_some_and(|l| !l.is_empty());
+    gate("nets", present_list(&body.nets), version, 2)?;
+    gate("auto_remove", body.auto_remove.is_some(), version, 3)?;
+    gate("runtime", body.runtime.is_some(), version, 5)?;
+    gate("hostname", body.hostname.is_some(), version, 9)?;
+    gate("mounts", present_list(&body.mounts), version, 11)?;
+    gate("privileged", body.privileged.is_some(), version, 21)?;
+    gate("healthcheck", body.healthcheck.is_some(), version, 22)?;
+    gate("exposed_ports", body.exposed_ports.is_some(), version, 24)?;
+    gate("registry", body.registry.is_some(), version, 31)?;
+    gate("host", body.host.is_some(), version, 39)?;
+    gate("entrypoint", body.entrypoint.is_some(), version, 40)?;
+
+    let image = body
+        .image
+        .ok_or_else(|| schema("image", "'image' is a required property"))?;
+    check_image(&image)?;
+    if let Some(name) = &body.name {
+        check_name("name", name)?;
+    }
+    let command = match body.command {
+        None => Vec::new(),
+        Some(CommandField::List(argv)) if version.at_least(20) => argv,
+        Some(CommandField::Line(line)) if !version.at_least(20) => split_command("command", &line)?,
+        Some(CommandField::List(_)) => {
+            return Err(schema(
+                "command",
+                format!("must be a string at version {version}"),
+            ));
+        }
+        Some(CommandField::Line(_)) => {
+            return Err(schema(
+                "command",
+                format!("must be a list at version {version}"),
+            ));
+        }
+    };
+    let cpu = body.cpu.as_ref().map(|c| parse_cpu("cpu", c)).transpose()?;
+    let memory_mib = body
+        .memory
+        .as_ref()
+        .map(|m| parse_memory("memory", m))
+        .transpose()?;
+
+    if body.disk.is_some() {
+        return Err(unsupported("disk", "containers use their instance's disk"));
+    }
+    match body.cpu_policy.as_deref() {
+        None | Some("shared") => {}
+        Some("dedicated") => {
+            return Err(unsupported(
+                "cpu_policy",
+                "Nest does not pin CPUs; use shared",
+            ));
+        }
+        Some(other) => {
+            return Err(schema(
+                "cpu_policy",
+                format!("{other:?} is not one of 'dedicated', 'shared'"),
+            ));
+        }
+    }
+    if body.auto_heal.is_some_and(|Flag(on)| on) {
+        return Err(unsupported(
+            "auto_heal",
+            "the reconciler restores containers instead",
+        ));
+    }
+    match body.image_driver.as_deref() {
+        None | Some("None" | "docker" | "glance") => {}
+        Some(other) => {
+            return Err(schema(
+                "image_driver",
+                format!("{other:?} is not one of 'docker', 'glance'"),
+            ));
+        }
+    }
+    match body
+        .image_pull_policy
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("ifnotpresent") => {}
+        Some("always" | "never") => {
+            return Err(unsupported(
+                "image_pull_policy",
+                "images are pulled when missing (ifnotpresent)",
+            ));
+        }
+        Some(_) => {
+            return Err(schema(
+                "image_pull_policy",
+                "must be one of never, always, ifnotpresent",
+            ));
+        }
+    }
+    if body.security_groups.is_some() && body.exposed_ports.is_some() {
+        return Err(schema(
+            "security_groups",
+            "security_groups and exposed_ports cannot be given together",
+        ));
+    }
+    if body.security_groups.as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(unsupported(
+            "security_groups",
+            "Nest has no Neutron security groups",
+        ));
+    }
+    if present_list(&body.nets) {
+        return Err(unsupported(
+            "nets",
+            "networks come from the instance; use hints",
+        ));
+    }
+    if present_list(&body.mounts) {
+        return Err(unsupported(
+            "mounts",
+            "volumes and file injection are not available",
+        ));
+    }
+    if let Some(runtime) = &body.runtime
+        && runtime != "runc"
+    {
+        return Err(unsupported("runtime", "only runc is available"));
+    }
+    if body.privileged.is_some() {
+        return Err(ApiError::PrivilegedDenied);
+    }
+    if body.healthcheck.as_ref().is_some_and(|h| !h.is_null()) {
+        return Err(unsupported(
+            "healthcheck",
+            "health checks are not available",
+        ));
+    }
+    if body.registry.is_some() {
+        return Err(unsupported(
+            "registry",
+            "private registries are not available",
+        ));
+    }
+    if let Some(hostname) = &body.hostname {
+        check_host_name("hostname", hostname)?;
+    }
+    if let Some(workdir) = &body.workdir
+        && workdir.len() > 255
+    {
+        return Err(schema("workdir", "is longer than 255 characters"));
+    }
+
+    let restart_policy = body
+        .restart_policy
+        .as_ref()
+        .map(parse_restart_policy)
+        .transpose()?
+        .unwrap_or_default();
+    let interactive = body.interactive.is_some_and(|Flag(on)| on);
+    let tty = if version.at_least(36) {
+        body.tty.is_some_and(|Flag(on)| on)
+    } else {
+        interactive
+    };
+
+    let mut hints = BTreeMap::new();
+    for (key, value) in body.hints.unwrap_or_default() {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                return Err(schema(
+                    &format!("hints.{key}"),
+                    "must be a string, number or boolean",
+                ));
+            }
+        };
+        hints.insert(key, text);
+    }
+    if let Some(zone) = body.availability_zone {
+        if zone.is_empty() || zone.len() > 255 {
+            return Err(schema("availability_zone", "must be 1 to 255 characters"));
+        }
+        hints.insert("availability_zone".into(), zone);
+    }
+    if let Some(host) = body.host {
+        check_host_name("host", &host)?;
+        hints.insert("host".into(), host);
+    }
+
+    let mut ports = Vec::new();
+    for (i, spec) in body.ports.unwrap_or_default().iter().enumerate() {
+        ports.push(parse_port(spec).map_err(|reason| schema(&format!("ports[{i}]"), reason))?);
+    }
+    for key in body.exposed_ports.unwrap_or_default().keys() {
+        let port = parse_exposed_port(key).map_err(|reason| schema("exposed_ports", reason))?;
+        ports.push(port);
+    }
+    let mut seen = HashSet::new();
+    for port in &ports {
+        if !seen.insert((port.host_port, port.protocol)) {
+            return Err(schema(
+                "ports",
+                format!(
+                    "host port {}/{} is published twice",
+                    port.host_port,
+                    port.protocol.as_str()
+                ),
+            ));
+        }
+    }
+
+    Ok(NewContainer {
+        name: body.name,
+        spec: ContainerSpec {
+            image,
+            command,
+            entrypoint: body.entrypoint.unwrap_or_default(),
+            environment: body.environment.unwrap_or_default(),
+            labels: body.labels.unwrap_or_default(),
+            workdir: body.workdir,
+            hostname: body.hostname,
+            cpu: cpu.unwrap_or(DEFAULT_CPU),
+            memory_mib: memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+            restart_policy,
+            interactive,
+            tty,
+            auto_remove: body.auto_remove.unwrap_or(false),
+            ports,
+            hints,
+        },
+    })
+}
+
+/// Checks a PATCH body at `version`.
+///
+/// # Errors
+/// [`ApiError`] 400s as for create.
+pub fn parse_update(
+    body: UpdateContainerBody,
+    version: ApiVersion,
+) -> Result<ContainerPatch, ApiError> {
+    gate("name", body.name.is_some(), version, 14)?;
+    if let Some(name) = &body.name {
+        check_name("name", name)?;
+    }
+    if body.auto_heal.is_some_and(|Flag(on)| on) {
+        return Err(unsupported(
+            "auto_heal",
+            "the reconciler restores containers instead",
+        ));
+    }
+    Ok(ContainerPatch {
+        name: body.name,
+        cpu: body.cpu.as_ref().map(|c| parse_cpu("cpu", c)).transpose()?,
+        memory_mib: body
+            .memory
+            .as_ref()
+            .map(|m| parse_memory("memory", m))
+            .transpose()?,
+    })
+}
+
+fn unsupported(field: &'static str, reason: &'static str) -> ApiError {
+    ApiError::UnsupportedField { field, reason }
+}
+
+fn check_image(image: &str) -> Result<(), ApiError> {
+    if !(2..=255).contains(&image.len()) {
+        return Err(schema("image", "must be 2 to 255 characters"));
+    }
+    // Zun's pattern `[a-zA-Z0-9][a-zA-Z0-9_.-]` is unanchored: somewhere an
+    // alphanumeric is followed by a name character.
+    let bytes = image.as_bytes();
+    let found = bytes.windows(2).any(|w| {
+        w[0].is_ascii_alphanumeric()
+            && (w[1].is_ascii_alphanumeric() || matches!(w[1], b'_' | b'.' | b'-'))
+    });
+    if !found {
+        return Err(schema("image", "does not look like an image reference"));
+    }
+    if image.chars().any(char::is_whitespace) {
+        return Err(schema("image", "must not contain whitespace"));
+    }
+    Ok(())
+}
+
+/// Zun's container name rule: 2–255 characters, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`.
+pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !(2..=255).contains(&name.len()) || !first_ok || !rest_ok {
+        return Err(schema(
+            field,
+            format!("{name:?} must be 2 to 255 characters matching ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_host_name(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = (1..=255).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(schema(
+            field,
+            format!("{value:?} must be 1 to 255 characters matching ^[a-zA-Z0-9-._]*$"),
+        ))
+    }
+}
+
+fn parse_cpu(field: &str, value: &NumberOrString) -> Result<f64, ApiError> {
+    let cpu = match value {
+        NumberOrString::Number(n) => *n,
+        NumberOrString::Text(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| schema(field, format!("{s:?} is not a number")))?,
+    };
+    if !cpu.is_finite() || !(MIN_CPU..=MAX_CPU).contains(&cpu) {
+        return Err(schema(
+            field,
+            format!("{cpu} is outside {MIN_CPU} to {MAX_CPU}"),
+        ));
+    }
+    Ok(cpu)
+}
+
+fn parse_count(field: &str, value: &IntegerOrString) -> Result<u64, ApiError> {
+    match value {
+        IntegerOrString::Integer(n) => {
+            u64::try_from(*n).map_err(|_| schema(field, format!("{n} is negative")))
+        }
+        IntegerOrString::Text(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
+            .parse::<u64>()
+            .map_err(|_| schema(field, format!("{s:?} is too large"))),
+        IntegerOrString::Text(s) => Err(schema(
+            field,
+            format!("{s:?} is not a non-negative integer"),
+        )),
+    }
+}
+
+fn parse_memory(field: &str, value: &IntegerOrString) -> Result<u64, ApiError> {
+    let mib = parse_count(field, value)?;
+    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+        return Err(schema(
+            field,
+            format!("{mib} MiB is outside {MIN_MEMORY_MIB} to {MAX_MEMORY_MIB}"),
+        ));
+    }
+    Ok(mib)
+}
+
+fn parse_restart_policy(body: &RestartPolicyBody) -> Result<(RestartPolicyName, u32), ApiError> {
+    let name = match body.name.as_str() {
+        "no" => RestartPolicyName::No,
+        "always" => RestartPolicyName::Always,
+        "on-failure" => RestartPolicyName::OnFailure,
+        "unless-stopped" => RestartPolicyName::UnlessStopped,
+        other => {
+            return Err(schema(
+                "restart_policy.Name",
+                format!("{other:?} is not one of 'no', 'always', 'on-failure', 'unless-stopped'"),
+            ));
+        }
+    };
+    let count = body
+        .maximum_retry_count
+        .as_ref()
+        .map(|c| parse_count("restart_policy.MaximumRetryCount", c))
+        .transpose()?
+        .unwrap_or(0);
+    let count = u32::try_from(count)
+        .map_err(|_| schema("restart_policy.MaximumRetryCount", "is too large"))?;
+    match name {
+        RestartPolicyName::Always | RestartPolicyName::UnlessStopped if count != 0 => Err(schema(
+            "restart_policy.MaximumRetryCount",
+            format!(
+                "maximum retry count not valid with restart policy of {}",
+                body.name
+            ),
+        )),
+        RestartPolicyName::No => Ok((name, 0)),
+        _ => Ok((name, count)),
+    }
+}
+
+/// Splits a command line shell-style (docker-py's `split_command`).
+///
+/// # Errors
+/// [`ApiError::InvalidParameter`] for unbalanced quotes or an empty line.
+pub fn split_command(field: &str, line: &str) -> Result<Vec<String>, ApiError> {
+    let argv = shlex::split(line).ok_or_else(|| ApiError::InvalidParameter {
+        name: field.to_owned(),
+        reason: "has unbalanced quotes".into(),
+    })?;
+    if argv.is_empty() {
+        return Err(ApiError::InvalidParameter {
+            name: field.to_owned(),
+            reason: "is empty".into(),
+        });
+    }
+    Ok(argv)
+}
+
+/// Reads Nest's `[network:]host_port:container_port[/tcp|udp]`.
+///
+/// # Errors
+/// Why the spec is malformed.
+pub fn parse_port(spec: &str) -> Result<PublishedPort, String> {
+    let (ports, protocol) = split_protocol(spec)?;
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (network, host, container) = match parts.as_slice() {
+        [host, container] => (None, *host, *container),
+        [network, host, container] => (Some(*network), *host, *container),
+        _ => {
+            return Err(format!(
+                "{spec:?} is not [network:]host_port:container_port[/tcp|udp]"
+            ));
+        }
+    };
+    if let Some(net) = network
+        && (net.is_empty()
+            || net.len() > 64
+            || !net
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!("{net:?} is not a network name"));
+    }
+    Ok(PublishedPort {
+        network: network.map(str::to_owned),
+        host_port: parse_port_number(host)?,
+        container_port: parse_port_number(container)?,
+        protocol,
+    })
+}
+
+fn parse_exposed_port(key: &str) -> Result<PublishedPort, String> {
+    let (port, protocol) = split_protocol(key)?;
+    let port = parse_port_number(port)?;
+    Ok(PublishedPort {
+        network: None,
+        host_port: port,
+        container_port: port,
+        protocol,
+    })
+}
+
+fn split_protocol(spec: &str) -> Result<(&str, PortProtocol), String> {
+    match spec.split_once('/') {
+        None => Ok((spec, PortProtocol::Tcp)),
+        Some((ports, "tcp")) => Ok((ports, PortProtocol::Tcp)),
+        Some((ports, "udp")) => Ok((ports, PortProtocol::Udp)),
+        Some((_, other)) => Err(format!("protocol {other:?} is not tcp or udp")),
+    }
+}
+
+fn parse_port_number(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{s:?} is not a port from 1 to 65535")),
+    }
+}
+
+/// Nest's spelling of a published port, as `parse_port` reads it.
+pub fn format_port(port: &PublishedPort) -> String {
+    let network = port
+        .network
+        .as_deref()
+        .map(|n| format!("{n}:"))
+        .unwrap_or_default();
+    format!(
+        "{network}{}:{}/{}",
+        port.host_port,
+        port.container_port,
+        port.protocol.as_str()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> CreateContainerBody {
+        serde_json::from_value(v).expect("test body deserializes")
+    }
+
+    #[test]
+    fn zunclient_body_is_accepted_with_defaults() {
+        let b = body(serde_json::json!({
+            "image": "cirros:latest", "command": ["sleep", "1"], "environment": {},
+            "labels": {}, "hints": {}, "nets": [], "mounts": [], "auto_remove": false,
+            "memory": "100", "cpu": 0.1, "restart_policy": {"Name": "on-failure", "MaximumRetryCount": "2"},
+        }));
+        let c = parse_create(b, ApiVersion::MAX).expect("accepted");
+        assert_eq!(c.spec.command, ["sleep", "1"]);
+        assert_eq!(c.spec.memory_mib, 100);
+        assert_eq!(c.spec.restart_policy, (RestartPolicyName::OnFailure, 2));
+    }
+
+    #[test]
+    fn legacy_command_is_shell_split() {
+        let b =
+            body(serde_json::json!({"image": "busybox", "command": "\"sh\" \"-c\" \"echo a b\""}));
+        let c = parse_create(b, ApiVersion::new(19)).expect("accepted");
+        assert_eq!(c.spec.command, ["sh", "-c", "echo a b"]);
+        assert_eq!(c.spec.cpu, DEFAULT_CPU);
+        let b = body(serde_json::json!({"image": "busybox", "command": "ls"}));
+        assert!(matches!(
+            parse_create(b, ApiVersion::MAX),
+            Err(ApiError::Schema { .. })
+        ));
+    }
+
+    #[test]
+    fn ports_parse_both_spellings() {
+        let p = parse_port("pub:222:22").expect("valid");
+        assert_eq!(
+            (p.network.as_deref(), p.host_port, p.container_port),
+            (Some("pub"), 222, 22)
+        );
+        let p = parse_port("8080:80/udp").expect("valid");
+        assert_eq!((p.network.clone(), p.protocol), (None, PortProtocol::Udp));
+        assert_eq!(format_port(&p), "8080:80/udp");
+        assert!(parse_port("80").is_err());
+        assert!(parse_port("0:80").is_err());
+        assert!(parse_port("a b:1:2").is_err());
+        assert!(parse_port("1:2/sctp").is_err());
+    }
+
+    #[test]
+    fn gated_and_ranged_fields_are_refused() {
+        let b = body(serde_json::json!({"image": "busybox", "entrypoint": ["sh"]}));
+        assert!(matches!(
+            parse_create(b, ApiVersion::new(39)),
+            Err(ApiError::ParamInVersion {
+                param: "entrypoint",
+                ..
+            })
+        ));
+        let b = body(serde_json::json!({"image": "busybox", "cpu": "32"}));
+        assert!(matches!(
+            parse_create(b, ApiVersion::MAX),
+            Err(ApiError::Schema { .. })
+        ));
+        let b = body(serde_json::json!({"image": "busybox", "memory": 2}));
+        assert!(matches!(
+            parse_create(b, ApiVersion::MAX),
+            Err(ApiError::Schema { .. })
+        ));
+        let b = body(
+            serde_json::json!({"image": "busybox", "restart_policy": {"Name": "always", "MaximumRetryCount": 3}}),
+        );
+        assert!(matches!(
+            parse_create(b, ApiVersion::MAX),
+            Err(ApiError::Schema { .. })
+        ));
+        let b = body(serde_json::json!({"image": "busybox", "privileged": false}));
+        assert!(matches!(
+            parse_create(b, ApiVersion::MAX),
+            Err(ApiError::PrivilegedDenied)
+        ));
+        let b = body(serde_json::json!({"image": "busybox", "ports": ["1:2", "1:3"]}));
+        assert!(matches!(
+            parse_create(b, ApiVersion::MAX),
+            Err(ApiError::Schema { .. })
+        ));
+    }
+}

@@ -1,0 +1,276 @@
+//! The console websockets this service serves in place of zun-wsproxy:
+//! `GET /v1/containers/{uuid}/attach/ws?token=T` and
+//! `GET /v1/containers/{uuid}/exec/ws?token=T&exec_id=E`.
+//!
+//! The token, issued by `attach` or an interactive `execute`, is the only
+//! credential (websocket clients send no `X-Auth-Token`); the backend
+//! redeems it before the upgrade, so a bad token is an ordinary HTTP error.
+//! The handshake selects subprotocol `binary`, which python-zunclient's
+//! websocket-client requires, and refuses an `Origin` other than the
+//! service's own (as zun-wsproxy does). Binary frames carry raw terminal
+//! bytes both ways. Nest extension: a text frame that is exactly
+//! `{"resize": {"w": W, "h": H}}` resizes the terminal; any other text
+//! frame is input. No Docker socket is ever exposed: the backend pipes the
+//! session through the relay.
+
+use axum::extract::State;
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::ApiState;
+use super::backend::{
+    ConsoleInput, ConsoleIo, ConsoleSession, ConsoleTarget, ConsoleToken, ExecId, TtySize,
+};
+use super::error::ApiError;
+use super::extract::{BaseUrl, QueryParams, ZunPath};
+use crate::domain::ContainerId;
+
+/// Client-to-process messages buffered before the websocket stops being
+/// read (back-pressure on a slow process; keystrokes are small).
+const CONSOLE_INPUT_CAPACITY: usize = 64;
+/// Process-to-client chunks buffered before the session waits for the
+/// client (back-pressure on a slow terminal).
+const CONSOLE_OUTPUT_CAPACITY: usize = 64;
+
+/// Query of the console websockets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleQuery {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    exec_id: Option<String>,
+    /// zun-wsproxy URLs carry the uuid again; accepted and checked.
+    #[serde(default)]
+    uuid: Option<String>,
+}
+
+/// Attach to a container's console.
+#[utoipa::path(get, path = "/v1/containers/{container}/attach/ws", tag = "exec",
+    params(("container" = String, Path, description = "uuid"), ("token" = String, Query)),
+    responses((status = 101, description = "websocket, subprotocol binary"),
+              (status = 403, description = "token refused")))]
+pub async fn attach(
+    State(state): State<ApiState>,
+    base: BaseUrl,
+    ZunPath(container): ZunPath<String>,
+    QueryParams(query): QueryParams<ConsoleQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    if query.exec_id.is_some() {
+        return Err(ApiError::UnknownParameters(vec!["exec_id".into()]));
+    }
+    open(
+        state,
+        base,
+        &container,
+        query,
+        ConsoleTarget::Attach,
+        &headers,
+        upgrade,
+    )
+    .await
+}
+
+/// Attach to an interactive exec.
+#[utoipa::path(get, path = "/v1/containers/{container}/exec/ws", tag = "exec",
+    params(("container" = String, Path, description = "uuid"), ("token" = String, Query),
+           ("exec_id" = String, Query)),
+    responses((status = 101, description = "websocket, subprotocol binary"),
+              (status = 403, description = "token refused")))]
+pub async fn exec(
+    State(state): State<ApiState>,
+    base: BaseUrl,
+    ZunPath(container): ZunPath<String>,
+    QueryParams(query): QueryParams<ConsoleQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let exec_id = query
+        .exec_id
+        .as_deref()
+        .ok_or_else(|| "is required".to_owned())
+        .and_then(ExecId::parse)
+        .map_err(|reason| ApiError::InvalidParameter {
+            name: "exec_id".into(),
+            reason,
+        })?;
+    let target = ConsoleTarget::Exec(exec_id);
+    open(state, base, &container, query, target, &headers, upgrade).await
+}
+
+async fn open(
+    state: ApiState,
+    base: BaseUrl,
+    container: &str,
+    query: ConsoleQuery,
+    target: ConsoleTarget,
+    headers: &HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let invalid = |name: &str, reason: String| ApiError::InvalidParameter {
+        name: name.to_owned(),
+        reason,
+    };
+    let container =
+        ContainerId::parse(container).map_err(|e| invalid("container", e.to_string()))?;
+    if query
+        .uuid
+        .as_deref()
+        .is_some_and(|u| u != container.to_string())
+    {
+        return Err(invalid("uuid", "does not match the path".into()));
+    }
+    let token = query
+        .token
+        .as_deref()
+        .ok_or_else(|| "is required".to_owned())
+        .and_then(ConsoleToken::parse)
+        .map_err(|reason| invalid("token", reason))?;
+    check_origin(headers, &base)?;
+    let upgrade = upgrade.map_err(|_| ApiError::WebSocketRequired)?;
+    let session = state
+        .backend()
+        .open_console(container, &token, target)
+        .await?;
+    Ok(upgrade
+        .protocols(["binary"])
+        .on_upgrade(move |socket| pump(socket, session)))
+}
+
+/// Refuses a browser page of another origin (cross-site websocket
+/// hijacking); clients that send no `Origin` are accepted.
+fn check_origin(headers: &HeaderMap, base: &BaseUrl) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+    let authority = |url: &str| {
+        url.split_once("://")
+            .map_or(url, |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_ascii_lowercase()
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let origin_authority = authority(&origin);
+    if host.as_deref() == Some(origin_authority.as_str())
+        || authority(base.as_str()) == origin_authority
+    {
+        Ok(())
+    } else {
+        Err(ApiError::OriginNotAllowed(origin))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResizeFrame {
+    resize: ResizeSize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResizeSize {
+    w: u16,
+    h: u16,
+}
+
+fn text_input(text: &str) -> ConsoleInput {
+    match serde_json::from_str::<ResizeFrame>(text) {
+        Ok(ResizeFrame {
+            resize: ResizeSize { w, h },
+        }) if w > 0 && h > 0 => ConsoleInput::Resize(TtySize {
+            width: w,
+            height: h,
+        }),
+        _ => ConsoleInput::Data(Bytes::copy_from_slice(text.as_bytes())),
+    }
+}
+
+/// Pipes the websocket into and out of the session until either ends. The
+/// session future is dropped (ending it) when the client goes away.
+async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
+    let (input_tx, input_rx) = mpsc::channel(CONSOLE_INPUT_CAPACITY);
+    let (output_tx, mut output_rx) = mpsc::channel::<Bytes>(CONSOLE_OUTPUT_CAPACITY);
+    let run = session.run(ConsoleIo {
+        input: input_rx,
+        output: output_tx,
+    });
+    tokio::pin!(run);
+    let mut input = Some(input_tx);
+    loop {
+        tokio::select! {
+            result = &mut run => {
+                if let Err(error) = result {
+                    tracing::warn!(error = %error, "console session failed");
+                }
+                // Flush what the session wrote before it ended.
+                while let Ok(chunk) = output_rx.try_recv() {
+                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+            chunk = output_rx.recv() => match chunk {
+                Some(chunk) => {
+                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                // The session dropped its output: wait for it to finish.
+                None => {
+                    if let Err(error) = (&mut run).await {
+                        tracing::warn!(error = %error, "console session failed");
+                    }
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            message = socket.recv() => {
+                let item = match message {
+                    Some(Ok(Message::Binary(data))) => ConsoleInput::Data(data),
+                    Some(Ok(Message::Text(text))) => text_input(text.as_str()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                };
+                let Some(tx) = &input else { continue };
+                if tx.send(item).await.is_err() {
+                    // The session stopped reading input; keep relaying output.
+                    input = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_frames_are_recognised_and_other_text_is_input() {
+        assert_eq!(
+            text_input(r#"{"resize": {"w": 80, "h": 24}}"#),
+            ConsoleInput::Resize(TtySize {
+                width: 80,
+                height: 24
+            })
+        );
+        assert_eq!(
+            text_input("ls\n"),
+            ConsoleInput::Data(Bytes::from_static(b"ls\n"))
+        );
+    }
+}

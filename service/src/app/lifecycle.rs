@@ -1,0 +1,442 @@
+//! Create, list, show, update and delete containers, and the state actions.
+
+use std::collections::BTreeMap;
+
+use nest_relay::error_kind::ErrorKind;
+use nest_relay::proto::{self, command, command_output};
+
+use super::{ACTION_TIMEOUT, App, db_error};
+use crate::api::backend::{
+    self as api, BackendError, CallContext, ContainerAction, ContainerInfo, ContainerPage,
+    ContainerRef, DeleteOptions, ListParams, NewContainer,
+};
+use crate::auth::policy::{self, Action, PolicyError};
+use crate::convert;
+use crate::db::{self, ListQuery, NewAction};
+use crate::domain::{Container, ContainerId, ContainerStatus, Instance, InstanceId};
+
+/// Status reason of a container just accepted.
+const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
+
+fn policy_error(e: PolicyError) -> BackendError {
+    BackendError::PolicyNotAuthorized(e.to_string())
+}
+
+/// Greek letters, as Zun names containers that were given no name.
+const NAME_WORDS: [&str; 8] = [
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa",
+];
+
+fn generated_name(id: ContainerId) -> String {
+    let bytes = id.as_uuid().into_bytes();
+    let word = NAME_WORDS[usize::from(bytes[0]) % NAME_WORDS.len()];
+    format!("{word}-{}-container", 1 + usize::from(bytes[1]) % 24)
+}
+
+impl App {
+    async fn info(
+        &self,
+        container: Container,
+        instances: &mut BTreeMap<InstanceId, Option<Instance>>,
+    ) -> Result<ContainerInfo, BackendError> {
+        let instance = match &container.instance_id {
+            None => None,
+            Some(id) => match instances.get(id) {
+                Some(found) => found.clone(),
+                None => {
+                    let found = match self.store().get_instance(id).await {
+                        Ok(i) => Some(i),
+                        Err(e) if e.kind() == ErrorKind::NotFound => None,
+                        Err(e) => return Err(db_error("reading an instance")(e)),
+                    };
+                    instances.insert(id.clone(), found.clone());
+                    found
+                }
+            },
+        };
+        let (addresses, default_network) = match instance {
+            Some(i) => {
+                let default = i.addresses.keys().next().cloned();
+                (i.addresses, default)
+            }
+            None => (BTreeMap::new(), None),
+        };
+        Ok(ContainerInfo {
+            container,
+            addresses,
+            default_network,
+        })
+    }
+
+    async fn record(&self, cx: &CallContext, container: ContainerId, action: api::ActionKind) {
+        let new = NewAction {
+            request_id: cx.request_id.clone(),
+            container,
+            action: action.as_zun().to_owned(),
+            project_id: cx.caller.project_id.clone(),
+            user_id: cx.caller.user_id.clone(),
+        };
+        if let Err(e) = self.store().record_action(&new).await {
+            tracing::warn!(container_id = %container, error = %crate::error_chain(&e), "could not record an action");
+        }
+    }
+
+    async fn finish(&self, cx: &CallContext, container: ContainerId, message: Option<&str>) {
+        if let Err(e) = self
+            .store()
+            .finish_action(container, &cx.request_id, message)
+            .await
+        {
+            tracing::warn!(container_id = %container, error = %crate::error_chain(&e), "could not finish an action");
+        }
+    }
+
+    pub(super) async fn create_container(
+        &self,
+        cx: &CallContext,
+        request: NewContainer,
+        run: bool,
+    ) -> Result<ContainerInfo, BackendError> {
+        policy::authorize(&cx.caller, Action::ContainerCreate, None).map_err(policy_error)?;
+        if let Err(e) = nest_images::ImageRef::parse(&request.spec.image) {
+            return Err(BackendError::InvalidRequest {
+                what: "image",
+                reason: e.to_string(),
+            });
+        }
+        let id = ContainerId::generate();
+        let name = request.name.unwrap_or_else(|| generated_name(id));
+        let now = db::utc_now();
+        let container = Container {
+            id,
+            name: name.clone(),
+            project_id: cx.caller.project_id.clone(),
+            user_id: cx.caller.user_id.clone(),
+            spec: request.spec,
+            status: ContainerStatus::Creating,
+            status_reason: Some(WAITING_FOR_PLACEMENT.to_owned()),
+            desired_running: run,
+            instance_id: None,
+            docker_id: None,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        match self.store().insert_container(&container).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => return Err(BackendError::NameInUse(name)),
+            Err(e) => return Err(db_error("storing a container")(e)),
+        }
+        self.record(cx, id, api::ActionKind::Create).await;
+        tracing::info!(container_id = %id, project_id = %container.project_id, "container accepted");
+        self.inner.scheduler.wake();
+        self.info(container, &mut BTreeMap::new()).await
+    }
+
+    pub(super) async fn list_containers(
+        &self,
+        cx: &CallContext,
+        params: ListParams,
+    ) -> Result<ContainerPage, BackendError> {
+        let action = if params.all_projects {
+            Action::ContainerListAllProjects
+        } else {
+            Action::ContainerList
+        };
+        policy::authorize(&cx.caller, action, None).map_err(policy_error)?;
+        let sort_key = db::SortKey::parse_zun(params.sort_key.as_str()).ok_or_else(|| {
+            BackendError::InvalidRequest {
+                what: "sort_key",
+                reason: format!("sorting by {} is not supported", params.sort_key.as_str()),
+            }
+        })?;
+        let sort_dir = db::SortDir::parse_zun(params.sort_dir.as_str()).unwrap_or_default();
+        let f = params.filters;
+        let unsupported = [
+            ("project_id", f.project_id.is_some()),
+            ("memory", f.memory_mib.is_some()),
+            ("host", f.host.is_some()),
+            ("task_state", f.task_state.is_some()),
+            ("auto_remove", f.auto_remove.is_some()),
+        ];
+        if let Some((what, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(BackendError::InvalidRequest {
+                what: "filters",
+                reason: format!("filtering by {what} is not supported"),
+            });
+        }
+        let mut query = ListQuery::new((!params.all_projects).then(|| cx.caller.project_id.clone()));
+        query.limit = params.limit;
+        query.marker = params.marker;
+        query.sort_key = sort_key;
+        query.sort_dir = sort_dir;
+        query.filters = db::ContainerFilters {
+            name: f.name,
+            image: f.image,
+            status: f.status,
+            user_id: f.user_id,
+        };
+        let page = match self.store().list_containers(&query).await {
+            Ok(page) => page,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(BackendError::MarkerNotFound(
+                    params.marker.unwrap_or_else(ContainerId::generate),
+                ));
+            }
+            Err(e) => return Err(db_error("listing containers")(e)),
+        };
+        let mut instances = BTreeMap::new();
+        let mut containers = Vec::with_capacity(page.items.len());
+        for container in page.items {
+            containers.push(self.info(container, &mut instances).await?);
+        }
+        Ok(ContainerPage {
+            containers,
+            has_more: page.has_more,
+        })
+    }
+
+    pub(super) async fn show_container(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        _all_projects: bool,
+    ) -> Result<ContainerInfo, BackendError> {
+        let container = self.resolve(cx, reference, Action::ContainerGet).await?;
+        self.info(container, &mut BTreeMap::new()).await
+    }
+
+    pub(super) async fn update_container(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        patch: api::ContainerPatch,
+    ) -> Result<ContainerInfo, BackendError> {
+        let container = self.resolve(cx, reference, Action::ContainerUpdate).await?;
+        if !container.status.can_update() {
+            return Err(BackendError::InvalidState {
+                id: container.id,
+                status: container.status,
+                action: "update",
+            });
+        }
+        self.record(cx, container.id, api::ActionKind::Update).await;
+        let name = patch.name.clone();
+        let updated = self
+            .store()
+            .update_container(
+                container.id,
+                &db::ContainerPatch {
+                    name: patch.name,
+                    cpu: patch.cpu,
+                    memory_mib: patch.memory_mib,
+                },
+            )
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::Conflict => BackendError::NameInUse(name.unwrap_or_default()),
+                _ => db_error("updating a container")(e),
+            })?;
+        self.finish(cx, container.id, None).await;
+        self.info(updated, &mut BTreeMap::new()).await
+    }
+
+    pub(super) async fn delete_container(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        options: DeleteOptions,
+    ) -> Result<(), BackendError> {
+        let action = if options.force {
+            Action::ContainerDeleteForce
+        } else {
+            Action::ContainerDelete
+        };
+        let container = self.resolve(cx, reference, action).await?;
+        if !container.status.can_delete(options.force, options.stop) {
+            return Err(BackendError::InvalidState {
+                id: container.id,
+                status: container.status,
+                action: "delete",
+            });
+        }
+        let won = self
+            .store()
+            .update_status(
+                container.id,
+                container.status,
+                ContainerStatus::Deleting,
+                None,
+            )
+            .await
+            .map_err(db_error("marking a container for deletion"))?;
+        if !won {
+            return Err(BackendError::InvalidState {
+                id: container.id,
+                status: container.status,
+                action: "delete",
+            });
+        }
+        self.record(cx, container.id, api::ActionKind::Delete).await;
+        let app = self.clone();
+        let cx = cx.clone();
+        // Zun answers delete at once and finishes it in the background.
+        self.inner.scheduler.tasks().spawn(async move {
+            app.finish_delete(&cx, &container, options).await;
+        });
+        Ok(())
+    }
+
+    async fn finish_delete(&self, cx: &CallContext, container: &Container, options: DeleteOptions) {
+        let removed = match (&container.instance_id, &container.docker_id) {
+            (Some(instance), Some(_)) => self.remove_on(cx, instance, container, options).await,
+            _ => Ok(()),
+        };
+        let message = match removed {
+            Ok(()) => {
+                if let Err(e) = self.store().delete_container(container.id).await {
+                    tracing::warn!(container_id = %container.id, error = %crate::error_chain(&e), "could not delete a container record");
+                }
+                tracing::info!(container_id = %container.id, "container deleted");
+                None
+            }
+            // The reconciler removes it when the agent is back.
+            Err(e) => {
+                tracing::info!(container_id = %container.id, error = %e, "delete deferred until the agent is back");
+                Some(e.message)
+            }
+        };
+        self.finish(cx, container.id, message.as_deref()).await;
+    }
+
+    async fn remove_on(
+        &self,
+        cx: &CallContext,
+        instance: &InstanceId,
+        container: &Container,
+        options: DeleteOptions,
+    ) -> Result<(), nest_relay::client::RelayError> {
+        let uuid = container.id.to_string();
+        if options.stop && container.status == ContainerStatus::Running {
+            let stop = command::Kind::Stop(proto::StopContainer {
+                uuid: uuid.clone(),
+                timeout_seconds: Some(10),
+            });
+            if let Err(e) = self
+                .inner
+                .relay
+                .execute(instance, cx.request_id.as_str(), stop, ACTION_TIMEOUT)
+                .await
+                && e.kind() != ErrorKind::NotFound
+            {
+                return Err(e);
+            }
+        }
+        let remove = command::Kind::Remove(proto::RemoveContainer {
+            uuid,
+            force: options.force || options.stop,
+        });
+        match self
+            .inner
+            .relay
+            .execute(instance, cx.request_id.as_str(), remove, ACTION_TIMEOUT)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn container_action(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        action: ContainerAction,
+    ) -> Result<(), BackendError> {
+        let container = self.resolve(cx, reference, Action::ContainerAction).await?;
+        let uuid = container.id.to_string();
+        let status = container.status;
+        let (name, allowed, kind, record) = match &action {
+            ContainerAction::Start => (
+                "start",
+                status.can_start(),
+                command::Kind::Start(proto::ContainerRef { uuid }),
+                api::ActionKind::Start,
+            ),
+            ContainerAction::Stop { timeout } => (
+                "stop",
+                status.can_stop(),
+                command::Kind::Stop(proto::StopContainer {
+                    uuid,
+                    timeout_seconds: timeout.map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
+                }),
+                api::ActionKind::Stop,
+            ),
+            ContainerAction::Reboot { timeout } => (
+                "reboot",
+                status.can_reboot(),
+                command::Kind::Restart(proto::StopContainer {
+                    uuid,
+                    timeout_seconds: timeout.map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
+                }),
+                api::ActionKind::Reboot,
+            ),
+            ContainerAction::Pause => (
+                "pause",
+                status.can_pause(),
+                command::Kind::Pause(proto::ContainerRef { uuid }),
+                api::ActionKind::Pause,
+            ),
+            ContainerAction::Unpause => (
+                "unpause",
+                status.can_unpause(),
+                command::Kind::Unpause(proto::ContainerRef { uuid }),
+                api::ActionKind::Unpause,
+            ),
+            ContainerAction::Kill { signal } => (
+                "kill",
+                status.can_kill(),
+                command::Kind::Kill(proto::KillContainer {
+                    uuid,
+                    signal: signal.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                }),
+                api::ActionKind::Kill,
+            ),
+        };
+        if !allowed {
+            return Err(BackendError::InvalidState {
+                id: container.id,
+                status,
+                action: name,
+            });
+        }
+        self.record(cx, container.id, record).await;
+        let result = self
+            .on_agent(cx, &container, name, kind, ACTION_TIMEOUT)
+            .await;
+        match result {
+            Ok(command_output::Kind::Container(state)) => {
+                let new = convert::status_of(&state);
+                let desired = matches!(new, ContainerStatus::Running | ContainerStatus::Paused);
+                self.store()
+                    .set_status_any(container.id, new, convert::exit_reason(&state).as_deref())
+                    .await
+                    .map_err(db_error("recording a status"))?;
+                self.store()
+                    .set_desired_running(container.id, desired)
+                    .await
+                    .map_err(db_error("recording a status"))?;
+                self.finish(cx, container.id, None).await;
+                Ok(())
+            }
+            Ok(_) => {
+                self.finish(cx, container.id, None).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.finish(cx, container.id, Some(&e.to_string())).await;
+                Err(e)
+            }
+        }
+    }
+}

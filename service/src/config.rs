@@ -1,0 +1,341 @@
+//! `ServiceConfig`: nest-service's settings, from one TOML file.
+//!
+//! Every field has a default that suits the embedded, one-machine setup
+//! (SQLite in the state directory, the `local` driver, an embedded relay),
+//! except auth, which must be chosen explicitly: dev auth is never on
+//! unless the file says so.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nest_relay::duration::HumanDuration;
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest";
+/// Default API address: Zun's port, loopback only.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9517";
+/// Default embedded relay address.
+pub const DEFAULT_RELAY_LISTEN: &str = "0.0.0.0:7443";
+/// Default time an empty instance is kept before it is deleted.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default longest wait for a booted instance's agent to connect.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default concurrent boots per project.
+pub const DEFAULT_MAX_BOOTS_PER_PROJECT: usize = 2;
+/// Default vCPUs reserved by a container that names none (Zun's default).
+pub const DEFAULT_CONTAINER_CPU: f64 = 1.0;
+/// Default memory reserved by a container that names none, MiB (Zun's).
+pub const DEFAULT_CONTAINER_MEMORY_MIB: u64 = 512;
+/// Default time in-flight work gets on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings for `nest-service`.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Where the database, the CA and instance state live. Default:
+    /// `/var/lib/nest`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The database.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// How callers are authenticated. Required.
+    pub auth: AuthConfig,
+    /// The relay the agents connect to.
+    #[serde(default)]
+    pub relay: RelaySection,
+    /// Placement and instance lifecycle.
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    /// The instance driver: `kind = "local"` (default) or `"nova"`, with
+    /// that driver's settings beside it; parsed by the driver module.
+    #[serde(default)]
+    pub driver: toml::Table,
+    /// Time in-flight work gets on SIGTERM. Default: 10s.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+}
+
+/// The HTTP API.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on. Default: `127.0.0.1:9517` (Zun's port).
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+    /// The URL clients reach the API at, for links and websocket URLs.
+    /// Default: `http://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_api_listen(),
+            public_url: None,
+        }
+    }
+}
+
+/// The database.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`. Default: SQLite at
+    /// `<state_dir>/nest.db`. A password may instead come from the
+    /// environment variable `NEST_DATABASE_URL`, which overrides this.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// How callers are authenticated.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// Keystone v3 tokens (production).
+    Keystone(KeystoneSection),
+    /// Static tokens from this file. For development only: loudly logged.
+    Dev {
+        /// The accepted tokens.
+        tokens: Vec<DevToken>,
+    },
+}
+
+/// Keystone settings, kept opaque here and parsed by `auth::keystone`.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(transparent)]
+pub struct KeystoneSection(pub toml::Table);
+
+/// One static dev token.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevToken {
+    /// The token value (at least 16 characters).
+    pub token: String,
+    /// User id the token stands for.
+    pub user_id: String,
+    /// Project id the token is scoped to.
+    pub project_id: String,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for DevToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevToken")
+            .field("token", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("project_id", &self.project_id)
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
+/// The relay agents connect to.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    /// Address the embedded relay listens on. Default: `0.0.0.0:7443`.
+    #[serde(default = "default_relay_listen")]
+    pub listen: SocketAddr,
+    /// Address agents dial, written into user-data. Default: for the
+    /// `local` driver, its bridge gateway and the listen port.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    /// Heartbeat interval on agent sessions. Default: 10s.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: HumanDuration,
+}
+
+impl Default for RelaySection {
+    fn default() -> Self {
+        Self {
+            listen: default_relay_listen(),
+            advertise: None,
+            heartbeat_interval: default_heartbeat(),
+        }
+    }
+}
+
+/// Placement and instance lifecycle.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// An instance empty for this long is deleted. Default: 10m.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Empty instances kept per project regardless of idleness. Default: 0.
+    #[serde(default)]
+    pub warm_pool: usize,
+    /// Concurrent boots per project. Default: 2.
+    #[serde(default = "default_max_boots")]
+    pub max_boots_per_project: usize,
+    /// Longest wait for a booted instance's agent. Default: 5m.
+    #[serde(default = "default_boot_timeout")]
+    pub boot_timeout: HumanDuration,
+    /// Flavor of booted instances (driver-specific; `nova` needs one).
+    #[serde(default)]
+    pub flavor: Option<String>,
+    /// Image of booted instances (driver-specific; `nova` needs one).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Network of booted instances (driver-specific).
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: default_idle_timeout(),
+            warm_pool: 0,
+            max_boots_per_project: DEFAULT_MAX_BOOTS_PER_PROJECT,
+            boot_timeout: default_boot_timeout(),
+            flavor: None,
+            image: None,
+            network: None,
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+fn default_api_listen() -> SocketAddr {
+    DEFAULT_API_LISTEN
+        .parse()
+        .expect("DEFAULT_API_LISTEN is a valid address")
+}
+fn default_relay_listen() -> SocketAddr {
+    DEFAULT_RELAY_LISTEN
+        .parse()
+        .expect("DEFAULT_RELAY_LISTEN is a valid address")
+}
+fn default_heartbeat() -> HumanDuration {
+    HumanDuration(nest_relay::config::DEFAULT_HEARTBEAT_INTERVAL)
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(DEFAULT_IDLE_TIMEOUT)
+}
+fn default_boot_timeout() -> HumanDuration {
+    HumanDuration(DEFAULT_BOOT_TIMEOUT)
+}
+fn default_max_boots() -> usize {
+    DEFAULT_MAX_BOOTS_PER_PROJECT
+}
+fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration(DEFAULT_SHUTDOWN_GRACE)
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("invalid config file {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// Values parse but cannot work; every problem is listed.
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl ServiceConfig {
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, or every invalid key at once.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work, reporting all of them.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] listing each problem with its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !self.state_dir.is_absolute() {
+            problems.push("state_dir: must be an absolute path".to_owned());
+        }
+        if let AuthConfig::Dev { tokens } = &self.auth {
+            if tokens.is_empty() {
+                problems.push("auth.tokens: dev auth needs at least one token".to_owned());
+            }
+            for (i, t) in tokens.iter().enumerate() {
+                if t.token.len() < 16 {
+                    problems.push(format!("auth.tokens[{i}].token: must be at least 16 characters"));
+                }
+                if crate::domain::ProjectId::parse(&t.project_id).is_err() {
+                    problems.push(format!("auth.tokens[{i}].project_id: invalid"));
+                }
+                if crate::domain::UserId::parse(&t.user_id).is_err() {
+                    problems.push(format!("auth.tokens[{i}].user_id: invalid"));
+                }
+            }
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            problems.push("database.url: must start with sqlite: or postgres://".to_owned());
+        }
+        if self.scheduler.max_boots_per_project == 0 {
+            problems.push("scheduler.max_boots_per_project: must be at least 1".to_owned());
+        }
+        if self.scheduler.boot_timeout.get() < Duration::from_secs(5) {
+            problems.push("scheduler.boot_timeout: must be at least 5s".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The database URL: the environment override, the file's, or SQLite
+    /// in the state directory.
+    pub fn database_url(&self, env_override: Option<String>) -> String {
+        env_override
+            .or_else(|| self.database.url.clone())
+            .unwrap_or_else(|| {
+                format!("sqlite://{}?mode=rwc", self.state_dir.join("nest.db").display())
+            })
+    }
+
+    /// The API's public URL.
+    pub fn public_url(&self) -> String {
+        self.api
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.api.listen))
+    }
+}

@@ -1,0 +1,301 @@
+//! Instance drivers: how the service gets, and gets rid of, the instances
+//! that containers run in, behind one trait so that the scheduler and the
+//! reconciler never know which kind of instance they hold.
+//!
+//! A driver boots an instance with the user-data that `nest_cloud_init`
+//! rendered, deletes it, and lists what really exists. It does not decide
+//! *when* to boot or delete (the scheduler does), it never talks to agents
+//! (the relay does), and it keeps no desired state (the database does): the
+//! reconciler compares [`InstanceDriver::list`] with the database to find
+//! orphans.
+//!
+//! # Layout
+//! - this file: [`InstanceDriver`], [`BootRequest`], [`BootedInstance`],
+//!   [`DriverError`] and its [`DriverErrorKind`];
+//! - [`local`]: the embedded driver for one machine (DESIGN.md, "Instance
+//!   drivers"): a network namespace with its own dockerd and agent.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use futures_util::future::BoxFuture;
+use nest_relay::error_kind::ErrorKind;
+
+use crate::domain::{InstanceId, ProjectId};
+
+pub use local::{LocalDriver, LocalDriverConfig};
+
+/// The cause carried by a [`DriverError`]: any error, kept whole for the log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What the scheduler asks a driver to boot.
+#[derive(Clone)]
+pub struct BootRequest {
+    /// The id the service chose for the instance. The `local` driver uses
+    /// it; a driver whose cloud assigns ids (Nova) returns the real one in
+    /// [`BootedInstance::id`].
+    pub instance_id: InstanceId,
+    /// The project that owns the instance; the cloud enforces its quotas.
+    pub project_id: ProjectId,
+    /// The cloud-config user-data from `nest_cloud_init::render`. Holds the
+    /// one-time enrollment token, so it is never logged.
+    pub user_data: String,
+    /// Flavor hint (name or id); `None` for the configured default. Ignored
+    /// by the `local` driver.
+    pub flavor: Option<String>,
+    /// Image hint (name or id); `None` for the configured default. Ignored
+    /// by the `local` driver.
+    pub image: Option<String>,
+    /// Network hint (name or id); `None` for the configured default. Ignored
+    /// by the `local` driver.
+    pub network: Option<String>,
+}
+
+// By hand, because `user_data` holds the enrollment token.
+impl fmt::Debug for BootRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootRequest")
+            .field("instance_id", &self.instance_id)
+            .field("project_id", &self.project_id)
+            .field(
+                "user_data",
+                &format_args!("<{} bytes>", self.user_data.len()),
+            )
+            .field("flavor", &self.flavor)
+            .field("image", &self.image)
+            .field("network", &self.network)
+            .finish()
+    }
+}
+
+/// An instance a driver has booted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BootedInstance {
+    /// The instance's real id: the requested one, or the one the cloud
+    /// assigned (Nova's server id).
+    pub id: InstanceId,
+    /// The instance's address on each network, by network name; a published
+    /// port is reachable at `addresses[network]:host_port`.
+    pub addresses: BTreeMap<String, IpAddr>,
+    /// Virtual CPUs the instance offers to containers.
+    pub vcpus: f64,
+    /// Memory the instance offers to containers, in MiB.
+    pub memory_mib: u64,
+}
+
+/// Boots, deletes and lists instances. Dyn-compatible: the service holds an
+/// `Arc<dyn InstanceDriver>` chosen by configuration.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::sync::Arc;
+///
+/// use nest_service::domain::{InstanceId, ProjectId};
+/// use nest_service::driver::{
+///     BootRequest, InstanceDriver, LocalDriver, LocalDriverConfig,
+/// };
+///
+/// # async fn example(user_data: String) -> Result<(), Box<dyn std::error::Error>> {
+/// let local = LocalDriver::new(LocalDriverConfig::new("/var/lib/nest/local"))?;
+/// // The relay must listen where instances can reach it: the bridge's
+/// // gateway address (or 0.0.0.0); `user_data` names it as the relay.
+/// let _relay_host = local.gateway_address();
+/// let driver: Arc<dyn InstanceDriver> = Arc::new(local);
+///
+/// let booted = driver
+///     .boot(BootRequest {
+///         instance_id: InstanceId::parse("6f9a1c2e-4b7d-4e0f-9a3b-2c1d0e9f8a7b")?,
+///         project_id: ProjectId::parse("demo")?,
+///         user_data,
+///         flavor: None,
+///         image: None,
+///         network: None,
+///     })
+///     .await?;
+/// println!("{} is at {:?}", booted.id, booted.addresses);
+/// assert!(driver.list().await?.contains(&booted.id));
+/// driver.delete(&booted.id).await?;
+/// driver.delete(&booted.id).await?; // already gone: still Ok
+/// # Ok(())
+/// # }
+/// ```
+pub trait InstanceDriver: Send + Sync {
+    /// The driver's name as configuration spells it (`local`, `nova`).
+    fn name(&self) -> &'static str;
+
+    /// Boots an instance that runs the user-data's agent.
+    ///
+    /// Returns once the instance exists and has its addresses; the agent
+    /// enrolls afterwards, on its own. A failed boot leaves nothing behind.
+    ///
+    /// # Errors
+    /// [`DriverError`]; [`DriverErrorKind::OverQuota`] when the cloud (or
+    /// the local subnet) has no room for another instance.
+    fn boot(&self, req: BootRequest) -> BoxFuture<'_, Result<BootedInstance, DriverError>>;
+
+    /// Deletes an instance and everything running in it. Idempotent: an
+    /// instance that does not exist (any more) is `Ok`.
+    ///
+    /// # Errors
+    /// [`DriverError`] when the instance could not be removed; calling
+    /// again retries.
+    fn delete<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), DriverError>>;
+
+    /// The instances that really exist, booted by this driver (or by an
+    /// earlier run of the service with the same configuration).
+    ///
+    /// # Errors
+    /// [`DriverError`] when the cloud or the disk cannot be read.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceId>, DriverError>>;
+}
+
+/// The classification of a [`DriverError`], which decides how the scheduler
+/// reacts and what the API answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DriverErrorKind {
+    /// The project (or the local subnet) has no room for another instance.
+    OverQuota,
+    /// The cloud or a host tool is down or too slow; a retry may help.
+    Unavailable,
+    /// The request cannot be carried out as asked; a retry cannot help.
+    Invalid,
+    /// An unexpected failure; details go to the log only.
+    Internal,
+}
+
+impl DriverErrorKind {
+    /// The crate-wide kind. `OverQuota` becomes [`ErrorKind::Forbidden`]
+    /// (HTTP 403, as Zun answers quota refusals) until the shared
+    /// [`ErrorKind`] grows a kind of its own.
+    pub fn error_kind(self) -> ErrorKind {
+        match self {
+            Self::OverQuota => ErrorKind::Forbidden,
+            Self::Unavailable => ErrorKind::Unavailable,
+            Self::Invalid => ErrorKind::Invalid,
+            Self::Internal => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Unavailable)
+    }
+}
+
+/// Why a driver could not boot, delete or list.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The cloud refused for lack of quota, or the local subnet is full.
+    #[error("over quota: {reason}")]
+    OverQuota {
+        /// What ran out, as the cloud (or the driver) says it.
+        reason: String,
+    },
+    /// Part of the request is unusable.
+    #[error("invalid {what}")]
+    Invalid {
+        /// Which part (`user-data`, `instance id`, ...).
+        what: &'static str,
+        /// Why it is refused.
+        #[source]
+        source: BoxError,
+    },
+    /// A dependency did not answer (in time).
+    #[error("{what} is unavailable")]
+    Unavailable {
+        /// The dependency (`dockerd of instance X`, `Nova`, ...).
+        what: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// An unexpected failure on the host or in the cloud.
+    #[error("{action} failed")]
+    Internal {
+        /// What the driver was doing.
+        action: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl DriverError {
+    /// The classification of this error.
+    pub fn kind(&self) -> DriverErrorKind {
+        match self {
+            Self::OverQuota { .. } => DriverErrorKind::OverQuota,
+            Self::Unavailable { .. } => DriverErrorKind::Unavailable,
+            Self::Invalid { .. } => DriverErrorKind::Invalid,
+            Self::Internal { .. } => DriverErrorKind::Internal,
+        }
+    }
+
+    /// An [`DriverError::Invalid`] whose cause is a plain explanation.
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            what,
+            source: Box::new(Reason(reason.into())),
+        }
+    }
+
+    /// An [`DriverError::Internal`] for `action`, caused by `source`.
+    pub fn internal(action: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Internal {
+            action: action.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// A leaf cause that is only an explanation.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Reason(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_request_debug_hides_user_data() {
+        let req = BootRequest {
+            instance_id: InstanceId::parse("i-1").unwrap_or_else(|e| panic!("{e}")),
+            project_id: ProjectId::parse("p").unwrap_or_else(|e| panic!("{e}")),
+            user_data: "#cloud-config\nsecret-token".into(),
+            flavor: None,
+            image: None,
+            network: None,
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("secret-token"), "{shown}");
+        assert!(shown.contains("<26 bytes>"), "{shown}");
+    }
+
+    #[test]
+    fn kinds_map_to_the_shared_classification() {
+        let over = DriverError::OverQuota {
+            reason: "cores".into(),
+        };
+        assert_eq!(over.kind(), DriverErrorKind::OverQuota);
+        assert_eq!(over.kind().error_kind(), ErrorKind::Forbidden);
+        let invalid = DriverError::invalid("user-data", "not cloud-config");
+        assert_eq!(invalid.kind().error_kind(), ErrorKind::Invalid);
+        assert!(!invalid.kind().is_retryable());
+        let unavailable = DriverError::Unavailable {
+            what: "Nova".into(),
+            source: Box::new(Reason("timed out".into())),
+        };
+        assert!(unavailable.kind().is_retryable());
+    }
+
+    #[test]
+    fn the_trait_is_dyn_compatible() {
+        fn holds(_: Option<std::sync::Arc<dyn InstanceDriver>>) {}
+        holds(None);
+    }
+}

@@ -1,0 +1,102 @@
+//! `nest-service`: Nest's API server with its embedded relay, scheduler and
+//! instance driver. Parses flags, sets up logging and the TLS provider,
+//! binds the listeners and runs [`nest_service::server::run`].
+//!
+//! Prints `NEST_API_LISTENING=<addr>` and `NEST_RELAY_LISTENING=<addr>` on
+//! stdout once both listeners are bound; logs go to stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use nest_service::config::ServiceConfig;
+use nest_service::server::{self, Listeners};
+
+/// Exit code for an unusable configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(version, about = "Nest's container service")]
+struct Args {
+    /// Path of the TOML config file.
+    #[arg(long, short, default_value = "/etc/nest/service.toml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::error!("a TLS crypto provider was already installed");
+        return ExitCode::FAILURE;
+    }
+    let config = match ServiceConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %nest_service::error_chain(&e), "cannot start");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "nest-service failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
+    use anyhow::Context;
+    tokio::fs::create_dir_all(&config.state_dir)
+        .await
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let api = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.api.listen))?;
+    let relay = tokio::net::TcpListener::bind(config.relay.listen)
+        .await
+        .with_context(|| format!("binding the relay to {}", config.relay.listen))?;
+    println!("NEST_API_LISTENING={}", api.local_addr()?);
+    println!("NEST_RELAY_LISTENING={}", relay.local_addr()?);
+    let database_url = config.database_url(std::env::var("NEST_DATABASE_URL").ok());
+    server::run(config, Listeners { api, relay }, database_url, shutdown_signal()).await?;
+    tracing::info!("nest-service stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the service");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

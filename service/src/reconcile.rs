@@ -1,0 +1,285 @@
+//! The reconciler: converges the database (desired state) and what agents
+//! and the driver report (actual state), after any crash or partition.
+//!
+//! - An agent connecting marks its instance Ready and sends its inventory:
+//!   recorded containers get their real status; containers the agent has
+//!   but the database does not are orphans and are removed; recorded
+//!   containers the agent lost are marked Error with a reason.
+//! - Container events update statuses as they happen.
+//! - Periodically, instances the driver has but the database does not are
+//!   deleted, and recorded instances the driver lost fail their containers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nest_relay::client::RelayClient;
+use nest_relay::error_kind::ErrorKind;
+use nest_relay::proto::{self, command, watch_event};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::convert;
+use crate::db::{DbError, Store};
+use crate::domain::{ContainerId, ContainerStatus, InstanceId, InstanceStatus};
+use crate::driver::InstanceDriver;
+use crate::scheduler::Scheduler;
+
+/// How often the database is compared with what the driver has.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How long removing an orphan container may take.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The reconciler's parts.
+pub struct Reconciler {
+    /// The database.
+    pub store: Store,
+    /// Commands to agents.
+    pub relay: RelayClient,
+    /// What really exists.
+    pub driver: Arc<dyn InstanceDriver>,
+    /// Woken when an instance becomes ready.
+    pub scheduler: Arc<Scheduler>,
+}
+
+impl Reconciler {
+    /// Applies relay events and sweeps periodically until `cancel`.
+    pub async fn run(
+        self,
+        mut events: mpsc::Receiver<proto::WatchEvent>,
+        cancel: CancellationToken,
+    ) {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                event = events.recv() => {
+                    let Some(event) = event else { return };
+                    if let Err(e) = self.apply(event).await {
+                        tracing::warn!(error = %crate::error_chain(&e), "could not apply a relay event");
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Err(e) = self.sweep().await {
+                        tracing::warn!(error = %crate::error_chain(&e), "reconciler sweep failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, event: proto::WatchEvent) -> Result<(), DbError> {
+        let Ok(instance) = InstanceId::parse(&event.instance_id) else {
+            return Ok(());
+        };
+        match event.kind {
+            Some(watch_event::Kind::Connected(hello)) => self.connected(&instance, hello).await,
+            Some(watch_event::Kind::Disconnected(_)) => {
+                self.store
+                    .update_instance_status(
+                        &instance,
+                        InstanceStatus::Ready,
+                        InstanceStatus::Unreachable,
+                        Some("its agent disconnected"),
+                    )
+                    .await
+                    .map(|_| ())
+                    .or_else(ignore_not_found)
+            }
+            Some(watch_event::Kind::Container(event)) => self.container_event(event).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn connected(
+        &self,
+        instance: &InstanceId,
+        hello: proto::AgentConnected,
+    ) -> Result<(), DbError> {
+        let record = match self.store.get_instance(instance).await {
+            Ok(record) => record,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                tracing::warn!(instance_id = %instance, "an agent of an unknown instance connected; the sweep deletes the instance");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for from in [InstanceStatus::Booting, InstanceStatus::Unreachable] {
+            if self
+                .store
+                .update_instance_status(instance, from, InstanceStatus::Ready, None)
+                .await?
+            {
+                tracing::info!(instance_id = %instance, project_id = %record.project_id, "instance ready");
+            }
+        }
+        let recorded = self.store.containers_on_instance(instance).await?;
+        let reported: BTreeMap<&str, &proto::ContainerState> = hello
+            .inventory
+            .iter()
+            .map(|c| (c.uuid.as_str(), c))
+            .collect();
+        let mut known = HashSet::new();
+        for container in &recorded {
+            let uuid = container.id.to_string();
+            known.insert(uuid.clone());
+            match reported.get(uuid.as_str()) {
+                Some(state) => {
+                    if container.status == ContainerStatus::Deleting {
+                        self.remove_on_agent(instance, &uuid).await;
+                        continue;
+                    }
+                    if container.docker_id.is_none() {
+                        self.store
+                            .set_docker_id(container.id, Some(&state.docker_id))
+                            .await?;
+                    }
+                    let status = convert::status_of(state);
+                    if status != container.status {
+                        self.store
+                            .set_status_any(
+                                container.id,
+                                status,
+                                convert::exit_reason(state).as_deref(),
+                            )
+                            .await?;
+                    }
+                }
+                None if container.docker_id.is_some() => {
+                    if container.status == ContainerStatus::Deleting {
+                        self.store.delete_container(container.id).await?;
+                    } else if container.spec.auto_remove {
+                        self.store.delete_container(container.id).await?;
+                    } else if container.status != ContainerStatus::Error {
+                        self.store
+                            .set_status_any(
+                                container.id,
+                                ContainerStatus::Error,
+                                Some("the container disappeared from its instance"),
+                            )
+                            .await?;
+                    }
+                }
+                // Not created yet: the scheduler creates it now that the
+                // instance is ready.
+                None => {}
+            }
+        }
+        for uuid in reported.keys() {
+            if !known.contains(*uuid) {
+                tracing::warn!(instance_id = %instance, container_id = %uuid, "removing an orphan container");
+                self.remove_on_agent(instance, uuid).await;
+            }
+        }
+        self.scheduler.wake();
+        Ok(())
+    }
+
+    async fn remove_on_agent(&self, instance: &InstanceId, uuid: &str) {
+        let remove = command::Kind::Remove(proto::RemoveContainer {
+            uuid: uuid.to_owned(),
+            force: true,
+        });
+        if let Err(e) = self
+            .relay
+            .execute(instance, "req-reconcile", remove, REMOVE_TIMEOUT)
+            .await
+        {
+            tracing::warn!(instance_id = %instance, container_id = %uuid, error = %e, "could not remove a container");
+        }
+    }
+
+    async fn container_event(&self, event: proto::ContainerEvent) -> Result<(), DbError> {
+        let Ok(id) = ContainerId::parse(&event.uuid) else {
+            return Ok(());
+        };
+        let container = match self.store.get_container(id).await {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if event.action == "destroy" {
+            if container.status == ContainerStatus::Deleting || container.spec.auto_remove {
+                return self.store.delete_container(id).await.or_else(ignore_not_found);
+            }
+            return self
+                .store
+                .set_status_any(
+                    id,
+                    ContainerStatus::Error,
+                    Some("the container was removed outside Nest"),
+                )
+                .await;
+        }
+        // While Nest itself is creating or deleting it, those flows decide.
+        if matches!(
+            container.status,
+            ContainerStatus::Creating | ContainerStatus::Deleting
+        ) {
+            return Ok(());
+        }
+        let Some(state) = event.state else {
+            return Ok(());
+        };
+        let status = convert::status_of(&state);
+        let mut reason = convert::exit_reason(&state);
+        if event.action == "oom" {
+            reason = Some("killed: out of memory".to_owned());
+        }
+        if status != container.status || reason != container.status_reason {
+            self.store.set_status_any(id, status, reason.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    /// Compares the database with what the driver really has.
+    async fn sweep(&self) -> Result<(), DbError> {
+        let existing: HashSet<InstanceId> = match self.driver.list().await {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "cannot list instances; skipping the sweep");
+                return Ok(());
+            }
+        };
+        let recorded = self.store.list_instances(None).await?;
+        let recorded_ids: HashSet<InstanceId> = recorded.iter().map(|i| i.id.clone()).collect();
+        for orphan in existing.difference(&recorded_ids) {
+            tracing::warn!(instance_id = %orphan, "deleting an instance no container record knows");
+            if let Err(e) = self.driver.delete(orphan).await {
+                tracing::warn!(instance_id = %orphan, error = %crate::error_chain(&e), "could not delete an orphan instance");
+            }
+        }
+        for instance in recorded {
+            // A booting instance may not be listed yet.
+            if instance.status == InstanceStatus::Booting || existing.contains(&instance.id) {
+                continue;
+            }
+            tracing::warn!(instance_id = %instance.id, "an instance vanished; failing its containers");
+            for container in self.store.containers_on_instance(&instance.id).await? {
+                if container.status == ContainerStatus::Deleting {
+                    self.store.delete_container(container.id).await?;
+                    continue;
+                }
+                self.store
+                    .set_status_any(
+                        container.id,
+                        ContainerStatus::Error,
+                        Some(&format!("its instance {} no longer exists", instance.id)),
+                    )
+                    .await?;
+                self.store.unbind_container(container.id).await?;
+            }
+            self.store.delete_instance(&instance.id).await?;
+        }
+        Ok(())
+    }
+}
+
+fn ignore_not_found(e: DbError) -> Result<(), DbError> {
+    if e.kind() == ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}

@@ -1,0 +1,262 @@
+//! Assembling and running the whole service: database, CA, embedded relay,
+//! driver, scheduler, reconciler and the HTTP API, with one shutdown path.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use nest_relay::pki::{MemoryTokenStore, TokenStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{ApiConfig, ApiMetrics, ApiState};
+use crate::app::App;
+use crate::auth::Authenticate;
+use crate::config::{AuthConfig, ServiceConfig};
+use crate::db::Store;
+use crate::driver::{InstanceDriver, LocalDriver, LocalDriverConfig};
+use crate::reconcile::Reconciler;
+use crate::relay_link::{RelayLink, ServicePki, WATCH_QUEUE};
+use crate::scheduler::{Scheduler, SchedulerSettings};
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("opening the database")]
+    Database(#[source] crate::db::DbError),
+    /// The driver settings are unusable.
+    #[error("instance driver settings")]
+    Driver(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The auth settings are unusable.
+    #[error("auth settings")]
+    Auth(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The CA or the relay link could not be set up.
+    #[error("relay")]
+    Relay(#[from] crate::relay_link::RelayLinkError),
+    /// A listener's address could not be read.
+    #[error("reading a listener's address")]
+    Listener(#[source] std::io::Error),
+    /// The HTTP server failed.
+    #[error("HTTP server")]
+    Http(#[source] std::io::Error),
+}
+
+/// The listeners the service serves on (bound by the caller, so tests can
+/// bind port 0 and `main` can report the addresses).
+pub struct Listeners {
+    /// The HTTP API.
+    pub api: TcpListener,
+    /// The embedded relay.
+    pub relay: TcpListener,
+}
+
+/// The configured driver, with what the service needs to know of it.
+struct DriverSetup {
+    driver: Arc<dyn InstanceDriver>,
+    /// Where its instances reach the host (the relay is advertised there).
+    gateway: Option<Ipv4Addr>,
+    /// vCPUs of an instance it boots.
+    vcpus: f64,
+    /// Memory of an instance it boots, MiB.
+    memory_mib: u64,
+}
+
+/// Builds the driver named in the config (`local` by default).
+fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
+    let mut table = config.driver.clone();
+    let kind = table
+        .remove("kind")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "local".to_owned());
+    match kind.as_str() {
+        "local" => {
+            if !table.contains_key("state_dir") {
+                table.insert(
+                    "state_dir".into(),
+                    toml::Value::String(config.state_dir.join("local").display().to_string()),
+                );
+            }
+            let local: LocalDriverConfig = table
+                .try_into()
+                .map_err(|e| ServeError::Driver(Box::new(e)))?;
+            let (vcpus, memory_mib) = (local.vcpus, local.memory_mib);
+            let driver = LocalDriver::new(local).map_err(|e| ServeError::Driver(Box::new(e)))?;
+            Ok(DriverSetup {
+                gateway: Some(driver.gateway_address()),
+                driver: Arc::new(driver),
+                vcpus,
+                memory_mib,
+            })
+        }
+        other => Err(ServeError::Driver(
+            format!("driver.kind {other:?} is not supported; use \"local\"").into(),
+        )),
+    }
+}
+
+fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeError> {
+    match &config.auth {
+        AuthConfig::Dev { tokens } => {
+            let tokens: Vec<crate::auth::dev::StaticToken> = tokens
+                .iter()
+                .map(|t| crate::auth::dev::StaticToken {
+                    token: nest_relay::pki::Secret::new(t.token.clone()),
+                    user_id: t.user_id.clone(),
+                    project_id: t.project_id.clone(),
+                    roles: t.roles.clone(),
+                })
+                .collect();
+            let auth = crate::auth::dev::StaticTokens::new(&tokens)
+                .map_err(|e| ServeError::Auth(Box::new(e)))?;
+            Ok(Arc::new(auth))
+        }
+        AuthConfig::Keystone(section) => {
+            let keystone: crate::auth::keystone::KeystoneConfig = section
+                .0
+                .clone()
+                .try_into()
+                .map_err(|e| ServeError::Auth(Box::new(e)))?;
+            let auth = crate::auth::keystone::KeystoneAuth::new(keystone)
+                .map_err(|e| ServeError::Auth(Box::new(e)))?;
+            Ok(Arc::new(auth))
+        }
+    }
+}
+
+/// Runs the service until `shutdown` completes.
+///
+/// # Errors
+/// [`ServeError`] when a part cannot start or the HTTP server fails.
+pub async fn run(
+    config: ServiceConfig,
+    listeners: Listeners,
+    database_url: String,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let store = Store::connect(&database_url)
+        .await
+        .map_err(ServeError::Database)?;
+    let DriverSetup {
+        driver,
+        gateway,
+        vcpus,
+        memory_mib,
+    } = driver(&config)?;
+    let authenticator = authenticator(&config)?;
+
+    let relay_local = listeners.relay.local_addr().map_err(ServeError::Listener)?;
+    let advertise = config.relay.advertise.unwrap_or_else(|| {
+        // The local driver's instances reach the host at the bridge gateway.
+        SocketAddr::new(
+            IpAddr::V4(gateway.unwrap_or(Ipv4Addr::LOCALHOST)),
+            relay_local.port(),
+        )
+    });
+    let pki = ServicePki::bootstrap(
+        &config.state_dir,
+        vec![advertise.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST)],
+    )?;
+    let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+
+    // The embedded relay.
+    let relay_settings = nest_relay::server::RelaySettings {
+        tls: pki.relay_tls.clone(),
+        heartbeat_interval: config.relay.heartbeat_interval.get(),
+        command_timeout: nest_relay::config::DEFAULT_COMMAND_TIMEOUT,
+        shutdown_grace: config.shutdown_grace.get(),
+    };
+    let relay_cancel = cancel.clone();
+    tasks.spawn(async move {
+        if let Err(e) = nest_relay::server::run(
+            relay_settings,
+            listeners.relay,
+            relay_cancel.cancelled_owned(),
+        )
+        .await
+        {
+            tracing::error!(error = %crate::error_chain(&e), "embedded relay failed");
+        }
+    });
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(WATCH_QUEUE);
+    let link = RelayLink::start(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), relay_local.port()),
+        &pki,
+        pki.signer(tokens.clone()),
+        events_tx,
+        &tasks,
+        cancel.clone(),
+    )?;
+
+    let settings = SchedulerSettings {
+        max_boots_per_project: config.scheduler.max_boots_per_project,
+        boot_timeout: config.scheduler.boot_timeout.get(),
+        idle_timeout: config.scheduler.idle_timeout.get(),
+        warm_pool: config.scheduler.warm_pool,
+        instance_vcpus: vcpus,
+        instance_memory_mib: memory_mib,
+        flavor: config.scheduler.flavor.clone(),
+        image: config.scheduler.image.clone(),
+        network: config.scheduler.network.clone(),
+        relay_advertise: advertise,
+        ca_pem: pki.ca.certificate_pem().to_owned(),
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        driver.clone(),
+        link.client.clone(),
+        tokens,
+        settings,
+        tasks.clone(),
+    );
+    tasks.spawn(scheduler.clone().run(cancel.clone()));
+    let reconciler = Reconciler {
+        store: store.clone(),
+        relay: link.client.clone(),
+        driver,
+        scheduler: scheduler.clone(),
+    };
+    tasks.spawn(reconciler.run(events_rx, cancel.clone()));
+
+    let app = App::new(store.clone(), link.client.clone(), scheduler);
+    let state = ApiState::new(
+        Arc::new(app),
+        authenticator,
+        ApiConfig {
+            public_url: Some(config.public_url()),
+            keystone_uri: None,
+        },
+        ApiMetrics::new(),
+    );
+    let api_addr = listeners.api.local_addr().map_err(ServeError::Listener)?;
+    tracing::info!(api = %api_addr, relay = %relay_local, advertise = %advertise, "nest-service serving");
+    let serve = axum::serve(listeners.api, crate::api::router(state))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(serve);
+    let served = tokio::select! {
+        served = &mut serve => served,
+        () = shutdown => {
+            tracing::info!("shutting down");
+            cancel.cancel();
+            match tokio::time::timeout(config.shutdown_grace.get(), &mut serve).await {
+                Ok(served) => served,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    cancel.cancel();
+    tasks.close();
+    if tokio::time::timeout(config.shutdown_grace.get(), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?config.shutdown_grace.get(), "background tasks still running at exit");
+    }
+    store.close().await;
+    served.map_err(ServeError::Http)
+}

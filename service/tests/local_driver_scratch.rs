@@ -1,0 +1,363 @@
+//! The `local` instance driver on the real host: a bridge, network
+//! namespaces, one real dockerd per instance and the real `nest-agent`,
+//! started from user-data rendered by `nest_cloud_init::render`.
+//!
+//! Needs root, `dockerd`, `nsenter`, `unshare`, `ip`, the `docker` CLI,
+//! Debian's static `/bin/busybox`, and the `nest-agent` binary (`cargo build
+//! -p nest-agent`; looked for in `target/<profile>/`, or `$NEST_BIN_DIR`).
+//! When any is missing the test fails; it never skips.
+//!
+//! No relay runs: the agent starts, connects to its engine and keeps
+//! retrying enrollment, which is all this test needs from it. The test uses
+//! its own bridge and subnet so that a service running on this machine is
+//! not disturbed, and its guard deletes every instance, the bridge and the
+//! state directory even when an assertion fails.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nest_cloud_init::testing::{SAMPLE_CA_PEM, SAMPLE_TOKEN};
+use nest_cloud_init::{AgentBootstrap, AgentSource, EnrollmentToken};
+use nest_service::domain::{InstanceId, ProjectId};
+use nest_service::driver::{
+    BootRequest, BootedInstance, DriverErrorKind, InstanceDriver, LocalDriver, LocalDriverConfig,
+};
+
+/// The image the instance's engine runs, made from busybox like the
+/// end-to-end harness's (`tests/src/docker.rs`).
+const TEST_IMAGE: &str = "nest-test/busybox:1";
+/// Applets linked into the test image.
+const APPLETS: &[&str] = &["sh", "mkdir", "echo", "cat", "sleep", "httpd"];
+/// Port the test container publishes on its instance.
+const PUBLISHED_PORT: u16 = 8080;
+/// Longest wait for anything the test polls.
+const WAIT: Duration = Duration::from_secs(60);
+/// Longest wait for one `docker` CLI call (an import, a run).
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Nothing listens here: the agent's enrollment is refused and retried.
+const UNUSED_RELAY_PORT: u16 = 9;
+
+/// Polls `check` until it returns `Some`, at most [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Fails (never skips) when the host cannot run the driver.
+fn require_host() -> PathBuf {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the local driver test must run as root"
+    );
+    for program in ["dockerd", "nsenter", "unshare", "ip", "docker"] {
+        assert!(on_path(program), "{program} is not installed");
+    }
+    assert!(
+        Path::new("/bin/busybox").is_file(),
+        "/bin/busybox is missing: install Debian's busybox-static"
+    );
+    let dir = match std::env::var_os("NEST_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.to_owned()))
+            .unwrap_or_else(|| panic!("cannot find target/<profile>")),
+    };
+    let agent = dir.join("nest-agent");
+    assert!(
+        agent.is_file(),
+        "{} is missing: run `cargo build -p nest-agent` first",
+        agent.display()
+    );
+    agent
+}
+
+/// Owns the driver, the bridge and the state directory; deletes every
+/// instance it was told about when dropped, even on panic.
+struct Fixture {
+    driver: Arc<LocalDriver>,
+    config: LocalDriverConfig,
+    instances: Mutex<Vec<InstanceId>>,
+    _state: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(agent: PathBuf) -> Self {
+        let state = tempfile::Builder::new()
+            .prefix("nest-local-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        // A bridge and subnet of this fixture's own.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = (std::process::id() % 100) * 2 + NEXT.fetch_add(1, Ordering::Relaxed) % 2;
+        let config = LocalDriverConfig {
+            run_dir: state.path().join("run"),
+            bridge: format!("nestt{n}"),
+            subnet: format!("10.248.{n}.0/24"),
+            agent_binary: agent,
+            vcpus: 1.5,
+            memory_mib: 512,
+            network_name: "testnet".into(),
+            ..LocalDriverConfig::new(state.path())
+        };
+        let driver = LocalDriver::new(config.clone()).unwrap_or_else(|e| panic!("driver: {e}"));
+        Self {
+            driver: Arc::new(driver),
+            config,
+            instances: Mutex::new(Vec::new()),
+            _state: state,
+        }
+    }
+
+    fn will_boot(&self, id: &InstanceId) {
+        self.instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id.clone());
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let ids = std::mem::take(
+            &mut *self
+                .instances
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let driver = self.driver.clone();
+        // A runtime of its own: this may run inside the test's runtime.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            for id in ids {
+                if let Err(e) = runtime.block_on(driver.delete(&id)) {
+                    eprintln!("cleanup: deleting {id}: {e:?}");
+                }
+            }
+        });
+        let _ = cleanup.join();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.config.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn instance_id() -> InstanceId {
+    InstanceId::parse(&uuid::Uuid::new_v4().to_string()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn boot_request(fixture: &Fixture, id: &InstanceId, ca_pem: &str) -> BootRequest {
+    let relay = format!("{}:{UNUSED_RELAY_PORT}", fixture.driver.gateway_address());
+    let bootstrap = AgentBootstrap {
+        instance_id: id.to_string(),
+        relay_addr: relay,
+        relay_server_name: None,
+        ca_certificate_pem: ca_pem.to_owned(),
+        enrollment_token: EnrollmentToken::new(SAMPLE_TOKEN),
+        docker_socket: None,
+        agent_source: AgentSource::default(),
+    };
+    let user_data = nest_cloud_init::render(&bootstrap).unwrap_or_else(|e| panic!("render: {e}"));
+    BootRequest {
+        instance_id: id.clone(),
+        project_id: ProjectId::parse("local-test").unwrap_or_else(|e| panic!("{e}")),
+        user_data: user_data.as_str().to_owned(),
+        flavor: None,
+        image: None,
+        network: None,
+    }
+}
+
+/// Runs the docker CLI against `socket`.
+async fn docker(socket: &Path, args: &[&str]) -> std::process::Output {
+    let host = format!("unix://{}", socket.display());
+    let run = tokio::process::Command::new("docker")
+        .arg("-H")
+        .arg(&host)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(DOCKER_TIMEOUT, run).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => panic!("docker {args:?}: {e}"),
+        Err(_) => panic!("docker {args:?} took more than {DOCKER_TIMEOUT:?}"),
+    }
+}
+
+async fn docker_ok(socket: &Path, args: &[&str]) -> String {
+    let out = docker(socket, args).await;
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Builds the busybox image into the engine at `socket`.
+async fn import_test_image(socket: &Path, scratch: &Path) {
+    let root = scratch.join("rootfs");
+    let bin = root.join("bin");
+    let tar = scratch.join("rootfs.tar");
+    let (bin2, root2) = (bin.clone(), root.clone());
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&bin2)?;
+        std::fs::create_dir_all(root2.join("tmp"))?;
+        std::fs::copy("/bin/busybox", bin2.join("busybox"))?;
+        for applet in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin2.join(applet))?;
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("test rootfs: {e}"));
+    let status = tokio::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .await
+        .unwrap_or_else(|e| panic!("tar: {e}"));
+    assert!(status.success(), "tar of the test rootfs failed");
+    docker_ok(
+        socket,
+        &[
+            "import",
+            "--change",
+            "ENV PATH=/bin",
+            "--change",
+            "CMD [\"/bin/sh\"]",
+            tar.to_str().unwrap_or_else(|| panic!("utf-8 path")),
+            TEST_IMAGE,
+        ],
+    )
+    .await;
+}
+
+/// The body of `GET /` at `addr`, if it answers.
+async fn http_get(addr: (IpAddr, u16)) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        Some(String::from_utf8_lossy(&answer).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(3), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// The pid in one of the driver's pid files (`pid start_time`).
+fn pid_in(file: &Path) -> i32 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {}", file.display()))
+}
+
+fn address(booted: &BootedInstance) -> IpAddr {
+    *booted
+        .addresses
+        .get("testnet")
+        .unwrap_or_else(|| panic!("no testnet address in {:?}", booted.addresses))
+}
+
+/// What an instance was made of, to check that delete removed it.
+struct Traces {
+    dir: PathBuf,
+    socket: PathBuf,
+    netns: PathBuf,
+    pids: Vec<i32>,
+}
+
+async fn traces(driver: &LocalDriver, id: &InstanceId) -> Traces {
+    let dir = driver.instance_dir(id);
+    let pids = vec![
+        pid_in(&dir.join("agent.pid")),
+        pid_in(&dir.join("dockerd.pid")),
+    ];
+    Traces {
+        socket: driver.docker_socket(id),
+        netns: Path::new("/var/run/netns").join(driver.namespace(id)),
+        dir,
+        pids,
+    }
+}
+
+fn assert_gone(traces: &Traces) {
+    for pid in &traces.pids {
+        assert!(!running(*pid), "process {pid} survived delete");
+    }
+    for path in [&traces.dir, &traces.socket, &traces.netns] {
+        assert!(!path.exists(), "{} survived delete", path.display());
+    }
+}
+
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scratch() {
+    let agent = require_host();
+    let fixture = Fixture::new(agent);
+    let driver = fixture.driver.clone();
+    let a = instance_id();
+    fixture.will_boot(&a);
+    let t = std::time::Instant::now();
+    let booted = driver.boot(boot_request(&fixture, &a, SAMPLE_CA_PEM)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    eprintln!("boot took {:?}: {booted:?}", t.elapsed());
+    let sock = driver.docker_socket(&a);
+    let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    import_test_image(&sock, scratch.path()).await;
+    let c = docker_ok(&sock, &["run", "-d", "--restart=always", TEST_IMAGE, "sleep", "1000"]).await;
+    eprintln!("container {c}");
+    let out = std::process::Command::new("sh").arg("-c").arg(format!("ls -d /sys/fs/cgroup/*/{ns}/* | head -3; grep -E '{dir}|{run}' /proc/self/mountinfo | cut -d' ' -f5; ps -eo pid,pgid,args | grep -E 'nest|containerd|sleep 1000' | grep -v grep", ns=driver.namespace(&a), dir=driver.instance_dir(&a).display(), run=sock.parent().map(|p| p.display().to_string()).unwrap_or_default())).output().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("agent log:\n{}", std::fs::read_to_string(driver.instance_dir(&a).join("agent.log")).unwrap_or_default());
+    let t = std::time::Instant::now();
+    driver.delete(&a).await.unwrap_or_else(|e| panic!("{e:?}"));
+    eprintln!("delete took {:?}", t.elapsed());
+}
