@@ -293,7 +293,9 @@ impl ServiceConfig {
             }
             for (i, t) in tokens.iter().enumerate() {
                 if t.token.len() < 16 {
-                    problems.push(format!("auth.tokens[{i}].token: must be at least 16 characters"));
+                    problems.push(format!(
+                        "auth.tokens[{i}].token: must be at least 16 characters"
+                    ));
                 }
                 if crate::domain::ProjectId::parse(&t.project_id).is_err() {
                     problems.push(format!("auth.tokens[{i}].project_id: invalid"));
@@ -304,7 +306,9 @@ impl ServiceConfig {
             }
         }
         if let Some(url) = &self.database.url
-            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
         {
             problems.push("database.url: must start with sqlite: or postgres://".to_owned());
         }
@@ -327,7 +331,10 @@ impl ServiceConfig {
         env_override
             .or_else(|| self.database.url.clone())
             .unwrap_or_else(|| {
-                format!("sqlite://{}?mode=rwc", self.state_dir.join("nest.db").display())
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    self.state_dir.join("nest.db").display()
+                )
             })
     }
 

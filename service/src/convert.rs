@@ -4,9 +4,7 @@
 
 use nest_relay::proto;
 
-use crate::domain::{
-    ContainerId, ContainerSpec, ContainerStatus, PortProtocol, RestartPolicyName,
-};
+use crate::domain::{ContainerId, ContainerSpec, ContainerStatus, PortProtocol, RestartPolicyName};
 
 /// The agent's spec for a container.
 pub fn to_agent_spec(id: ContainerId, name: &str, spec: &ContainerSpec) -> proto::ContainerSpec {
@@ -80,7 +78,10 @@ pub fn status_of(state: &proto::ContainerState) -> ContainerStatus {
 /// A human reason for a stopped container, from its exit.
 pub fn exit_reason(state: &proto::ContainerState) -> Option<String> {
     if state.oom_killed {
-        return Some(format!("killed: out of memory (exit code {})", state.exit_code));
+        return Some(format!(
+            "killed: out of memory (exit code {})",
+            state.exit_code
+        ));
     }
     if !state.error.is_empty() {
         return Some(state.error.clone());

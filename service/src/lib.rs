@@ -10,6 +10,7 @@
 //! - [`reconcile`]: converging the database with what agents and drivers report.
 //! - [`relay_link`]: the CA, the embedded relay and the service's links to it.
 //! - [`app`]: the container service the API calls (`ContainerBackend`).
+//! - [`images`]: per-project stored images and loading them into instances.
 //! - [`convert`]: domain types to and from the wire protocol.
 //! - [`config`]: the service's configuration file.
 //! - [`server`]: assembling and running all of the above.
@@ -17,12 +18,13 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod convert;
-pub mod auth;
 pub mod db;
 pub mod domain;
 pub mod driver;
+pub mod images;
 pub mod reconcile;
 pub mod relay_link;
 pub mod scheduler;

@@ -79,7 +79,13 @@ async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
     println!("NEST_API_LISTENING={}", api.local_addr()?);
     println!("NEST_RELAY_LISTENING={}", relay.local_addr()?);
     let database_url = config.database_url(std::env::var("NEST_DATABASE_URL").ok());
-    server::run(config, Listeners { api, relay }, database_url, shutdown_signal()).await?;
+    server::run(
+        config,
+        Listeners { api, relay },
+        database_url,
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("nest-service stopped");
     Ok(())
 }

@@ -75,18 +75,17 @@ impl Reconciler {
         };
         match event.kind {
             Some(watch_event::Kind::Connected(hello)) => self.connected(&instance, hello).await,
-            Some(watch_event::Kind::Disconnected(_)) => {
-                self.store
-                    .update_instance_status(
-                        &instance,
-                        InstanceStatus::Ready,
-                        InstanceStatus::Unreachable,
-                        Some("its agent disconnected"),
-                    )
-                    .await
-                    .map(|_| ())
-                    .or_else(ignore_not_found)
-            }
+            Some(watch_event::Kind::Disconnected(_)) => self
+                .store
+                .update_instance_status(
+                    &instance,
+                    InstanceStatus::Ready,
+                    InstanceStatus::Unreachable,
+                    Some("its agent disconnected"),
+                )
+                .await
+                .map(|_| ())
+                .or_else(ignore_not_found),
             Some(watch_event::Kind::Container(event)) => self.container_event(event).await,
             None => Ok(()),
         }
@@ -201,7 +200,11 @@ impl Reconciler {
         };
         if event.action == "destroy" {
             if container.status == ContainerStatus::Deleting || container.spec.auto_remove {
-                return self.store.delete_container(id).await.or_else(ignore_not_found);
+                return self
+                    .store
+                    .delete_container(id)
+                    .await
+                    .or_else(ignore_not_found);
             }
             return self
                 .store
@@ -228,7 +231,9 @@ impl Reconciler {
             reason = Some("killed: out of memory".to_owned());
         }
         if status != container.status || reason != container.status_reason {
-            self.store.set_status_any(id, status, reason.as_deref()).await?;
+            self.store
+                .set_status_any(id, status, reason.as_deref())
+                .await?;
         }
         Ok(())
     }

@@ -192,6 +192,9 @@ pub async fn run(
         cancel.clone(),
     )?;
 
+    let images = Arc::new(crate::images::ProjectImages::new(
+        config.state_dir.join("images"),
+    ));
     let settings = SchedulerSettings {
         max_boots_per_project: config.scheduler.max_boots_per_project,
         boot_timeout: config.scheduler.boot_timeout.get(),
@@ -209,6 +212,7 @@ pub async fn run(
         store.clone(),
         driver.clone(),
         link.client.clone(),
+        images.clone(),
         tokens,
         settings,
         tasks.clone(),
@@ -222,7 +226,7 @@ pub async fn run(
     };
     tasks.spawn(reconciler.run(events_rx, cancel.clone()));
 
-    let app = App::new(store.clone(), link.client.clone(), scheduler);
+    let app = App::new(store.clone(), link.client.clone(), scheduler, images);
     let state = ApiState::new(
         Arc::new(app),
         authenticator,

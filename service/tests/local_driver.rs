@@ -110,9 +110,10 @@ impl Fixture {
             .prefix("nest-local-")
             .tempdir()
             .unwrap_or_else(|e| panic!("temp dir: {e}"));
-        // A bridge and subnet of this fixture's own.
+        // A bridge and subnet of this fixture's own (at most five fixtures
+        // per test process).
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = (std::process::id() % 100) * 2 + NEXT.fetch_add(1, Ordering::Relaxed) % 2;
+        let n = (std::process::id() % 50) * 5 + NEXT.fetch_add(1, Ordering::Relaxed) % 5;
         let config = LocalDriverConfig {
             run_dir: state.path().join("run"),
             bridge: format!("nestt{n}"),
@@ -541,4 +542,43 @@ async fn boot_refuses_user_data_it_cannot_apply_and_leaves_nothing() {
     );
     assert_eq!(fixture.driver.list().await.ok(), Some(Vec::new()));
     assert!(!fixture.driver.instance_dir(&id).exists());
+}
+
+#[tokio::test]
+async fn a_boot_that_fails_midway_leaves_nothing_behind() {
+    let agent = require_host();
+    let mut fixture = Fixture::new(agent);
+    // An "engine" that exits at once: the boot fails after the namespace,
+    // lease and files exist.
+    fixture.config.dockerd_binary = PathBuf::from("/bin/false");
+    fixture.driver = Arc::new(
+        LocalDriver::new(fixture.config.clone()).unwrap_or_else(|e| panic!("driver: {e}")),
+    );
+    let driver = fixture.driver.clone();
+    let id = instance_id();
+    fixture.will_boot(&id);
+    let failed = driver
+        .boot(boot_request(&fixture, &id, SAMPLE_CA_PEM))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.kind());
+    assert!(
+        matches!(
+            failed,
+            Err(DriverErrorKind::Unavailable | DriverErrorKind::Internal)
+        ),
+        "{failed:?}"
+    );
+    assert_eq!(driver.list().await.ok(), Some(Vec::new()));
+    for path in [
+        driver.instance_dir(&id),
+        driver.docker_socket(&id),
+        Path::new("/var/run/netns").join(driver.namespace(&id)),
+    ] {
+        assert!(!path.exists(), "{} survived a failed boot", path.display());
+    }
+    let leases = std::fs::read_dir(fixture.config.state_dir.join("leases"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(leases, 0, "the failed boot kept its address");
 }

@@ -177,6 +177,30 @@ pub trait ContainerBackend: Send + Sync {
     /// admin), as Zun's hosts.
     fn hosts<'a>(&'a self, cx: &'a CallContext) -> BackendFuture<'a, Vec<HostInfo>>;
 
+    /// Stores an uploaded image (`docker save` tarball or root filesystem
+    /// tarball) for the caller's project. A Nest extension.
+    fn upload_image<'a>(
+        &'a self,
+        cx: &'a CallContext,
+        name: Option<String>,
+        body: ImageUpload,
+    ) -> BackendFuture<'a, StoredImage> {
+        let _ = (cx, name, body);
+        Box::pin(async { Err(images_unsupported()) })
+    }
+
+    /// The images stored for the caller's project. A Nest extension.
+    fn list_images<'a>(&'a self, cx: &'a CallContext) -> BackendFuture<'a, Vec<StoredImage>> {
+        let _ = cx;
+        Box::pin(async { Err(images_unsupported()) })
+    }
+
+    /// Deletes a stored image of the caller's project. A Nest extension.
+    fn delete_image<'a>(&'a self, cx: &'a CallContext, id: &'a str) -> BackendFuture<'a, ()> {
+        let _ = (cx, id);
+        Box::pin(async { Err(images_unsupported()) })
+    }
+
     /// Redeems a console token issued by [`attach`](Self::attach) or an
     /// interactive [`execute`](Self::execute). The token is the only
     /// credential of the websocket request: the backend checks that it is
@@ -188,6 +212,33 @@ pub trait ContainerBackend: Send + Sync {
         token: &'a ConsoleToken,
         target: ConsoleTarget,
     ) -> BackendFuture<'a, Box<dyn ConsoleSession>>;
+}
+
+/// An uploaded image's body.
+pub type ImageUpload = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+/// An image Nest stores for a project (a Nest extension to Zun's API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredImage {
+    /// Its uuid: what `image` names in a create to run it.
+    pub id: String,
+    /// The name given at upload.
+    pub name: Option<String>,
+    /// Size of the stored archive, bytes.
+    pub size_bytes: u64,
+    /// SHA-256 of the stored archive, hex.
+    pub sha256: String,
+    /// When it was stored, RFC 3339.
+    pub created_at: String,
+    /// Tags the engine knows it by once loaded.
+    pub repo_tags: Vec<String>,
+}
+
+fn images_unsupported() -> BackendError {
+    BackendError::Unavailable {
+        what: "the image store".into(),
+        source: None,
+    }
 }
 
 /// Who asks, and under which request id.
@@ -830,6 +881,9 @@ pub enum BackendError {
     /// No such instance visible to the caller.
     #[error("host {0} could not be found")]
     HostNotFound(String),
+    /// A stored image (Nest extension) of the caller's project is missing.
+    #[error("image {0} could not be found")]
+    StoredImageNotFound(String),
     /// Several containers of the project have this name.
     #[error("multiple containers exist with name {0}; use the uuid instead")]
     AmbiguousName(String),
@@ -904,7 +958,8 @@ impl BackendError {
             | Self::MarkerNotFound(_)
             | Self::ExecNotFound(_)
             | Self::ActionNotFound(_)
-            | Self::HostNotFound(_) => ErrorKind::NotFound,
+            | Self::HostNotFound(_)
+            | Self::StoredImageNotFound(_) => ErrorKind::NotFound,
             Self::AmbiguousName(_) | Self::NameInUse(_) | Self::InvalidState { .. } => {
                 ErrorKind::Conflict
             }

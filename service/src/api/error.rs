@@ -190,7 +190,9 @@ impl ApiError {
                 BackendError::InvalidState { .. } => "invalid-state-exception",
                 BackendError::NotInteractive(_) => "no-interactive-flag",
                 BackendError::InvalidRequest { .. } => "invalid-parameter-value",
-                BackendError::ImageNotFound(_) => "image-not-found",
+                BackendError::ImageNotFound(_) | BackendError::StoredImageNotFound(_) => {
+                    "image-not-found"
+                }
                 BackendError::PolicyNotAuthorized(_) => "policy-not-authorized",
                 BackendError::OverQuota(_) => "over-quota",
                 BackendError::ConsoleTokenRejected => "console-token-rejected",

@@ -32,6 +32,7 @@ pub mod error;
 mod exec;
 mod extract;
 mod hosts;
+mod images;
 mod inspect;
 mod lifecycle;
 mod metrics;
@@ -136,7 +137,7 @@ impl ApiState {
     ),
     tags(
         (name = "containers"), (name = "actions"), (name = "exec"), (name = "inspect"),
-        (name = "hosts"), (name = "versions"), (name = "operations"),
+        (name = "hosts"), (name = "images"), (name = "versions"), (name = "operations"),
     )
 )]
 struct ApiDoc;
@@ -171,6 +172,8 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(container_actions::show))
         .routes(routes!(hosts::list))
         .routes(routes!(hosts::show))
+        .routes(routes!(images::upload, images::list))
+        .routes(routes!(images::delete))
         .routes(routes!(ws::attach))
         .routes(routes!(ws::exec))
         .split_for_parts()

@@ -208,6 +208,10 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
     });
     tokio::pin!(run);
     let mut input = Some(input_tx);
+    // One message read from the client and not yet accepted by the session:
+    // the socket is not read again until it is, so a session that is busy
+    // writing output never deadlocks against a client that is typing.
+    let mut pending: Option<ConsoleInput> = None;
     loop {
         tokio::select! {
             result = &mut run => {
@@ -238,21 +242,33 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
                     return;
                 }
             },
-            message = socket.recv() => {
+            permit = reserve(input.clone()), if pending.is_some() => match (permit, pending.take()) {
+                (Some(permit), Some(item)) => {
+                    permit.send(item);
+                }
+                // The session stopped reading input; keep relaying output.
+                _ => input = None,
+            },
+            message = socket.recv(), if pending.is_none() => {
                 let item = match message {
                     Some(Ok(Message::Binary(data))) => ConsoleInput::Data(data),
                     Some(Ok(Message::Text(text))) => text_input(text.as_str()),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
-                let Some(tx) = &input else { continue };
-                if tx.send(item).await.is_err() {
-                    // The session stopped reading input; keep relaying output.
-                    input = None;
+                if input.is_some() {
+                    pending = Some(item);
                 }
             }
         }
     }
+}
+
+/// Waits for room in the session's input; `None` once it stopped reading.
+async fn reserve(
+    input: Option<mpsc::Sender<ConsoleInput>>,
+) -> Option<mpsc::OwnedPermit<ConsoleInput>> {
+    input?.reserve_owned().await.ok()
 }
 
 #[cfg(test)]

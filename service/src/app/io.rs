@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{App, lock, placed_on, relay_error};
 use crate::api::backend::{
-    BackendError, CallContext, ConsoleIo, ConsoleInput, ConsoleSession, ConsoleTarget,
+    BackendError, CallContext, ConsoleInput, ConsoleIo, ConsoleSession, ConsoleTarget,
     ConsoleTicket, ConsoleToken, ContainerRef, ContainerStats, ExecId, ExecOutcome, ExecRequest,
     ExecResult, LogStream, LogsParams, ProcessList, TtySize,
 };
@@ -376,7 +376,9 @@ impl App {
 fn unexpected() -> BackendError {
     BackendError::Internal {
         context: "reading an agent's answer",
-        source: Box::new(std::io::Error::other("the agent answered with another kind of result")),
+        source: Box::new(std::io::Error::other(
+            "the agent answered with another kind of result",
+        )),
     }
 }
 

@@ -164,7 +164,8 @@ impl App {
                 reason: format!("filtering by {what} is not supported"),
             });
         }
-        let mut query = ListQuery::new((!params.all_projects).then(|| cx.caller.project_id.clone()));
+        let mut query =
+            ListQuery::new((!params.all_projects).then(|| cx.caller.project_id.clone()));
         query.limit = params.limit;
         query.marker = params.marker;
         query.sort_key = sort_key;
@@ -368,7 +369,8 @@ impl App {
                 status.can_stop(),
                 command::Kind::Stop(proto::StopContainer {
                     uuid,
-                    timeout_seconds: timeout.map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
+                    timeout_seconds: timeout
+                        .map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
                 }),
                 api::ActionKind::Stop,
             ),
@@ -377,7 +379,8 @@ impl App {
                 status.can_reboot(),
                 command::Kind::Restart(proto::StopContainer {
                     uuid,
-                    timeout_seconds: timeout.map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
+                    timeout_seconds: timeout
+                        .map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
                 }),
                 api::ActionKind::Reboot,
             ),
@@ -398,7 +401,10 @@ impl App {
                 status.can_kill(),
                 command::Kind::Kill(proto::KillContainer {
                     uuid,
-                    signal: signal.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    signal: signal
+                        .as_ref()
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
                 }),
                 api::ActionKind::Kill,
             ),

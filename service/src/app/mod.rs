@@ -53,6 +53,7 @@ pub struct App {
 
 struct Inner {
     store: Store,
+    images: Arc<crate::images::ProjectImages>,
     relay: RelayClient,
     scheduler: Arc<Scheduler>,
     consoles: Mutex<BTreeMap<String, PendingConsole>>,
@@ -66,10 +67,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl App {
     /// The service over its parts.
-    pub fn new(store: Store, relay: RelayClient, scheduler: Arc<Scheduler>) -> Self {
+    pub fn new(
+        store: Store,
+        relay: RelayClient,
+        scheduler: Arc<Scheduler>,
+        images: Arc<crate::images::ProjectImages>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                images,
                 relay,
                 scheduler,
                 consoles: Mutex::new(BTreeMap::new()),
@@ -109,10 +116,12 @@ impl App {
                 }
             }
         };
-        policy::authorize(&cx.caller, action, Some(&container.project_id)).map_err(|e| match e {
-            PolicyError::NotFound => not_found(),
-            other => BackendError::PolicyNotAuthorized(other.to_string()),
-        })?;
+        policy::authorize(&cx.caller, action, Some(&container.project_id)).map_err(
+            |e| match e {
+                PolicyError::NotFound => not_found(),
+                other => BackendError::PolicyNotAuthorized(other.to_string()),
+            },
+        )?;
         Ok(container)
     }
 
@@ -133,7 +142,12 @@ impl App {
             .map_err(|e| relay_error(container, &e))
     }
 
-    fn issue_console(&self, container: ContainerId, target: ConsoleTarget, command: Vec<String>) -> ConsoleToken {
+    fn issue_console(
+        &self,
+        container: ContainerId,
+        target: ConsoleTarget,
+        command: Vec<String>,
+    ) -> ConsoleToken {
         let token = ConsoleToken::generate();
         let now = tokio::time::Instant::now();
         let mut consoles = lock(&self.inner.consoles);
@@ -182,7 +196,10 @@ fn placed_on(container: &Container, action: &'static str) -> Result<InstanceId, 
 }
 
 /// An unexpected failure; the cause goes to the log, not to the client.
-fn internal(context: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+fn internal(
+    context: &'static str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> BackendError {
     BackendError::Internal {
         context,
         source: Box::new(e),
@@ -380,6 +397,26 @@ impl ContainerBackend for App {
         cx: &'a CallContext,
     ) -> BackendFuture<'a, Vec<crate::api::backend::HostInfo>> {
         self.list_hosts(cx).boxed()
+    }
+
+    fn upload_image<'a>(
+        &'a self,
+        cx: &'a CallContext,
+        name: Option<String>,
+        body: crate::api::backend::ImageUpload,
+    ) -> BackendFuture<'a, crate::api::backend::StoredImage> {
+        self.store_image(cx, name, body).boxed()
+    }
+
+    fn list_images<'a>(
+        &'a self,
+        cx: &'a CallContext,
+    ) -> BackendFuture<'a, Vec<crate::api::backend::StoredImage>> {
+        self.project_images(cx).boxed()
+    }
+
+    fn delete_image<'a>(&'a self, cx: &'a CallContext, id: &'a str) -> BackendFuture<'a, ()> {
+        self.remove_image(cx, id).boxed()
     }
 
     fn open_console<'a>(

@@ -1,5 +1,7 @@
 //! What Nest recorded: container actions, and instances as Zun's hosts.
 
+use nest_images::ImageStore;
+
 use super::App;
 use crate::api::backend::{self as api, BackendError, CallContext, ContainerRef, HostInfo};
 use crate::auth::policy::{self, Action};
@@ -10,7 +12,9 @@ impl App {
         cx: &CallContext,
         reference: &ContainerRef,
     ) -> Result<Vec<api::ActionRecord>, BackendError> {
-        let container = self.resolve(cx, reference, Action::ContainerActionList).await?;
+        let container = self
+            .resolve(cx, reference, Action::ContainerActionList)
+            .await?;
         let actions = self
             .store()
             .list_actions(container.id)
@@ -73,5 +77,95 @@ impl App {
             });
         }
         Ok(hosts)
+    }
+}
+
+fn stored(record: nest_images::ImageRecord) -> api::StoredImage {
+    api::StoredImage {
+        id: record.id.to_string(),
+        name: record.name,
+        size_bytes: record.size_bytes,
+        sha256: record.sha256,
+        created_at: record
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        repo_tags: record.repo_tags,
+    }
+}
+
+fn image_error(e: crate::images::ImageError) -> BackendError {
+    use nest_relay::error_kind::ErrorKind;
+    match e.kind() {
+        ErrorKind::Invalid => BackendError::InvalidRequest {
+            what: "image",
+            reason: crate::error_chain(&e),
+        },
+        _ => BackendError::Internal {
+            context: "using the image store",
+            source: Box::new(e),
+        },
+    }
+}
+
+impl App {
+    pub(super) async fn store_image(
+        &self,
+        cx: &CallContext,
+        name: Option<String>,
+        body: api::ImageUpload,
+    ) -> Result<api::StoredImage, BackendError> {
+        policy::authorize(&cx.caller, Action::ContainerCreate, None)
+            .map_err(|e| BackendError::PolicyNotAuthorized(e.to_string()))?;
+        let store = self
+            .inner
+            .images
+            .store(&cx.caller.project_id)
+            .await
+            .map_err(image_error)?;
+        let record = store
+            .put(name, body)
+            .await
+            .map_err(|e| image_error(e.into()))?;
+        tracing::info!(image_id = %record.id, project_id = %cx.caller.project_id, size = record.size_bytes, "image stored");
+        Ok(stored(record))
+    }
+
+    pub(super) async fn project_images(
+        &self,
+        cx: &CallContext,
+    ) -> Result<Vec<api::StoredImage>, BackendError> {
+        policy::authorize(&cx.caller, Action::ContainerList, None)
+            .map_err(|e| BackendError::PolicyNotAuthorized(e.to_string()))?;
+        let store = self
+            .inner
+            .images
+            .store(&cx.caller.project_id)
+            .await
+            .map_err(image_error)?;
+        let records = store.list().await.map_err(|e| image_error(e.into()))?;
+        Ok(records.into_iter().map(stored).collect())
+    }
+
+    pub(super) async fn remove_image(
+        &self,
+        cx: &CallContext,
+        id: &str,
+    ) -> Result<(), BackendError> {
+        policy::authorize(&cx.caller, Action::ContainerDelete, None)
+            .map_err(|e| BackendError::PolicyNotAuthorized(e.to_string()))?;
+        let not_found = || BackendError::StoredImageNotFound(id.to_owned());
+        let image: nest_images::ImageId = id.parse().map_err(|_| not_found())?;
+        let store = self
+            .inner
+            .images
+            .store(&cx.caller.project_id)
+            .await
+            .map_err(image_error)?;
+        match store.delete(image).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == nest_images::ErrorKind::NotFound => Err(not_found()),
+            Err(e) => Err(image_error(e.into())),
+        }
     }
 }

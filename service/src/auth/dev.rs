@@ -183,7 +183,12 @@ mod tests {
     async fn configured_token_authenticates_to_its_caller_with_lowercase_roles() {
         let auth = StaticTokens::new(&[
             entry("dev-token-alice-0123456789", "alice", "proj-a", &["Member"]),
-            entry("dev-token-admin-0123456789", "root", "admin", &["ADMIN", "member"]),
+            entry(
+                "dev-token-admin-0123456789",
+                "root",
+                "admin",
+                &["ADMIN", "member"],
+            ),
         ])
         .expect("valid config");
         let alice = auth

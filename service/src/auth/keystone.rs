@@ -395,7 +395,10 @@ impl KeystoneAuth {
         Ok(caller)
     }
 
-    async fn validate_remotely(&self, subject: &HeaderValue) -> Result<(Caller, Duration), AuthError> {
+    async fn validate_remotely(
+        &self,
+        subject: &HeaderValue,
+    ) -> Result<(Caller, Duration), AuthError> {
         let service = self.service_token(None).await?;
         match self.check(&service, subject).await? {
             Checked::Valid { caller, lifetime } => return Ok((caller, lifetime)),
@@ -485,13 +488,14 @@ impl KeystoneAuth {
             .cloned()
             .ok_or(KeystoneError::MissingSubjectToken)?;
         header.set_sensitive(true);
-        let issued: IssuedBody = response
-            .json()
-            .await
-            .map_err(|source| KeystoneError::MalformedBody {
-                operation: OPERATION,
-                source,
-            })?;
+        let issued: IssuedBody =
+            response
+                .json()
+                .await
+                .map_err(|source| KeystoneError::MalformedBody {
+                    operation: OPERATION,
+                    source,
+                })?;
         let lifetime = remaining_lifetime(&issued.token.expires_at)?;
         let refresh_in = if lifetime > SERVICE_TOKEN_REFRESH_MARGIN * 2 {
             lifetime - SERVICE_TOKEN_REFRESH_MARGIN
@@ -596,12 +600,11 @@ impl Authenticate for KeystoneAuth {
 /// Time left until `expires_at`, zero when already past (our clock may run
 /// ahead of Keystone's; Keystone's 200 is trusted, but nothing is cached).
 fn remaining_lifetime(expires_at: &str) -> Result<Duration, KeystoneError> {
-    let expires = OffsetDateTime::parse(expires_at, &Rfc3339).map_err(|source| {
-        KeystoneError::BadExpiry {
+    let expires =
+        OffsetDateTime::parse(expires_at, &Rfc3339).map_err(|source| KeystoneError::BadExpiry {
             value: expires_at.to_owned(),
             source,
-        }
-    })?;
+        })?;
     Ok(Duration::try_from(expires - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO))
 }
 
@@ -700,7 +703,6 @@ impl ValidationCache {
         self.entries.len()
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -833,7 +835,13 @@ mod tests {
         body: &[u8],
     ) -> (u16, String, String) {
         s.targets.push(format!("{method} {target}"));
-        let error = |code: u16| (code, String::new(), json!({"error": {"code": code}}).to_string());
+        let error = |code: u16| {
+            (
+                code,
+                String::new(),
+                json!({"error": {"code": code}}).to_string(),
+            )
+        };
         match method {
             "POST" => {
                 s.logins += 1;
@@ -847,7 +855,11 @@ mod tests {
                 let token = format!("svc-token-{}", s.logins);
                 s.service_tokens.insert(token.clone());
                 let body = json!({"token": {"expires_at": expires_in(time::Duration::hours(1))}});
-                (201, format!("x-subject-token: {token}\r\n"), body.to_string())
+                (
+                    201,
+                    format!("x-subject-token: {token}\r\n"),
+                    body.to_string(),
+                )
             }
             "GET" => {
                 s.validations += 1;
@@ -857,7 +869,10 @@ mod tests {
                 if !service_ok || s.reject_all_service_tokens {
                     return error(401);
                 }
-                match headers.get("x-subject-token").and_then(|t| s.subjects.get(t)) {
+                match headers
+                    .get("x-subject-token")
+                    .and_then(|t| s.subjects.get(t))
+                {
                     Some(token) => (200, String::new(), json!({"token": token}).to_string()),
                     None => error(404),
                 }
@@ -889,7 +904,10 @@ mod tests {
         fake.add_subject("user-token-1", scoped("u1", "p1", &["Member", "reader"]));
         let auth = fake.auth(DEFAULT_CACHE_TTL);
         for _ in 0..2 {
-            let caller = auth.authenticate("user-token-1").await.expect("valid token");
+            let caller = auth
+                .authenticate("user-token-1")
+                .await
+                .expect("valid token");
             assert_eq!(caller.user_id.as_str(), "u1");
             assert_eq!(caller.project_id.as_str(), "p1");
             assert_eq!(
@@ -900,7 +918,10 @@ mod tests {
         let state = fake.state();
         assert_eq!((state.logins, state.validations), (1, 1));
         assert!(
-            state.targets.iter().all(|t| t.ends_with("/v3/auth/tokens?nocatalog")),
+            state
+                .targets
+                .iter()
+                .all(|t| t.ends_with("/v3/auth/tokens?nocatalog")),
             "{:?}",
             state.targets
         );
@@ -994,16 +1015,24 @@ mod tests {
         );
         config.request_timeout = HumanDuration(Duration::from_secs(5));
         let auth = KeystoneAuth::new(config).expect("valid config");
-        let err = auth.authenticate("a").await.expect_err("bad service password");
+        let err = auth
+            .authenticate("a")
+            .await
+            .expect_err("bad service password");
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         let AuthError::Unavailable(source) = &err else {
             panic!("expected Unavailable, got {err:?}");
         };
         assert!(
-            source.to_string().contains("refused the service credentials"),
+            source
+                .to_string()
+                .contains("refused the service credentials"),
             "{source}"
         );
-        assert!(!format!("{err:?}").contains("wrong"), "password leaked: {err:?}");
+        assert!(
+            !format!("{err:?}").contains("wrong"),
+            "password leaked: {err:?}"
+        );
         assert_eq!(fake.state().validations, 0);
     }
 
@@ -1046,7 +1075,11 @@ mod tests {
         let err = auth.authenticate("a").await.expect_err("no answer");
         silent.abort();
         assert_eq!(err.kind(), ErrorKind::Unavailable);
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -1057,7 +1090,9 @@ mod tests {
         fake.add_subject("skewed", body);
         let auth = fake.auth(DEFAULT_CACHE_TTL);
         for _ in 0..2 {
-            auth.authenticate("skewed").await.expect("keystone said valid");
+            auth.authenticate("skewed")
+                .await
+                .expect("keystone said valid");
         }
         assert_eq!(fake.state().validations, 2);
     }
@@ -1077,7 +1112,10 @@ mod tests {
     async fn tokens_that_cannot_be_tokens_never_reach_keystone() {
         let fake = FakeKeystone::start().await;
         let auth = fake.auth(DEFAULT_CACHE_TTL);
-        assert!(matches!(auth.authenticate("").await, Err(AuthError::Missing)));
+        assert!(matches!(
+            auth.authenticate("").await,
+            Err(AuthError::Missing)
+        ));
         let long = "a".repeat(MAX_TOKEN_LEN + 1);
         for bad in ["tok en", "tok\r\nX-Evil: 1", "tøken", long.as_str()] {
             assert!(
@@ -1202,7 +1240,13 @@ mod tests {
         let keys: Vec<&str> = config_err.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["auth_url", "username", "password", "cache_ttl", "request_timeout"]
+            [
+                "auth_url",
+                "username",
+                "password",
+                "cache_ttl",
+                "request_timeout"
+            ]
         );
     }
 }

@@ -211,11 +211,20 @@ mod tests {
     #[test]
     fn config_error_lists_every_problem() {
         let err = AuthConfigError::check(vec![
-            ConfigProblem { key: "a".into(), reason: "bad".into() },
-            ConfigProblem { key: "b".into(), reason: "worse".into() },
+            ConfigProblem {
+                key: "a".into(),
+                reason: "bad".into(),
+            },
+            ConfigProblem {
+                key: "b".into(),
+                reason: "worse".into(),
+            },
         ])
         .expect_err("two problems");
-        assert_eq!(err.to_string(), "invalid auth configuration: a: bad; b: worse");
+        assert_eq!(
+            err.to_string(),
+            "invalid auth configuration: a: bad; b: worse"
+        );
         assert_eq!(err.kind(), ErrorKind::Invalid);
     }
 }

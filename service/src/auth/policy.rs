@@ -263,7 +263,10 @@ mod tests {
         Caller {
             user_id: UserId::parse("u1").expect("valid id"),
             project_id: ProjectId::parse(project).expect("valid id"),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect::<BTreeSet<_>>(),
+            roles: roles
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect::<BTreeSet<_>>(),
         }
     }
 
@@ -330,7 +333,12 @@ mod tests {
             "Policy doesn't allow container:get_all_all_projects to be performed."
         );
         assert!(
-            authorize(&caller("p1", &["admin"]), Action::ContainerListAllProjects, None).is_ok()
+            authorize(
+                &caller("p1", &["admin"]),
+                Action::ContainerListAllProjects,
+                None
+            )
+            .is_ok()
         );
     }
 

@@ -14,7 +14,7 @@
 //!   concurrent requests cannot both win;
 //! - uniqueness (names per project, host ports per instance) is enforced by
 //!   the database's constraints, and violations become
-//!   [`DbError::Conflict`] through the one helper [`error::classify`];
+//!   [`DbError::Conflict`] through the one helper `error::classify`;
 //! - nothing from a request is ever interpolated into SQL: sort columns come
 //!   from [`SortKey`], values are bound;
 //! - on SQLite, the first statement of a multi-statement transaction

@@ -32,6 +32,7 @@ use crate::domain::{
     Container, ContainerId, ContainerStatus, Instance, InstanceId, InstanceStatus, ProjectId,
 };
 use crate::driver::{BootRequest, InstanceDriver};
+use crate::images::ProjectImages;
 use placement::{Candidate, Demand, Placement};
 
 /// How often the scheduler looks at the database even when nobody woke it.
@@ -74,6 +75,7 @@ pub struct Scheduler {
     store: Store,
     driver: Arc<dyn InstanceDriver>,
     relay: RelayClient,
+    images: Arc<ProjectImages>,
     tokens: Arc<dyn TokenStore>,
     settings: SchedulerSettings,
     wake: Notify,
@@ -103,6 +105,7 @@ impl Scheduler {
         store: Store,
         driver: Arc<dyn InstanceDriver>,
         relay: RelayClient,
+        images: Arc<ProjectImages>,
         tokens: Arc<dyn TokenStore>,
         settings: SchedulerSettings,
         tasks: TaskTracker,
@@ -111,6 +114,7 @@ impl Scheduler {
             store,
             driver,
             relay,
+            images,
             tokens,
             settings,
             wake: Notify::new(),
@@ -257,14 +261,16 @@ impl Scheduler {
                     .filter(|c| c.status == InstanceStatus::Booting)
                     .count();
                 if booting >= self.settings.max_boots_per_project {
-                    self.set_reason(container, Some(WAITING_FOR_INSTANCE)).await?;
+                    self.set_reason(container, Some(WAITING_FOR_INSTANCE))
+                        .await?;
                     return Ok(());
                 }
                 let instance = self.boot_instance(&container.project_id).await?;
                 self.store
                     .bind_container(container.id, &instance, &container.spec.ports)
                     .await?;
-                self.set_reason(container, Some(WAITING_FOR_INSTANCE)).await?;
+                self.set_reason(container, Some(WAITING_FOR_INSTANCE))
+                    .await?;
             }
             Placement::TooBig => {
                 let reason = format!(
@@ -287,7 +293,11 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn set_reason(&self, container: &Container, reason: Option<&str>) -> Result<(), PassError> {
+    async fn set_reason(
+        &self,
+        container: &Container,
+        reason: Option<&str>,
+    ) -> Result<(), PassError> {
         if container.status_reason.as_deref() != reason {
             self.store
                 .update_status(
@@ -397,7 +407,14 @@ impl Scheduler {
             }
             let this = Arc::clone(self);
             self.tasks.spawn(async move {
-                create_container(&this.store, &this.relay, &container, &instance).await;
+                create_container(
+                    &this.store,
+                    &this.relay,
+                    &this.images,
+                    &container,
+                    &instance,
+                )
+                .await;
                 lock(&this.creating).remove(&container.id);
                 this.wake();
             });
@@ -492,11 +509,9 @@ impl Scheduler {
                 *kept_here += 1;
                 continue;
             }
-            let since = time::OffsetDateTime::parse(
-                since,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .unwrap_or(now);
+            let since =
+                time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+                    .unwrap_or(now);
             if now - since < self.settings.idle_timeout {
                 continue;
             }
@@ -532,7 +547,12 @@ async fn fail_instance(
 ) {
     let result: Result<(), DbError> = async {
         store
-            .update_instance_status(id, InstanceStatus::Booting, InstanceStatus::Error, Some(reason))
+            .update_instance_status(
+                id,
+                InstanceStatus::Booting,
+                InstanceStatus::Error,
+                Some(reason),
+            )
             .await?;
         for container in store.containers_on_instance(id).await? {
             store
@@ -562,16 +582,42 @@ async fn fail_instance(
 async fn create_container(
     store: &Store,
     relay: &RelayClient,
+    images: &ProjectImages,
     container: &Container,
     instance: &InstanceId,
 ) {
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let mut spec = container.spec.clone();
+    if let Ok(nest_images::ImageRef::Stored(image)) = nest_images::ImageRef::parse(&spec.image) {
+        match images
+            .load_into(relay, &container.project_id, image, instance, &request_id)
+            .await
+        {
+            Ok(reference) => spec.image = reference,
+            Err(e) if e.kind().is_retryable() => {
+                tracing::info!(container_id = %container.id, error = %crate::error_chain(&e), "image load not finished; will retry");
+                return;
+            }
+            Err(e) => {
+                let reason = crate::error_chain(&e);
+                tracing::info!(container_id = %container.id, %reason, "image load failed");
+                if let Err(e) = store
+                    .update_status(
+                        container.id,
+                        ContainerStatus::Creating,
+                        ContainerStatus::Error,
+                        Some(&reason),
+                    )
+                    .await
+                {
+                    tracing::warn!(container_id = %container.id, error = %crate::error_chain(&e), "could not record a failed create");
+                }
+                return;
+            }
+        }
+    }
     let create = command::Kind::Create(proto::CreateContainer {
-        spec: Some(convert::to_agent_spec(
-            container.id,
-            &container.name,
-            &container.spec,
-        )),
+        spec: Some(convert::to_agent_spec(container.id, &container.name, &spec)),
         start: container.desired_running,
         pull_missing: true,
     });

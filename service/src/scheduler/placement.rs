@@ -208,8 +208,7 @@ mod tests {
                 }
                 Placement::Boot => {
                     boots += 1;
-                    let mut c =
-                        candidate(&format!("i{boots}"), InstanceStatus::Booting, 0);
+                    let mut c = candidate(&format!("i{boots}"), InstanceStatus::Booting, 0);
                     c.memory_used_mib = d.memory_mib;
                     c.cpu_used = d.cpu;
                     instances.push(c);
