@@ -8,6 +8,9 @@
 #   CARGO_TARGET_DIR  build directory (default: ~/.cache/nest-target, outside
 #                     the clone so rebuilds stay fast)
 #   NEST_SKIP_INSTALL=1  skip apt (packages already present)
+#
+# PostgreSQL comes from scripts/postgres-for-tests.sh (Debian's package,
+# started if needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +63,10 @@ if ! docker version >/dev/null 2>&1; then
     exit 1
   }
 fi
+
+log "PostgreSQL for the database tests"
+NEST_TEST_POSTGRES_URL="$(scripts/postgres-for-tests.sh | tail -n1)"
+export NEST_TEST_POSTGRES_URL
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -61,6 +61,24 @@ where
     }
 }
 
+/// Waits (at most [`WAIT`]) until the log at `path` holds `needle`, and
+/// returns it; on timeout, fails showing the whole log.
+async fn wait_for_log(path: &Path, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let log = tokio::fs::read_to_string(path).await.unwrap_or_default();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} has no {needle:?} after {WAIT:?}:\n{log}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
@@ -399,15 +417,7 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
     // the instance's engine through the socket bound at /var/run/docker.sock.
     let dir_a = driver.instance_dir(&a);
     let agent_log = dir_a.join("agent.log");
-    let log = eventually("the agent to reach its engine", || {
-        let agent_log = agent_log.clone();
-        async move {
-            let log = tokio::fs::read_to_string(&agent_log).await.ok()?;
-            log.contains("connected to the docker engine")
-                .then_some(log)
-        }
-    })
-    .await;
+    let log = wait_for_log(&agent_log, "connected to the docker engine").await;
     let starting = log
         .lines()
         .find(|line| line.contains("nest-agent starting"))

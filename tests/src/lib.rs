@@ -14,7 +14,9 @@
 //! - [`RelayProcess`], [`AgentProcess`]: the real binaries;
 //! - [`TestService`]: the service side: control client, signer and a
 //!   watch feed that survives relay restarts;
-//! - [`docker`]: the test image and direct engine checks.
+//! - [`docker`]: the test image and direct engine checks;
+//! - [`service`]: a real `nest-service` with the `local` driver, and an
+//!   HTTP client for its API.
 
 pub mod docker;
 
@@ -645,3 +647,5 @@ impl Drop for TestService {
 pub fn any_loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
+
+pub mod service;

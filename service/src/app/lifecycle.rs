@@ -27,10 +27,13 @@ const NAME_WORDS: [&str; 8] = [
     "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa",
 ];
 
+/// A name for a container created without one. Names are unique per
+/// project (so they can be used in URLs), hence the uuid's first digits.
 fn generated_name(id: ContainerId) -> String {
     let bytes = id.as_uuid().into_bytes();
     let word = NAME_WORDS[usize::from(bytes[0]) % NAME_WORDS.len()];
-    format!("{word}-{}-container", 1 + usize::from(bytes[1]) % 24)
+    let simple = id.as_uuid().simple().to_string();
+    format!("{word}-{}-container", &simple[..8])
 }
 
 impl App {
