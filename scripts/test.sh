@@ -10,7 +10,8 @@
 #   NEST_SKIP_INSTALL=1  skip apt (packages already present)
 #
 # PostgreSQL comes from scripts/postgres-for-tests.sh (Debian's package,
-# started if needed).
+# started if needed); Keystone from ../shared/openstack-lab/up.sh (about 3
+# minutes the first time); python-zunclient from PyPI into a virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +68,26 @@ fi
 log "PostgreSQL for the database tests"
 NEST_TEST_POSTGRES_URL="$(scripts/postgres-for-tests.sh | tail -n1)"
 export NEST_TEST_POSTGRES_URL
+
+log "OpenStack lab (Keystone for the auth and zunclient tests)"
+LAB="${NEST_OPENSTACK_LAB:-../shared/openstack-lab}"
+if [ ! -x "$LAB/up.sh" ]; then
+  echo "the OpenStack lab is missing at $LAB (set NEST_OPENSTACK_LAB)" >&2
+  exit 1
+fi
+bash "$LAB/up.sh" >/dev/null 2>"${TMPDIR:-/tmp}/nest-test-openstack-lab.log" || {
+  echo "the OpenStack lab did not come up; see ${TMPDIR:-/tmp}/nest-test-openstack-lab.log" >&2
+  exit 1
+}
+export OS_AUTH_URL=http://127.0.0.1:5000/v3
+
+log "python-zunclient (from PyPI) for the compatibility test"
+ZUN_VENV=/opt/nest-zunclient
+if [ ! -x "$ZUN_VENV/bin/zun" ]; then
+  python3 -m venv "$ZUN_VENV"
+  "$ZUN_VENV/bin/pip" install -q python-zunclient
+fi
+export NEST_ZUN_BIN="$ZUN_VENV/bin/zun"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

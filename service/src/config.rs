@@ -346,3 +346,61 @@ impl ServiceConfig {
             .unwrap_or_else(|| format!("http://{}", self.api.listen))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses_and_validates() {
+        let config: ServiceConfig =
+            toml::from_str(include_str!("../../docs/examples/service.toml"))
+                .expect("docs/examples/service.toml parses");
+        config.validate().expect("and is valid");
+        assert!(matches!(config.auth, AuthConfig::Keystone(_)));
+        assert_eq!(
+            config.scheduler.idle_timeout.get(),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_and_dev_tokens_are_redacted() {
+        let text = r#"
+state_dir = "relative"
+[auth]
+mode = "dev"
+tokens = [{ token = "short", user_id = "u", project_id = "p/x" }]
+[database]
+url = "mysql://x"
+[scheduler]
+max_boots_per_project = 0
+"#;
+        let config: ServiceConfig = toml::from_str(text).expect("parses");
+        let err = config.validate().expect_err("invalid").to_string();
+        for key in [
+            "state_dir",
+            "auth.tokens[0].token",
+            "project_id",
+            "database.url",
+            "max_boots_per_project",
+        ] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
+        assert!(
+            !format!("{config:?}").contains("short"),
+            "token must not be printed"
+        );
+    }
+
+    #[test]
+    fn auth_must_be_chosen_and_unknown_keys_are_refused() {
+        assert!(toml::from_str::<ServiceConfig>("state_dir = \"/x\"\n").is_err());
+        assert!(
+            toml::from_str::<ServiceConfig>(
+                "[auth]\nmode = \"dev\"\ntokens = []\n[api]\nport = 1\n"
+            )
+            .is_err()
+        );
+    }
+}

@@ -21,6 +21,18 @@ struct Args {
     /// Path of the TOML config file.
     #[arg(long, short, default_value = "/etc/nest/service.toml")]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Serve the API, the relay and the scheduler (the default).
+    Serve,
+    /// Delete every instance the configured driver has booted, then exit.
+    /// Instances outlive the service by design; run this after stopping it
+    /// to tear a machine down.
+    DeleteInstances,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +68,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::DeleteInstances) = args.command {
+        return match runtime.block_on(server::delete_instances(&config)) {
+            Ok(n) => {
+                tracing::info!(deleted = n, "instances deleted");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %nest_service::error_chain(&e), "could not delete instances");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -52,6 +52,30 @@ pub struct Listeners {
     pub relay: TcpListener,
 }
 
+/// Deletes every instance the configured driver has (processes, networks,
+/// state), for `nest-service delete-instances` after the service stopped.
+///
+/// # Errors
+/// [`ServeError::Driver`] when the driver settings are unusable or an
+/// instance cannot be deleted.
+pub async fn delete_instances(config: &ServiceConfig) -> Result<usize, ServeError> {
+    let setup = driver(config)?;
+    let ids = setup
+        .driver
+        .list()
+        .await
+        .map_err(|e| ServeError::Driver(Box::new(e)))?;
+    for id in &ids {
+        setup
+            .driver
+            .delete(id)
+            .await
+            .map_err(|e| ServeError::Driver(Box::new(e)))?;
+        tracing::info!(instance_id = %id, "instance deleted");
+    }
+    Ok(ids.len())
+}
+
 /// The configured driver, with what the service needs to know of it.
 struct DriverSetup {
     driver: Arc<dyn InstanceDriver>,

@@ -74,6 +74,9 @@ pub struct ServiceOptions {
     pub idle_timeout: String,
     /// Concurrent boots per project.
     pub max_boots_per_project: usize,
+    /// The `[auth]` section's body instead of the dev tokens in [`TOKENS`]
+    /// (e.g. Keystone settings).
+    pub auth: Option<String>,
 }
 
 impl Default for ServiceOptions {
@@ -82,6 +85,7 @@ impl Default for ServiceOptions {
             database_url: None,
             idle_timeout: "10m".into(),
             max_boots_per_project: 2,
+            auth: None,
         }
     }
 }
@@ -118,13 +122,16 @@ impl ServiceProcess {
                 )
             })
             .collect();
+        let auth = options
+            .auth
+            .clone()
+            .unwrap_or_else(|| format!("mode = \"dev\"\ntokens = [\n{}\n]", tokens.join("\n")));
         let config = state.path().join("service.toml");
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[relay]\nlisten = \"0.0.0.0:0\"\nheartbeat_interval = \"2s\"\n\n[auth]\nmode = \"dev\"\ntokens = [\n{tokens}\n]\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n",
+                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[relay]\nlisten = \"0.0.0.0:0\"\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n",
                 state = state.path().join("state").display(),
-                tokens = tokens.join("\n"),
                 idle = options.idle_timeout,
                 boots = options.max_boots_per_project,
                 bridge = network.bridge,
