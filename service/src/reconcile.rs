@@ -146,9 +146,7 @@ impl Reconciler {
                     }
                 }
                 None if container.docker_id.is_some() => {
-                    if container.status == ContainerStatus::Deleting {
-                        self.store.delete_container(container.id).await?;
-                    } else if container.spec.auto_remove {
+                    if container.status == ContainerStatus::Deleting || container.spec.auto_remove {
                         self.store.delete_container(container.id).await?;
                     } else if container.status != ContainerStatus::Error {
                         self.store

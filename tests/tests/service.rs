@@ -98,7 +98,7 @@ async fn first_container_runs_on_a_booted_instance(svc: ServiceProcess) {
         .call(
             ALPHA,
             Method::POST,
-            &format!("/v1/containers/web/stop?timeout=1"),
+            "/v1/containers/web/stop?timeout=1",
             None,
         )
         .await;
