@@ -74,6 +74,8 @@ pub struct ServiceOptions {
     pub idle_timeout: String,
     /// Concurrent boots per project.
     pub max_boots_per_project: usize,
+    /// Empty instances kept per project.
+    pub warm_pool: usize,
     /// The `[auth]` section's body instead of the dev tokens in [`TOKENS`]
     /// (e.g. Keystone settings).
     pub auth: Option<String>,
@@ -85,6 +87,7 @@ impl Default for ServiceOptions {
             database_url: None,
             idle_timeout: "10m".into(),
             max_boots_per_project: 2,
+            warm_pool: 0,
             auth: None,
         }
     }
@@ -130,10 +133,11 @@ impl ServiceProcess {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[relay]\nlisten = \"0.0.0.0:0\"\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n",
+                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[relay]\nlisten = \"0.0.0.0:0\"\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n",
                 state = state.path().join("state").display(),
                 idle = options.idle_timeout,
                 boots = options.max_boots_per_project,
+                warm = options.warm_pool,
                 bridge = network.bridge,
                 subnet = network.subnet,
                 id = &network.bridge[3..],

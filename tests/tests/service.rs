@@ -375,3 +375,57 @@ async fn service_killed_during_a_burst_loses_and_duplicates_nothing() {
         "each container exists once on the engines"
     );
 }
+
+async fn instances_after_emptying(warm_pool: usize) -> (usize, usize) {
+    let svc = ServiceProcess::start_with(ServiceOptions {
+        idle_timeout: "2s".into(),
+        warm_pool,
+        ..Default::default()
+    })
+    .await;
+    let image = svc.upload_test_image(ALPHA).await;
+    let id = create(
+        &svc,
+        ALPHA,
+        json!({"image": image, "command": ["sleep", "3600"], "cpu": 0.1, "memory": "64"}),
+    )
+    .await;
+    svc.wait_status(ALPHA, &id, "Running", BOOT).await;
+    let before = svc.driver_instances().await.len();
+    let (code, _) = svc
+        .call(
+            ALPHA,
+            Method::DELETE,
+            &format!("/v1/containers/{id}?stop=true"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    nest_tests::eventually(BOOT, "the container to be gone", || async {
+        let (code, _) = svc
+            .call(ALPHA, Method::GET, &format!("/v1/containers/{id}"), None)
+            .await;
+        (code == 404).then_some(())
+    })
+    .await;
+    // Idle timeout 2s plus a scheduler pass or two.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = svc.driver_instances().await.len();
+    let (_, hosts) = svc.call(ALPHA, Method::GET, "/v1/hosts", None).await;
+    assert_eq!(
+        hosts["hosts"].as_array().map(Vec::len),
+        Some(after),
+        "the hosts view agrees with the driver: {hosts}"
+    );
+    (before, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_left_empty_past_its_idle_timeout_is_deleted() {
+    assert_eq!(instances_after_emptying(0).await, (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_pool_keeps_an_empty_instance() {
+    assert_eq!(instances_after_emptying(1).await, (1, 1));
+}
