@@ -146,9 +146,14 @@ pub struct RelaySection {
     #[serde(default = "default_relay_listen")]
     pub listen: SocketAddr,
     /// Address agents dial, written into user-data. Default: for the
-    /// `local` driver, its bridge gateway and the listen port.
+    /// `local` driver, its bridge gateway and the relay's port.
     #[serde(default)]
     pub advertise: Option<SocketAddr>,
+    /// A stand-alone `nest-relay` to use instead of the embedded one,
+    /// `host:port`. Its certificate comes from `nest-service
+    /// issue-relay-certificate`. Default: none (the relay is embedded).
+    #[serde(default)]
+    pub external: Option<SocketAddr>,
     /// Heartbeat interval on agent sessions. Default: 10s.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: HumanDuration,
@@ -159,6 +164,7 @@ impl Default for RelaySection {
         Self {
             listen: default_relay_listen(),
             advertise: None,
+            external: None,
             heartbeat_interval: default_heartbeat(),
         }
     }

@@ -33,6 +33,22 @@ enum Command {
     /// Instances outlive the service by design; run this after stopping it
     /// to tear a machine down.
     DeleteInstances,
+    /// Issue a certificate for a stand-alone nest-relay from this service's
+    /// CA: writes ca.pem, relay.pem and relay-key.pem into --out.
+    IssueRelayCertificate {
+        /// Directory to write the files into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The relay's name (in its certificate).
+        #[arg(long, default_value = "relay")]
+        name: String,
+        /// IP addresses the relay is reached at (repeatable).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// DNS names the relay is reached at (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +84,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::IssueRelayCertificate { out, name, ip, dns }) = &args.command {
+        return match server::issue_relay_certificate(&config, name, ip.clone(), dns.clone(), out) {
+            Ok(()) => {
+                tracing::info!(out = %out.display(), "relay certificate written");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %nest_service::error_chain(&e), "could not issue a relay certificate");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::DeleteInstances) = args.command {
         return match runtime.block_on(server::delete_instances(&config)) {
             Ok(n) => {
@@ -97,11 +125,20 @@ async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
     let api = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("binding the API to {}", config.api.listen))?;
-    let relay = tokio::net::TcpListener::bind(config.relay.listen)
-        .await
-        .with_context(|| format!("binding the relay to {}", config.relay.listen))?;
     println!("NEST_API_LISTENING={}", api.local_addr()?);
-    println!("NEST_RELAY_LISTENING={}", relay.local_addr()?);
+    let relay = match config.relay.external {
+        Some(external) => {
+            tracing::info!(relay = %external, "using a stand-alone relay");
+            None
+        }
+        None => {
+            let relay = tokio::net::TcpListener::bind(config.relay.listen)
+                .await
+                .with_context(|| format!("binding the relay to {}", config.relay.listen))?;
+            println!("NEST_RELAY_LISTENING={}", relay.local_addr()?);
+            Some(relay)
+        }
+    };
     let database_url = config.database_url(std::env::var("NEST_DATABASE_URL").ok());
     server::run(
         config,

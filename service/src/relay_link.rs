@@ -54,6 +54,9 @@ pub enum RelayLinkError {
     /// The relay's address could not be dialled (bad address).
     #[error("relay client")]
     Client(#[source] nest_relay::client::RelayError),
+    /// A relay name is not a valid identity name.
+    #[error("invalid relay name {0:?}")]
+    Name(String, #[source] nest_relay::identity::IdentityError),
 }
 
 /// Nest's CA and the credentials the service derives from it.
@@ -121,6 +124,38 @@ impl ServicePki {
             DEFAULT_AGENT_CERT_LIFETIME,
         ))
     }
+}
+
+/// Issues a stand-alone relay's certificate from the CA in
+/// `<state_dir>/pki` (created if missing); returns the CA certificate and
+/// the relay's certificate and key.
+///
+/// # Errors
+/// [`RelayLinkError`] when the CA is unusable, the name is invalid or
+/// issuing fails.
+pub fn issue_relay(
+    state_dir: &Path,
+    name: &str,
+    ip_addresses: Vec<IpAddr>,
+    dns_names: Vec<String>,
+) -> Result<(String, nest_relay::pki::IssuedCertificate), RelayLinkError> {
+    let dir = state_dir.join("pki");
+    let ca = CertificateAuthority::load_or_create(&dir)
+        .map_err(|source| RelayLinkError::Ca { dir, source })?;
+    let identity =
+        PeerIdentity::relay(name).map_err(|e| RelayLinkError::Name(name.to_owned(), e))?;
+    let issued = ca
+        .issue(&IssueRequest {
+            identity,
+            dns_names,
+            ip_addresses,
+            validity: Validity::starting_now(DEFAULT_SERVER_CERT_LIFETIME),
+        })
+        .map_err(|source| RelayLinkError::Issue {
+            what: "relay",
+            source,
+        })?;
+    Ok((ca.certificate_pem().to_owned(), issued))
 }
 
 /// The service's links to one relay: a control client, the signer loop and

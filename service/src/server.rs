@@ -48,8 +48,8 @@ pub enum ServeError {
 pub struct Listeners {
     /// The HTTP API.
     pub api: TcpListener,
-    /// The embedded relay.
-    pub relay: TcpListener,
+    /// The embedded relay; `None` when a stand-alone relay is configured.
+    pub relay: Option<TcpListener>,
 }
 
 /// Deletes every instance the configured driver has (processes, networks,
@@ -74,6 +74,41 @@ pub async fn delete_instances(config: &ServiceConfig) -> Result<usize, ServeErro
         tracing::info!(instance_id = %id, "instance deleted");
     }
     Ok(ids.len())
+}
+
+/// Issues a certificate for a stand-alone `nest-relay` from the service's
+/// CA (created if missing) and writes `ca.pem`, `relay.pem` and
+/// `relay-key.pem` (mode 0600) into `out`.
+///
+/// # Errors
+/// [`ServeError::Relay`] when the CA is unusable; [`ServeError::Listener`]
+/// when the files cannot be written.
+pub fn issue_relay_certificate(
+    config: &ServiceConfig,
+    name: &str,
+    ips: Vec<IpAddr>,
+    dns_names: Vec<String>,
+    out: &std::path::Path,
+) -> Result<(), ServeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let issued = crate::relay_link::issue_relay(&config.state_dir, name, ips, dns_names)?;
+    std::fs::create_dir_all(out).map_err(ServeError::Listener)?;
+    let write = |file: &str, contents: &str, mode: u32| -> Result<(), ServeError> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(out.join(file))
+            .map_err(ServeError::Listener)?;
+        f.write_all(contents.as_bytes())
+            .map_err(ServeError::Listener)
+    };
+    write("ca.pem", &issued.0, 0o644)?;
+    write("relay.pem", &issued.1.certificate_pem, 0o644)?;
+    write("relay-key.pem", issued.1.private_key_pem.expose(), 0o600)?;
+    Ok(())
 }
 
 /// The configured driver, with what the service needs to know of it.
@@ -173,12 +208,24 @@ pub async fn run(
     } = driver(&config)?;
     let authenticator = authenticator(&config)?;
 
-    let relay_local = listeners.relay.local_addr().map_err(ServeError::Listener)?;
+    // The relay the service drives agents through: embedded, or external.
+    let relay_dial = match (&listeners.relay, config.relay.external) {
+        (_, Some(external)) => external,
+        (Some(listener), None) => {
+            let local = listener.local_addr().map_err(ServeError::Listener)?;
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())
+        }
+        (None, None) => {
+            return Err(ServeError::Driver(
+                "no relay: bind the embedded relay or set relay.external".into(),
+            ));
+        }
+    };
     let advertise = config.relay.advertise.unwrap_or_else(|| {
         // The local driver's instances reach the host at the bridge gateway.
         SocketAddr::new(
             IpAddr::V4(gateway.unwrap_or(Ipv4Addr::LOCALHOST)),
-            relay_local.port(),
+            relay_dial.port(),
         )
     });
     let pki = ServicePki::bootstrap(
@@ -187,28 +234,26 @@ pub async fn run(
     )?;
     let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
 
-    // The embedded relay.
-    let relay_settings = nest_relay::server::RelaySettings {
-        tls: pki.relay_tls.clone(),
-        heartbeat_interval: config.relay.heartbeat_interval.get(),
-        command_timeout: nest_relay::config::DEFAULT_COMMAND_TIMEOUT,
-        shutdown_grace: config.shutdown_grace.get(),
-    };
-    let relay_cancel = cancel.clone();
-    tasks.spawn(async move {
-        if let Err(e) = nest_relay::server::run(
-            relay_settings,
-            listeners.relay,
-            relay_cancel.cancelled_owned(),
-        )
-        .await
-        {
-            tracing::error!(error = %crate::error_chain(&e), "embedded relay failed");
-        }
-    });
+    if let Some(listener) = listeners.relay {
+        let relay_settings = nest_relay::server::RelaySettings {
+            tls: pki.relay_tls.clone(),
+            heartbeat_interval: config.relay.heartbeat_interval.get(),
+            command_timeout: nest_relay::config::DEFAULT_COMMAND_TIMEOUT,
+            shutdown_grace: config.shutdown_grace.get(),
+        };
+        let relay_cancel = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) =
+                nest_relay::server::run(relay_settings, listener, relay_cancel.cancelled_owned())
+                    .await
+            {
+                tracing::error!(error = %crate::error_chain(&e), "embedded relay failed");
+            }
+        });
+    }
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(WATCH_QUEUE);
     let link = RelayLink::start(
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), relay_local.port()),
+        relay_dial,
         &pki,
         pki.signer(tokens.clone()),
         events_tx,
@@ -261,7 +306,7 @@ pub async fn run(
         ApiMetrics::new(),
     );
     let api_addr = listeners.api.local_addr().map_err(ServeError::Listener)?;
-    tracing::info!(api = %api_addr, relay = %relay_local, advertise = %advertise, "nest-service serving");
+    tracing::info!(api = %api_addr, relay = %relay_dial, advertise = %advertise, "nest-service serving");
     let serve = axum::serve(listeners.api, crate::api::router(state))
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .into_future();

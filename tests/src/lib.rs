@@ -304,15 +304,36 @@ impl RelayProcess {
     /// Starts a relay with a given heartbeat interval.
     pub async fn start_with(pki: &TestPki, listen: SocketAddr, heartbeat: &str) -> Self {
         let dir = pki.dir.path();
+        Self::start_from(
+            dir,
+            &pki.ca_path(),
+            &dir.join("relay.pem"),
+            &dir.join("relay-key.pem"),
+            listen,
+            heartbeat,
+        )
+        .await
+    }
+
+    /// Starts a relay with certificate files from anywhere (e.g. issued by
+    /// `nest-service issue-relay-certificate`), logging into `dir`.
+    pub async fn start_from(
+        dir: &Path,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        listen: SocketAddr,
+        heartbeat: &str,
+    ) -> Self {
         let name = unique("relay");
         let config = dir.join(format!("{name}.toml"));
         write(
             &config,
             &format!(
                 "listen = \"{listen}\"\nca_certificate = \"{}\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\nheartbeat_interval = \"{heartbeat}\"\nshutdown_grace = \"3s\"\n",
-                pki.ca_path().display(),
-                dir.join("relay.pem").display(),
-                dir.join("relay-key.pem").display(),
+                ca.display(),
+                cert.display(),
+                key.display(),
             ),
         );
         let log = dir.join(format!("{name}.log"));

@@ -57,6 +57,13 @@ impl NetworkLease {
     }
 }
 
+impl NetworkLease {
+    /// The bridge's address (the subnet's first).
+    fn gateway(&self) -> String {
+        self.subnet.replacen(".0/24", ".1", 1)
+    }
+}
+
 impl Drop for NetworkLease {
     fn drop(&mut self) {
         let _ = std::process::Command::new("ip")
@@ -76,6 +83,9 @@ pub struct ServiceOptions {
     pub max_boots_per_project: usize,
     /// Empty instances kept per project.
     pub warm_pool: usize,
+    /// A stand-alone relay the service should use instead of its embedded
+    /// one (agents dial the same port on the bridge gateway).
+    pub external_relay: Option<SocketAddr>,
     /// The `[auth]` section's body instead of the dev tokens in [`TOKENS`]
     /// (e.g. Keystone settings).
     pub auth: Option<String>,
@@ -88,6 +98,7 @@ impl Default for ServiceOptions {
             idle_timeout: "10m".into(),
             max_boots_per_project: 2,
             warm_pool: 0,
+            external_relay: None,
             auth: None,
         }
     }
@@ -114,6 +125,13 @@ impl ServiceProcess {
 
     /// Starts a service.
     pub async fn start_with(options: ServiceOptions) -> Self {
+        let mut service = Self::prepare(options);
+        service.spawn().await;
+        service
+    }
+
+    /// Writes a service's config without starting it (see [`Self::spawn`]).
+    pub fn prepare(options: ServiceOptions) -> Self {
         crate::init();
         let state = TempDir::new("nest-svc");
         let network = NetworkLease::claim();
@@ -129,11 +147,19 @@ impl ServiceProcess {
             .auth
             .clone()
             .unwrap_or_else(|| format!("mode = \"dev\"\ntokens = [\n{}\n]", tokens.join("\n")));
+        let relay = match options.external_relay {
+            None => "listen = \"0.0.0.0:0\"".to_owned(),
+            Some(external) => format!(
+                "external = \"{external}\"\nadvertise = \"{}:{}\"",
+                network.gateway(),
+                external.port()
+            ),
+        };
         let config = state.path().join("service.toml");
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[relay]\nlisten = \"0.0.0.0:0\"\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n",
+                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[relay]\n{relay}\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n",
                 state = state.path().join("state").display(),
                 idle = options.idle_timeout,
                 boots = options.max_boots_per_project,
@@ -145,7 +171,7 @@ impl ServiceProcess {
         )
         .expect("write service config");
         let log = state.path().join(format!("{}.log", unique("service")));
-        let mut service = Self {
+        Self {
             child: None,
             url: String::new(),
             config,
@@ -157,12 +183,11 @@ impl ServiceProcess {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("http client"),
-        };
-        service.spawn().await;
-        service
+        }
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the service and waits until its API answers.
+    pub async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -216,6 +241,28 @@ impl ServiceProcess {
             }
         })
         .await;
+    }
+
+    /// Issues a stand-alone relay's certificate from this service's CA into
+    /// `<state>/relay/` (`ca.pem`, `relay.pem`, `relay-key.pem`).
+    pub fn issue_relay_certificate(&self) -> PathBuf {
+        let out = self.state.path().join("relay");
+        let status = std::process::Command::new(bin_path("nest-service"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("issue-relay-certificate")
+            .arg("--out")
+            .arg(&out)
+            .args(["--ip", "127.0.0.1", "--ip", &self.network.gateway()])
+            .status()
+            .expect("run nest-service issue-relay-certificate");
+        assert!(status.success(), "issue-relay-certificate failed");
+        out
+    }
+
+    /// A directory of this service's, for logs of helpers it runs.
+    pub fn dir(&self) -> &std::path::Path {
+        self.state.path()
     }
 
     /// The service's log so far.

@@ -429,3 +429,51 @@ async fn an_instance_left_empty_past_its_idle_timeout_is_deleted() {
 async fn the_warm_pool_keeps_an_empty_instance() {
     assert_eq!(instances_after_emptying(1).await, (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stand_alone_relay_carries_the_agents_instead_of_the_embedded_one() {
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut svc = ServiceProcess::prepare(ServiceOptions {
+        external_relay: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        ..Default::default()
+    });
+    let certs = svc.issue_relay_certificate();
+    let relay = nest_tests::RelayProcess::start_from(
+        svc.dir(),
+        &certs.join("ca.pem"),
+        &certs.join("relay.pem"),
+        &certs.join("relay-key.pem"),
+        std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+        "2s",
+    )
+    .await;
+    svc.spawn().await;
+    assert!(
+        svc.log_text().contains("using a stand-alone relay"),
+        "the service must not embed a relay: {}",
+        svc.log_text()
+    );
+    let image = svc.upload_test_image(ALPHA).await;
+    let id = create(
+        &svc,
+        ALPHA,
+        json!({"image": image, "command": ["sleep", "3600"], "cpu": 0.1, "memory": "64"}),
+    )
+    .await;
+    svc.wait_status(ALPHA, &id, "Running", BOOT).await;
+    let (code, exec) = svc
+        .call(
+            ALPHA,
+            Method::POST,
+            &format!("/v1/containers/{id}/execute"),
+            Some(json!({"command": "echo through-the-relay"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{exec}");
+    assert_eq!(exec["output"], "through-the-relay\n");
+    drop(svc);
+    drop(relay);
+}
