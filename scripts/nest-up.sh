@@ -156,7 +156,7 @@ Environment:  . $RC
 
 Try it:
   curl -s -X POST -H "X-Auth-Token: \$NEST_TOKEN" -H 'Content-Type: application/json' \\
-    "\$NEST_URL/v1/containers?run=true" \\
+    -H 'OpenStack-API-Version: container 1.40' "\$NEST_URL/v1/containers?run=true" \\
     -d '{"image": "'\$NEST_DEMO_IMAGE'", "command": ["httpd", "-f", "-p", "8080"], "ports": ["8080:8080"], "memory": "64"}'
   curl -s -H "X-Auth-Token: \$NEST_TOKEN" "\$NEST_URL/v1/containers"
 

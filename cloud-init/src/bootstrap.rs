@@ -20,9 +20,9 @@ pub struct AgentBootstrap {
     /// Relay endpoint the agent dials, `host:port`; an IPv6 host is written
     /// in brackets (`[2001:db8::1]:7443`).
     pub relay_addr: String,
-    /// Name to expect in the relay's certificate when it differs from the
-    /// host in `relay_addr` (a DNS name or an IP address). `None` omits the
-    /// key, and the agent then checks the host of `relay_addr`.
+    /// Name to expect in the relay's certificate (a DNS name or an IP
+    /// address). `None` omits the key, and the agent then expects
+    /// `relay.nest`, which every relay certificate Nest issues carries.
     pub relay_server_name: Option<String>,
     /// Nest's CA certificate(s), PEM: one or more `CERTIFICATE` blocks and
     /// nothing else.
