@@ -110,17 +110,7 @@ async fn answer(engine: &Engine, request: proto::CommandRequest) -> proto::Agent
     }
 }
 
-/// An error and its causes on one line, for the message sent to the service.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use nest_relay::process::error_chain;
 
 /// Dispatches a session's commands: ordered per container, concurrent
 /// otherwise. Lives as long as one session.

@@ -59,31 +59,7 @@ fn default_reconnect_max() -> HumanDuration {
     HumanDuration(DEFAULT_BACKOFF_MAX)
 }
 
-/// Why the agent's config cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The config file.
-        path: PathBuf,
-        /// The I/O failure.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this struct.
-    #[error("invalid config file {path}")]
-    Parse {
-        /// The config file.
-        path: PathBuf,
-        /// What the parser found.
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    /// Values parsed but cannot work; every problem is listed.
-    #[error("invalid configuration: {}", .0.join("; "))]
-    Invalid(Vec<String>),
-}
+pub use nest_relay::config::ConfigError;
 
 impl AgentConfig {
     /// Reads and validates a config file.
@@ -91,17 +67,9 @@ impl AgentConfig {
     /// # Errors
     /// [`ConfigError`] naming the file, or every invalid key at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
-                path: path.to_owned(),
-                source,
-            },
-            other => other,
-        })
+        let config: Self = nest_relay::config::load_toml(path)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Parses and validates config text.

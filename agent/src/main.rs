@@ -21,17 +21,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    if rustls::crypto::aws_lc_rs::default_provider()
-        .install_default()
-        .is_err()
-    {
+    nest_relay::process::init_logging();
+    if !nest_relay::process::install_crypto_provider() {
         tracing::error!("a TLS crypto provider was already installed");
         return ExitCode::FAILURE;
     }
@@ -62,7 +53,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            nest_relay::process::shutdown_signal().await;
             tracing::info!("shutting down; containers keep running");
             signal.cancel();
         });
@@ -73,23 +64,6 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %nest_agent::commands::error_chain(&e), "agent stopped");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the agent");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::error_kind::ErrorKind;
 use crate::identity::RELAY_SERVER_NAME;
 use crate::ids::InstanceId;
 use crate::pki::Signer;
+use crate::process::error_chain;
 use crate::proto::relay_control_client::RelayControlClient;
 use crate::proto::{self, signing_reply, signing_request, stream_client_message, stream_input};
 use crate::version::MAX_CHUNK_BYTES;
@@ -112,18 +113,6 @@ impl From<tonic::Status> for RelayError {
     fn from(status: tonic::Status) -> Self {
         Self::from_status(&status)
     }
-}
-
-/// Renders an error with its causes, for messages that cross a boundary.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Opens an mTLS channel to the relay at `addr` (`host:port`), verifying the

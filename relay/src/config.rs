@@ -59,7 +59,7 @@ fn default_shutdown_grace() -> HumanDuration {
     HumanDuration(DEFAULT_SHUTDOWN_GRACE)
 }
 
-/// Why a relay config cannot be used.
+/// Why a config file (of any Nest binary) cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -85,20 +85,29 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
+/// Reads a TOML config file into `T` (every Nest binary's config goes
+/// through here, so errors name the file the same way everywhere).
+///
+/// # Errors
+/// [`ConfigError::Read`] or [`ConfigError::Parse`], naming the file.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
 impl RelayConfig {
     /// Reads and validates a config file.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, or every invalid key at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
+        let config: Self = load_toml(path)?;
         config.validate()?;
         Ok(config)
     }

@@ -17,7 +17,10 @@
 //! - [`client`]: dialling a relay, and the service's [`client::RelayClient`];
 //! - [`backoff`]: the one jittered, capped retry schedule;
 //! - [`duration`]: durations with units in config files;
-//! - [`config`]: the stand-alone relay's config file.
+//! - [`config`]: the stand-alone relay's config file, and loading TOML
+//!   config files for every binary;
+//! - [`process`]: logging, TLS provider, signals and error chains, as every
+//!   binary sets them up.
 #![warn(missing_docs)]
 
 pub mod backoff;
@@ -28,6 +31,7 @@ pub mod error_kind;
 pub mod identity;
 pub mod ids;
 pub mod pki;
+pub mod process;
 pub mod server;
 pub mod status;
 pub mod tls;

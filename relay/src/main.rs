@@ -25,17 +25,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    if rustls::crypto::aws_lc_rs::default_provider()
-        .install_default()
-        .is_err()
-    {
+    nest_relay::process::init_logging();
+    if !nest_relay::process::install_crypto_provider() {
         tracing::error!("a TLS crypto provider was already installed");
         return ExitCode::FAILURE;
     }
@@ -90,24 +81,7 @@ async fn serve(config: RelayConfig) -> anyhow::Result<()> {
         command_timeout: config.command_timeout.get(),
         shutdown_grace: config.shutdown_grace.get(),
     };
-    server::run(settings, listener, shutdown_signal()).await?;
+    server::run(settings, listener, nest_relay::process::shutdown_signal()).await?;
     tracing::info!("relay stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the relay");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

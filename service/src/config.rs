@@ -240,31 +240,7 @@ fn default_shutdown_grace() -> HumanDuration {
     HumanDuration(DEFAULT_SHUTDOWN_GRACE)
 }
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O failure.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for these settings.
-    #[error("invalid config file {path}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser found.
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    /// Values parse but cannot work; every problem is listed.
-    #[error("invalid configuration: {}", .0.join("; "))]
-    Invalid(Vec<String>),
-}
+pub use nest_relay::config::ConfigError;
 
 impl ServiceConfig {
     /// Reads and validates a config file.
@@ -272,14 +248,7 @@ impl ServiceConfig {
     /// # Errors
     /// [`ConfigError`] naming the file, or every invalid key at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
+        let config: Self = nest_relay::config::load_toml(path)?;
         config.validate()?;
         Ok(config)
     }

@@ -30,15 +30,4 @@ pub mod relay_link;
 pub mod scheduler;
 pub mod server;
 
-/// An error and its causes on one line, for logs and messages that cross
-/// a boundary.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use nest_relay::process::error_chain;

@@ -53,17 +53,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    if rustls::crypto::aws_lc_rs::default_provider()
-        .install_default()
-        .is_err()
-    {
+    nest_relay::process::init_logging();
+    if !nest_relay::process::install_crypto_provider() {
         tracing::error!("a TLS crypto provider was already installed");
         return ExitCode::FAILURE;
     }
@@ -144,26 +135,9 @@ async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
         config,
         Listeners { api, relay },
         database_url,
-        shutdown_signal(),
+        nest_relay::process::shutdown_signal(),
     )
     .await?;
     tracing::info!("nest-service stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the service");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
