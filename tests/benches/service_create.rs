@@ -37,6 +37,7 @@
 //! of cold ones (default `DEFAULT_COLD_ITERATIONS`); `NEST_TEST_LOG` sets
 //! the service's `RUST_LOG`.
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::ExitCode;
@@ -71,7 +72,7 @@ const IDLE_TIMEOUT: &str = "2s";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest create → Running on a warm instance.
 const WARM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for a deleted container to disappear from the API.
+/// Longest wait for a container to stop, or to disappear once deleted.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a project's empty instance to be retired.
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -172,6 +173,9 @@ async fn bench(warm: usize, cold: usize) -> anyhow::Result<[Vec<Duration>; 3]> {
         ..Default::default()
     })
     .await;
+    // The driver's run directory outlives the service (the harness leaves
+    // it, empty); removed below once the service is gone.
+    let run_dir = service.driver_config().run_dir;
     let image_alpha = service.upload_test_image(ALPHA).await;
     let image_beta = service.upload_test_image(BETA).await;
     let rig = Rig {
@@ -184,9 +188,16 @@ async fn bench(warm: usize, cold: usize) -> anyhow::Result<[Vec<Duration>; 3]> {
         Vec::with_capacity(warm),
         Vec::with_capacity(cold),
     ];
-    warm_part(&rig, warm, &mut samples).await?;
-    cold_part(&rig, cold, &mut samples[Series::ApiCold.index()]).await?;
-    Ok(samples)
+    let measured = async {
+        warm_part(&rig, warm, &mut samples).await?;
+        cold_part(&rig, cold, &mut samples[Series::ApiCold.index()]).await
+    }
+    .await;
+    // Kills the service and deletes every instance it booted.
+    drop(rig);
+    // Only if empty: nothing else is ever removed.
+    let _ = tokio::fs::remove_dir(&run_dir).await;
+    measured.map(|()| samples)
 }
 
 // === warm part ===
@@ -202,19 +213,7 @@ async fn warm_part(
     let (anchor, _) = create_until_running(rig, ALPHA, &rig.image_alpha, BOOT_TIMEOUT)
         .await
         .context("create the anchor container")?;
-    let (code, view) = rig
-        .service
-        .call(
-            ALPHA,
-            Method::GET,
-            &format!("/v1/containers/{anchor}"),
-            None,
-        )
-        .await;
-    let host = match (code, view["host"].as_str()) {
-        (200, Some(host)) => host.to_owned(),
-        _ => bail!("show the anchor {anchor}: {code} {view}"),
-    };
+    let host = host_of(rig, ALPHA, &anchor).await?;
     let engine = rig.service.instance_socket(&host);
     // The anchor's create loaded the image into this engine; the baseline
     // runs it from there, as Nest does.
@@ -253,7 +252,8 @@ async fn warm_round(
     i: usize,
     mut samples: Option<&mut [Vec<Duration>; 3]>,
 ) -> anyhow::Result<()> {
-    for api_turn in [i % 2 == 0, i % 2 != 0] {
+    let api_first = i.is_multiple_of(2);
+    for api_turn in [api_first, !api_first] {
         let (series, elapsed) = if api_turn {
             (Series::ApiWarm, api_warm_once(rig, host).await?)
         } else {
@@ -271,14 +271,11 @@ async fn warm_round(
 /// room.
 async fn api_warm_once(rig: &Rig, host: &str) -> anyhow::Result<Duration> {
     let (id, elapsed) = create_until_running(rig, ALPHA, &rig.image_alpha, WARM_TIMEOUT).await?;
-    let (code, view) = rig
-        .service
-        .call(ALPHA, Method::GET, &format!("/v1/containers/{id}"), None)
-        .await;
-    if code != 200 || view["host"] != host {
+    let placed = host_of(rig, ALPHA, &id).await?;
+    if placed != host {
         bail!(
-            "container {id} was expected on the warm instance {host}, so the comparison is on \
-             one engine; got {code} {view}"
+            "container {id} ran on instance {placed}, not on the warm instance {host}: the \
+             comparison must be on one engine"
         );
     }
     delete_and_wait(rig, ALPHA, &id).await?;
@@ -308,10 +305,16 @@ async fn cold_part(
     println!(
         "measuring ({iterations} cold rounds; each boots an instance, then waits for its retirement)"
     );
+    let mut booted = HashSet::new();
     for _ in 0..iterations {
         wait_no_instance(rig, BETA).await?;
         let (id, elapsed) = create_until_running(rig, BETA, &rig.image_beta, BOOT_TIMEOUT).await?;
         samples.push(elapsed);
+        // Each cold round must have booted an instance of its own.
+        let host = host_of(rig, BETA, &id).await?;
+        if !booted.insert(host.clone()) {
+            bail!("cold round ran {id} on instance {host}, which an earlier round booted");
+        }
         delete_and_wait(rig, BETA, &id).await?;
     }
     wait_no_instance(rig, BETA).await
@@ -382,28 +385,62 @@ async fn create_until_running(
     }
 }
 
+/// The instance (`host`) a container was placed on.
+async fn host_of(rig: &Rig, token: &str, id: &str) -> anyhow::Result<String> {
+    let (code, view) = rig
+        .service
+        .call(token, Method::GET, &format!("/v1/containers/{id}"), None)
+        .await;
+    match (code, view["host"].as_str()) {
+        (200, Some(host)) => Ok(host.to_owned()),
+        _ => bail!("show {id} for its host: {code} {view}"),
+    }
+}
+
 fn status(view: &Value) -> &str {
     view["status"].as_str().unwrap_or("")
 }
 
-/// Deletes a container (forced) and waits until the API answers 404.
+/// Removes a container and waits until the API answers 404. It is stopped
+/// first with no grace period: `sleep` as PID 1 ignores SIGTERM, so
+/// `DELETE ?stop=true` would wait out its 10 s stop timeout every round.
 async fn delete_and_wait(rig: &Rig, token: &str, id: &str) -> anyhow::Result<()> {
     let path = format!("/v1/containers/{id}");
     let (code, body) = rig
         .service
-        .call(token, Method::DELETE, &format!("{path}?force=true"), None)
+        .call(token, Method::POST, &format!("{path}/stop?timeout=0"), None)
         .await;
+    if code != 202 {
+        bail!("stop {id}: {code} {body}");
+    }
+    wait_for(rig, token, &path, "Stopped", |code, view| {
+        code == 200 && status(view) == "Stopped"
+    })
+    .await?;
+    let (code, body) = rig.service.call(token, Method::DELETE, &path, None).await;
     if code != 204 {
         bail!("delete {id}: {code} {body}");
     }
+    wait_for(rig, token, &path, "gone (404)", |code, _| code == 404).await
+}
+
+/// Polls `GET path` every `WAIT_INTERVAL` until `done` accepts the answer,
+/// for at most `DELETE_TIMEOUT`.
+async fn wait_for(
+    rig: &Rig,
+    token: &str,
+    path: &str,
+    what: &str,
+    done: impl Fn(u16, &Value) -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + DELETE_TIMEOUT;
     loop {
-        let (code, view) = rig.service.call(token, Method::GET, &path, None).await;
-        if code == 404 {
+        let (code, view) = rig.service.call(token, Method::GET, path, None).await;
+        if done(code, &view) {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("container {id} still there {DELETE_TIMEOUT:?} after delete: {code} {view}");
+            bail!("{path} not {what} after {DELETE_TIMEOUT:?}: {code} {view}");
         }
         tokio::time::sleep(WAIT_INTERVAL).await;
     }
@@ -469,14 +506,12 @@ fn print_report(warm: usize, cold: usize, samples: &[Vec<Duration>; 3]) {
     let cores = std::thread::available_parallelism()
         .map_or_else(|_| "unknown".to_owned(), |n| n.to_string());
     let s: Vec<Summary> = samples.iter().map(|s| Summary::of(s)).collect();
-    let p99_note = |n: usize| if n < 100 { " (p99 ≈ max)" } else { "" };
     println!();
     println!(
-        "create → Running: N = {warm} warm rounds{} (after {WARMUP_ITERATIONS} warm-up), \
-         M = {cold} cold rounds{}, {cores} cores",
-        p99_note(warm),
-        p99_note(cold)
+        "create → Running: N = {warm} warm rounds (after {WARMUP_ITERATIONS} warm-up), \
+         M = {cold} cold rounds, {cores} cores"
     );
+    println!("p99 is nearest-rank: below 100 samples it is the maximum");
     println!(
         "API = POST create until GET shows Running, polled every {} ms (figures are late by up \
          to one poll)",

@@ -443,5 +443,6 @@ impl Drop for ServiceProcess {
             });
         });
         let _ = cleanup.join();
+        let _ = std::fs::remove_dir_all(format!("/run/nt{}", &self.network.bridge[3..]));
     }
 }

@@ -114,6 +114,21 @@ async fn first_container_runs_on_a_booted_instance(svc: ServiceProcess) {
         .await;
     assert_eq!(code, 202);
     svc.wait_status(ALPHA, &id, "Running", BOOT).await;
+    // Forced delete is admin-only: refused, and the container is untouched.
+    let (code, body) = svc
+        .call(
+            ALPHA,
+            Method::DELETE,
+            &format!("/v1/containers/{id}?force=true"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["errors"][0]["detail"], "policy doesn't allow container:delete_force to be performed",
+        "{body}"
+    );
+    svc.wait_status(ALPHA, &id, "Running", BOOT).await;
     let (code, body) = svc
         .call(
             ALPHA,

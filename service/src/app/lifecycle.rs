@@ -5,22 +5,18 @@ use std::collections::BTreeMap;
 use nest_relay::error_kind::ErrorKind;
 use nest_relay::proto::{self, command, command_output};
 
-use super::{ACTION_TIMEOUT, App, db_error};
+use super::{ACTION_TIMEOUT, App, db_error, policy_error};
 use crate::api::backend::{
     self as api, BackendError, CallContext, ContainerAction, ContainerInfo, ContainerPage,
     ContainerRef, DeleteOptions, ListParams, NewContainer,
 };
-use crate::auth::policy::{self, Action, PolicyError};
+use crate::auth::policy::{self, Action};
 use crate::convert;
 use crate::db::{self, ListQuery, NewAction};
 use crate::domain::{Container, ContainerId, ContainerStatus, Instance, InstanceId};
 
 /// Status reason of a container just accepted.
 const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
-
-fn policy_error(e: PolicyError) -> BackendError {
-    BackendError::PolicyNotAuthorized(e.to_string())
-}
 
 /// Greek letters, as Zun names containers that were given no name.
 const NAME_WORDS: [&str; 8] = [

@@ -119,7 +119,7 @@ impl App {
         policy::authorize(&cx.caller, action, Some(&container.project_id)).map_err(
             |e| match e {
                 PolicyError::NotFound => not_found(),
-                other => BackendError::PolicyNotAuthorized(other.to_string()),
+                other => policy_error(other),
             },
         )?;
         Ok(container)
@@ -180,6 +180,15 @@ impl App {
             return Err(BackendError::ConsoleTokenRejected);
         }
         Ok(pending)
+    }
+}
+
+/// A policy refusal as the API reports it: Zun's "policy doesn't allow
+/// <rule> to be performed", naming the rule once.
+fn policy_error(e: PolicyError) -> BackendError {
+    match e {
+        PolicyError::Forbidden { action } => BackendError::PolicyNotAuthorized(action.to_string()),
+        PolicyError::NotFound => BackendError::PolicyNotAuthorized("this".to_owned()),
     }
 }
 

@@ -54,8 +54,7 @@ fn action_record(a: crate::db::ContainerAction) -> Option<api::ActionRecord> {
 impl App {
     pub(super) async fn list_hosts(&self, cx: &CallContext) -> Result<Vec<HostInfo>, BackendError> {
         // Tenants see their own project's instances; admins see all.
-        policy::authorize(&cx.caller, Action::ContainerList, None)
-            .map_err(|e| BackendError::PolicyNotAuthorized(e.to_string()))?;
+        policy::authorize(&cx.caller, Action::ContainerList, None).map_err(super::policy_error)?;
         let project = (!cx.caller.is_admin()).then(|| cx.caller.project_id.clone());
         let instances = self
             .store()
@@ -116,7 +115,7 @@ impl App {
         body: api::ImageUpload,
     ) -> Result<api::StoredImage, BackendError> {
         policy::authorize(&cx.caller, Action::ContainerCreate, None)
-            .map_err(|e| BackendError::PolicyNotAuthorized(e.to_string()))?;
+            .map_err(super::policy_error)?;
         let store = self
             .inner
             .images
@@ -135,8 +134,7 @@ impl App {
         &self,
         cx: &CallContext,
     ) -> Result<Vec<api::StoredImage>, BackendError> {
-        policy::authorize(&cx.caller, Action::ContainerList, None)
-            .map_err(|e| BackendError::PolicyNotAuthorized(e.to_string()))?;
+        policy::authorize(&cx.caller, Action::ContainerList, None).map_err(super::policy_error)?;
         let store = self
             .inner
             .images
@@ -153,7 +151,7 @@ impl App {
         id: &str,
     ) -> Result<(), BackendError> {
         policy::authorize(&cx.caller, Action::ContainerDelete, None)
-            .map_err(|e| BackendError::PolicyNotAuthorized(e.to_string()))?;
+            .map_err(super::policy_error)?;
         let not_found = || BackendError::StoredImageNotFound(id.to_owned());
         let image: nest_images::ImageId = id.parse().map_err(|_| not_found())?;
         let store = self

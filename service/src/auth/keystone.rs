@@ -1123,7 +1123,8 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert_eq!(fake.state().validations + fake.state().logins, 0);
+        let state = fake.state();
+        assert_eq!((state.logins, state.validations), (0, 0));
     }
 
     #[tokio::test]
