@@ -69,7 +69,7 @@ pub struct ApiConfig {
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
     /// The URL clients reach the API at, for links and websocket URLs.
-    /// Default: `http://<listen>`.
+    /// Default: `http://` and the request's `Host` header, as Zun does.
     #[serde(default)]
     pub public_url: Option<String>,
 }
@@ -311,14 +311,6 @@ impl ServiceConfig {
                     self.state_dir.join("nest.db").display()
                 )
             })
-    }
-
-    /// The API's public URL.
-    pub fn public_url(&self) -> String {
-        self.api
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.api.listen))
     }
 }
 

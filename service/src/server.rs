@@ -300,7 +300,9 @@ pub async fn run(
         Arc::new(app),
         authenticator,
         ApiConfig {
-            public_url: Some(config.public_url()),
+            // Without a configured URL, links follow the request's Host
+            // header, as Zun does (and stay right when the port was 0).
+            public_url: config.api.public_url.clone(),
             keystone_uri: None,
         },
         ApiMetrics::new(),

@@ -492,3 +492,105 @@ async fn a_stand_alone_relay_carries_the_agents_instead_of_the_embedded_one() {
     drop(svc);
     drop(relay);
 }
+
+/// Reads websocket frames until `want` shows up in what was received.
+async fn read_console<S>(socket: &mut S, want: &str) -> String
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(frame) = socket.next().await {
+            let data = match frame.expect("websocket frame") {
+                tokio_tungstenite::tungstenite::Message::Binary(data) => data.to_vec(),
+                tokio_tungstenite::tungstenite::Message::Text(text) => text.as_bytes().to_vec(),
+                tokio_tungstenite::tungstenite::Message::Close(_) => break,
+                _ => continue,
+            };
+            seen.push_str(&String::from_utf8_lossy(&data));
+            if seen.contains(want) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "{want:?} never arrived; got {seen:?}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_exec_and_attach_run_over_the_services_own_websockets() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let svc = ServiceProcess::start().await;
+    let image = svc.upload_test_image(ALPHA).await;
+    let id = create(
+        &svc,
+        ALPHA,
+        json!({"image": image, "command": ["cat"], "interactive": true, "tty": true,
+               "cpu": 0.1, "memory": "64"}),
+    )
+    .await;
+    svc.wait_status(ALPHA, &id, "Running", BOOT).await;
+
+    // Interactive exec: the answer is a websocket URL on the service itself.
+    let (code, exec) = svc
+        .call(
+            ALPHA,
+            Method::POST,
+            &format!("/v1/containers/{id}/execute?run=false&interactive=true"),
+            Some(json!({"command": "sh"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{exec}");
+    let url = exec["proxy_url"].as_str().expect("proxy_url").to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let (mut shell, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("open the exec websocket");
+    shell
+        .send(Message::Binary(b"echo sum-$((40+2))\n".to_vec().into()))
+        .await
+        .expect("type");
+    let seen = read_console(&mut shell, "sum-42").await;
+    assert!(
+        seen.contains("echo sum-$((40+2))"),
+        "the tty echoes: {seen:?}"
+    );
+    shell
+        .send(Message::Binary(b"exit\n".to_vec().into()))
+        .await
+        .expect("exit");
+    drop(shell);
+    // The token was single-use.
+    let again = tokio_tungstenite::connect_async(url.as_str()).await;
+    assert!(again.is_err(), "a console token must not open twice");
+
+    // Attach: cat echoes what is typed back through the container's tty.
+    let (code, attach) = svc
+        .call(
+            ALPHA,
+            Method::GET,
+            &format!("/v1/containers/{id}/attach"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{attach}");
+    let url = attach.as_str().expect("attach URL").to_owned();
+    let (mut console, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("open the attach websocket");
+    console
+        .send(Message::Binary(b"through-attach\n".to_vec().into()))
+        .await
+        .expect("type");
+    read_console(&mut console, "through-attach").await;
+}
