@@ -2,7 +2,7 @@
 //! commands for one container in order.
 //!
 //! Commands that change a container (create, start, stop, kill, restart,
-//! pause, unpause, remove) go through that container's queue, one at a
+//! pause, unpause, remove, update) go through that container's queue, one at a
 //! time, in arrival order: a `stop` sent after a `start` never overtakes it.
 //! Reads (inspect, list, top, stats, exec, ping, pull) run at once.
 
@@ -37,6 +37,7 @@ fn ordered_key(kind: &command::Kind) -> Option<&str> {
         command::Kind::Stop(s) | command::Kind::Restart(s) => Some(&s.uuid),
         command::Kind::Kill(k) => Some(&k.uuid),
         command::Kind::Remove(r) => Some(&r.uuid),
+        command::Kind::Update(u) => Some(&u.uuid),
         _ => None,
     }
 }
@@ -75,6 +76,11 @@ pub async fn run(
         command::Kind::Top(t) => Out::Top(engine.top(&t.uuid, &t.ps_args).await?),
         command::Kind::Stats(s) => Out::Stats(engine.stats(&s.uuid).await?),
         command::Kind::Exec(e) => Out::Exec(engine.exec_capture(e, EXEC_CAPTURE_LIMIT).await?),
+        command::Kind::Update(u) => Out::Container(
+            engine
+                .update_resources(&u.uuid, u.cpu_millis, u.memory_bytes)
+                .await?,
+        ),
     })
 }
 

@@ -52,15 +52,25 @@ pub fn to_agent_spec(id: ContainerId, name: &str, spec: &ContainerSpec) -> proto
                 } as i32,
             })
             .collect(),
-        // Zun's cpu is in vCPUs; the agent takes millicores.
-        cpu_millis: (spec.cpu * 1000.0).round().max(0.0) as u64,
-        memory_bytes: spec.memory_mib.saturating_mul(1024 * 1024),
+        cpu_millis: cpu_millis(spec.cpu),
+        memory_bytes: memory_bytes(spec.memory_mib),
         restart_policy: restart_policy as i32,
         restart_max_retries: retries,
         tty: spec.tty,
         open_stdin: spec.interactive,
         user: String::new(),
     }
+}
+
+/// Zun's `cpu` (vCPUs, e.g. 0.5) as the agent's millicores.
+pub fn cpu_millis(cpu: f64) -> u64 {
+    // Validated to 0.1..=16 at the API, so the cast cannot truncate.
+    (cpu * 1000.0).round().max(0.0) as u64
+}
+
+/// MiB as bytes.
+pub fn memory_bytes(memory_mib: u64) -> u64 {
+    memory_mib.saturating_mul(1024 * 1024)
 }
 
 /// The status Nest records for what the engine reports.

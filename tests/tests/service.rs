@@ -594,3 +594,59 @@ async fn interactive_exec_and_attach_run_over_the_services_own_websockets() {
         .expect("type");
     read_console(&mut console, "through-attach").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_resizes_the_running_container_within_its_instance() {
+    let svc = ServiceProcess::start().await;
+    let image = svc.upload_test_image(ALPHA).await;
+    let id = create(
+        &svc,
+        ALPHA,
+        json!({"image": image, "command": ["sleep", "3600"], "cpu": 0.5, "memory": "128"}),
+    )
+    .await;
+    let view = svc.wait_status(ALPHA, &id, "Running", BOOT).await;
+    let host = view["host"].as_str().expect("host").to_owned();
+    let limits = || {
+        let out = std::process::Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", svc.instance_socket(&host).display()))
+            .args([
+                "inspect",
+                "--format",
+                "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+                &format!("nest-{id}"),
+            ])
+            .output()
+            .expect("docker inspect on the instance");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(limits(), format!("{} 500000000", 128 * 1024 * 1024));
+
+    let (code, view) = svc
+        .call(
+            ALPHA,
+            Method::PATCH,
+            &format!("/v1/containers/{id}"),
+            Some(json!({"memory": "256", "cpu": 1.0})),
+        )
+        .await;
+    assert_eq!(code, 200, "{view}");
+    assert_eq!(view["memory"], "256", "{view}");
+    assert_eq!(limits(), format!("{} 1000000000", 256 * 1024 * 1024));
+
+    // More than the instance offers (2 GiB): refused, nothing changes.
+    let (code, body) = svc
+        .call(
+            ALPHA,
+            Method::PATCH,
+            &format!("/v1/containers/{id}"),
+            Some(json!({"memory": "4096"})),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("instance offers"), "{body}");
+    let view = svc.wait_status(ALPHA, &id, "Running", BOOT).await;
+    assert_eq!(view["memory"], "256", "{view}");
+    assert_eq!(limits(), format!("{} 1000000000", 256 * 1024 * 1024));
+}

@@ -226,6 +226,38 @@ impl Engine {
         self.state_of(&managed).await
     }
 
+    /// Changes a container's CPU and memory limits (0 leaves one as it
+    /// is). Swap is set equal to memory, so the new limit is a hard one.
+    ///
+    /// # Errors
+    /// `Invalid` for limits out of range (nothing changes); `NotFound` for
+    /// a container this agent does not own.
+    #[instrument(skip_all, fields(container_id = %uuid))]
+    pub async fn update_resources(
+        &self,
+        uuid: &str,
+        cpu_millis: u64,
+        memory_bytes: u64,
+    ) -> Result<ContainerState, DockerError> {
+        let nano_cpus = super::spec::nano_cpus(cpu_millis)?;
+        let memory = super::spec::memory(memory_bytes)?;
+        let managed = self.find(uuid).await?;
+        let body = bollard::models::ContainerUpdateBody {
+            nano_cpus,
+            memory,
+            memory_swap: memory,
+            ..Default::default()
+        };
+        bounded(
+            "update",
+            &managed.target(),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.update_container(&managed.id, body),
+        )
+        .await?;
+        self.state_of(&managed).await
+    }
+
     /// Thaws a paused container.
     ///
     /// # Errors

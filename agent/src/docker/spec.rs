@@ -242,7 +242,7 @@ fn ports(ports: &[proto::PortBinding]) -> Result<(Vec<String>, PortMap), DockerE
 }
 
 /// `cpu_millis` as the engine's NanoCPUs; 0 means unlimited.
-fn nano_cpus(cpu_millis: u64) -> Result<Option<i64>, DockerError> {
+pub(super) fn nano_cpus(cpu_millis: u64) -> Result<Option<i64>, DockerError> {
     if cpu_millis == 0 {
         return Ok(None);
     }
@@ -260,7 +260,7 @@ fn nano_cpus(cpu_millis: u64) -> Result<Option<i64>, DockerError> {
 }
 
 /// `memory_bytes` as the engine's Memory; 0 means unlimited.
-fn memory(memory_bytes: u64) -> Result<Option<i64>, DockerError> {
+pub(super) fn memory(memory_bytes: u64) -> Result<Option<i64>, DockerError> {
     if memory_bytes == 0 {
         return Ok(None);
     }

@@ -219,6 +219,8 @@ impl App {
                 action: "update",
             });
         }
+        self.resize_on_instance(cx, &container, patch.cpu, patch.memory_mib)
+            .await?;
         self.record(cx, container.id, api::ActionKind::Update).await;
         let name = patch.name.clone();
         let updated = self
@@ -238,6 +240,59 @@ impl App {
             })?;
         self.finish(cx, container.id, None).await;
         self.info(updated, &mut BTreeMap::new()).await
+    }
+
+    /// Applies new CPU and memory reservations to a placed container: they
+    /// must fit its instance, and a created container gets the new limits
+    /// from its engine before the record changes.
+    async fn resize_on_instance(
+        &self,
+        cx: &CallContext,
+        container: &Container,
+        cpu: Option<f64>,
+        memory_mib: Option<u64>,
+    ) -> Result<(), BackendError> {
+        let new_cpu = cpu.unwrap_or(container.spec.cpu);
+        let new_memory = memory_mib.unwrap_or(container.spec.memory_mib);
+        let unchanged = (new_cpu - container.spec.cpu).abs() < f64::EPSILON
+            && new_memory == container.spec.memory_mib;
+        let Some(instance_id) = &container.instance_id else {
+            return Ok(());
+        };
+        if unchanged {
+            return Ok(());
+        }
+        let instance = self
+            .store()
+            .get_instance(instance_id)
+            .await
+            .map_err(db_error("reading an instance"))?;
+        let used = self
+            .store()
+            .instance_usage(instance_id)
+            .await
+            .map_err(db_error("reading instance usage"))?;
+        let cpu_after = used.cpu_used - container.spec.cpu + new_cpu;
+        let memory_after = used.memory_used_mib - container.spec.memory_mib + new_memory;
+        if cpu_after > instance.vcpus + 1e-9 || memory_after > instance.memory_mib {
+            return Err(BackendError::InvalidRequest {
+                what: "cpu/memory",
+                reason: format!(
+                    "the container's instance offers {} vCPU and {} MiB; with this change its containers would need {cpu_after} vCPU and {memory_after} MiB",
+                    instance.vcpus, instance.memory_mib
+                ),
+            });
+        }
+        if container.docker_id.is_some() {
+            let update = command::Kind::Update(proto::UpdateResources {
+                uuid: container.id.to_string(),
+                cpu_millis: convert::cpu_millis(new_cpu),
+                memory_bytes: convert::memory_bytes(new_memory),
+            });
+            self.on_agent(cx, container, "update", update, ACTION_TIMEOUT)
+                .await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn delete_container(
