@@ -7,7 +7,7 @@
 //! instance its driver booted (processes, namespaces, directories).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -45,7 +45,13 @@ impl NetworkLease {
         for offset in 0..250 {
             let n = (start + offset) % 250 + 1;
             let marker = root.join(n.to_string());
+            // A lease whose test process died (killed by a timeout) is stale.
+            let owner = std::fs::read_to_string(marker.join("pid")).ok();
+            if owner.is_some_and(|pid| !Path::new(&format!("/proc/{}", pid.trim())).exists()) {
+                let _ = std::fs::remove_dir_all(&marker);
+            }
             if std::fs::create_dir(&marker).is_ok() {
+                let _ = std::fs::write(marker.join("pid"), std::process::id().to_string());
                 return Self {
                     marker,
                     bridge: format!("ntb{n}"),
@@ -69,7 +75,7 @@ impl Drop for NetworkLease {
         let _ = std::process::Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
-        let _ = std::fs::remove_dir(&self.marker);
+        let _ = std::fs::remove_dir_all(&self.marker);
     }
 }
 
