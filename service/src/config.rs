@@ -52,6 +52,9 @@ pub struct ServiceConfig {
     /// Placement and instance lifecycle.
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    /// How new instances get `nest-agent`.
+    #[serde(default)]
+    pub agent: AgentSection,
     /// The instance driver: `kind = "local"` (default) or `"nova"`, with
     /// that driver's settings beside it; parsed by the driver module.
     #[serde(default)]
@@ -136,6 +139,33 @@ impl std::fmt::Debug for DevToken {
             .field("roles", &self.roles)
             .finish()
     }
+}
+
+/// How new instances get the agent.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// `baked`: the instance image has the binary (default). `download`:
+    /// cloud-init fetches it from this service's `/v1/nest/agent` over
+    /// HTTPS (so `api.public_url` must be `https://`) and checks its
+    /// SHA-256 before installing it.
+    #[serde(default)]
+    pub source: AgentSourceKind,
+    /// The binary to serve for `download`. Default: `nest-agent` next to
+    /// the service's own executable.
+    #[serde(default)]
+    pub binary: Option<std::path::PathBuf>,
+}
+
+/// Where instances get the agent binary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentSourceKind {
+    /// Already in the image.
+    #[default]
+    Baked,
+    /// Downloaded from this service on first boot.
+    Download,
 }
 
 /// The relay agents connect to.
@@ -287,6 +317,19 @@ impl ServiceConfig {
         {
             problems.push("database.url: must start with sqlite: or postgres://".to_owned());
         }
+        if self.agent.source == AgentSourceKind::Download
+            && !self
+                .api
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            problems.push(
+                "agent.source: \"download\" needs api.public_url to be an https:// URL \
+                 (cloud-init only fetches the agent over HTTPS)"
+                    .to_owned(),
+            );
+        }
         if self.scheduler.max_boots_per_project == 0 {
             problems.push("scheduler.max_boots_per_project: must be at least 1".to_owned());
         }
@@ -363,6 +406,10 @@ max_boots_per_project = 0
     #[test]
     fn auth_must_be_chosen_and_unknown_keys_are_refused() {
         assert!(toml::from_str::<ServiceConfig>("state_dir = \"/x\"\n").is_err());
+        let download = "[auth]\nmode = \"dev\"\ntokens = [{ token = \"0123456789abcdef0\", user_id = \"u\", project_id = \"p\" }]\n[agent]\nsource = \"download\"\n";
+        let config: ServiceConfig = toml::from_str(download).expect("parses");
+        let err = config.validate().expect_err("http public URL").to_string();
+        assert!(err.contains("agent.source"), "{err}");
         assert!(
             toml::from_str::<ServiceConfig>(
                 "[auth]\nmode = \"dev\"\ntokens = []\n[api]\nport = 1\n"

@@ -76,6 +76,67 @@ pub async fn delete_instances(config: &ServiceConfig) -> Result<usize, ServeErro
     Ok(ids.len())
 }
 
+/// Where instances get the agent: baked into the image, or downloaded from
+/// this service (then the binary and its SHA-256 are also returned, for the
+/// API to serve).
+async fn agent_source(
+    config: &ServiceConfig,
+) -> Result<
+    (
+        nest_cloud_init::AgentSource,
+        Option<(std::path::PathBuf, String)>,
+    ),
+    ServeError,
+> {
+    use crate::config::AgentSourceKind;
+    match config.agent.source {
+        AgentSourceKind::Baked => Ok((nest_cloud_init::AgentSource::default(), None)),
+        AgentSourceKind::Download => {
+            let binary = config
+                .agent
+                .binary
+                .clone()
+                .unwrap_or_else(crate::driver::local::default_agent_binary);
+            let path = binary.clone();
+            let sha256 = tokio::task::spawn_blocking(move || sha256_file(&path))
+                .await
+                .map_err(|e| ServeError::Driver(Box::new(e)))?
+                .map_err(|e| {
+                    ServeError::Driver(
+                        format!("reading the agent binary {}: {e}", binary.display()).into(),
+                    )
+                })?;
+            let base = config.api.public_url.clone().unwrap_or_default();
+            let source = nest_cloud_init::AgentSource::Download {
+                url: format!("{}/v1/nest/agent", base.trim_end_matches('/')),
+                sha256: sha256.clone(),
+            };
+            Ok((source, Some((binary, sha256))))
+        }
+    }
+}
+
+/// SHA-256 of a file, hex.
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buffer[..n]);
+    }
+    Ok(context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// Issues a certificate for a stand-alone `nest-relay` from the service's
 /// CA (created if missing) and writes `ca.pem`, `relay.pem` and
 /// `relay-key.pem` (mode 0600) into `out`.
@@ -261,6 +322,7 @@ pub async fn run(
         cancel.clone(),
     )?;
 
+    let (agent_source, agent_binary) = agent_source(&config).await?;
     let images = Arc::new(crate::images::ProjectImages::new(
         config.state_dir.join("images"),
     ));
@@ -276,6 +338,7 @@ pub async fn run(
         network: config.scheduler.network.clone(),
         relay_advertise: advertise,
         ca_pem: pki.ca.certificate_pem().to_owned(),
+        agent_source,
     };
     let scheduler = Scheduler::new(
         store.clone(),
@@ -304,6 +367,7 @@ pub async fn run(
             // header, as Zun does (and stay right when the port was 0).
             public_url: config.api.public_url.clone(),
             keystone_uri: None,
+            agent_binary,
         },
         ApiMetrics::new(),
     );

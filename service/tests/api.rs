@@ -691,6 +691,7 @@ fn harness() -> Harness {
     let config = ApiConfig {
         public_url: None,
         keystone_uri: Some(KEYSTONE_URI.into()),
+        agent_binary: None,
     };
     let state = ApiState::new(
         backend.clone(),

@@ -92,6 +92,10 @@ pub struct ServiceOptions {
     /// A stand-alone relay the service should use instead of its embedded
     /// one (agents dial the same port on the bridge gateway).
     pub external_relay: Option<SocketAddr>,
+    /// `api.public_url`.
+    pub public_url: Option<String>,
+    /// TOML appended to the config (extra sections such as `[agent]`).
+    pub extra: String,
     /// The `[auth]` section's body instead of the dev tokens in [`TOKENS`]
     /// (e.g. Keystone settings).
     pub auth: Option<String>,
@@ -105,6 +109,8 @@ impl Default for ServiceOptions {
             max_boots_per_project: 2,
             warm_pool: 0,
             external_relay: None,
+            public_url: None,
+            extra: String::new(),
             auth: None,
         }
     }
@@ -165,11 +171,17 @@ impl ServiceProcess {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[relay]\n{relay}\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n",
+                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n{public_url}\n[relay]\n{relay}\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n{extra}\n",
                 state = state.path().join("state").display(),
                 idle = options.idle_timeout,
                 boots = options.max_boots_per_project,
                 warm = options.warm_pool,
+                public_url = options
+                    .public_url
+                    .as_ref()
+                    .map(|u| format!("public_url = \"{u}\"\n"))
+                    .unwrap_or_default(),
+                extra = options.extra,
                 bridge = network.bridge,
                 subnet = network.subnet,
                 id = &network.bridge[3..],

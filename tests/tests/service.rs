@@ -650,3 +650,70 @@ async fn patch_resizes_the_running_container_within_its_instance() {
     assert_eq!(view["memory"], "256", "{view}");
     assert_eq!(limits(), format!("{} 1000000000", 256 * 1024 * 1024));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_can_download_the_agent_from_the_service() {
+    let svc = ServiceProcess::start_with(ServiceOptions {
+        // Behind a TLS-terminating proxy in production; cloud-init only
+        // downloads over HTTPS.
+        public_url: Some("https://nest.example".into()),
+        extra: "[agent]\nsource = \"download\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let binary = http
+        .get(format!("{}/v1/nest/agent", svc.url))
+        .send()
+        .await
+        .expect("download the agent");
+    assert_eq!(binary.status().as_u16(), 200);
+    let bytes = binary.bytes().await.expect("agent bytes");
+    let served_sha = http
+        .get(format!("{}/v1/nest/agent.sha256", svc.url))
+        .send()
+        .await
+        .expect("agent sha256")
+        .text()
+        .await
+        .expect("sha text");
+    let on_disk = std::fs::read(nest_tests::bin_path("nest-agent")).expect("read nest-agent");
+    assert_eq!(bytes.len(), on_disk.len(), "the whole binary is served");
+    let digest = |data: &[u8]| -> String {
+        let out = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().expect("stdin").write_all(data)?;
+                child.wait_with_output()
+            })
+            .expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(served_sha.trim(), digest(&on_disk));
+    assert_eq!(digest(&bytes), digest(&on_disk));
+
+    // A booted instance's user-data carries the download and its check
+    // (the local driver itself plays systemd and runs the agent it has).
+    let image = svc.upload_test_image(ALPHA).await;
+    let id = create(
+        &svc,
+        ALPHA,
+        json!({"image": image, "command": ["sleep", "3600"], "cpu": 0.1, "memory": "64"}),
+    )
+    .await;
+    let view = svc.wait_status(ALPHA, &id, "Running", BOOT).await;
+    let host = view["host"].as_str().expect("host");
+    let script = svc
+        .instances_dir()
+        .join(host)
+        .join("root")
+        .join(nest_cloud_init::INSTALL_SCRIPT_PATH.trim_start_matches('/'));
+    assert!(script.exists(), "{} missing", script.display());
+}

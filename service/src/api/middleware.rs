@@ -14,6 +14,8 @@ use crate::auth::AuthError;
 pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 
 /// Paths outside `/v1` that are served as they are.
+use super::agent::{AGENT_PATH, AGENT_SHA256_PATH};
+
 const ROOT_PATHS: [&str; 4] = ["/", "/healthz", "/metrics", "/openapi.json"];
 
 /// Zun's path leniency (zun-api.md §1): repeated slashes collapse, a
@@ -41,10 +43,13 @@ pub fn normalize_path(mut request: Request) -> Request {
 
 /// Whether a (normalized) path is served without a Keystone token: the
 /// version documents (Zun's `acl_public_routes`), operations endpoints, and
-/// the console websockets, whose single-use token is their credential.
+/// the console websockets, whose single-use token is their credential, and
+/// the agent binary that new instances download (it holds no secret).
 fn is_public(path: &str) -> bool {
     ROOT_PATHS.contains(&path)
         || path == "/v1"
+        || path == AGENT_PATH
+        || path == AGENT_SHA256_PATH
         || (path.starts_with("/v1/containers/")
             && (path.ends_with("/attach/ws") || path.ends_with("/exec/ws")))
 }

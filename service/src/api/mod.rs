@@ -24,6 +24,7 @@
 //! keystonemiddleware answers before Zun) → microversion → routing →
 //! metrics → handler.
 
+mod agent;
 pub mod backend;
 mod container_actions;
 mod containers;
@@ -70,6 +71,9 @@ pub struct ApiConfig {
     /// Keystone's public URL, named in the `WWW-Authenticate` header of a
     /// 401. Default: empty.
     pub keystone_uri: Option<String>,
+    /// The `nest-agent` binary served to new instances at
+    /// `/v1/nest/agent`, with its SHA-256 (hex). Default: not served.
+    pub agent_binary: Option<(std::path::PathBuf, String)>,
 }
 
 /// What the handlers share: the backend, the authenticator, settings and
@@ -172,6 +176,8 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(container_actions::show))
         .routes(routes!(hosts::list))
         .routes(routes!(hosts::show))
+        .routes(routes!(agent::binary))
+        .routes(routes!(agent::sha256))
         .routes(routes!(images::upload, images::list))
         .routes(routes!(images::delete))
         .routes(routes!(ws::attach))

@@ -68,6 +68,8 @@ pub struct SchedulerSettings {
     pub relay_advertise: SocketAddr,
     /// Nest's CA certificate, written into user-data.
     pub ca_pem: String,
+    /// Where new instances get the agent binary.
+    pub agent_source: nest_cloud_init::AgentSource,
 }
 
 /// The scheduler's shared parts.
@@ -338,7 +340,7 @@ impl Scheduler {
             ca_certificate_pem: self.settings.ca_pem.clone(),
             enrollment_token: nest_cloud_init::EnrollmentToken::new(token.as_str()),
             docker_socket: None,
-            agent_source: nest_cloud_init::AgentSource::default(),
+            agent_source: self.settings.agent_source.clone(),
         })?;
         let request = BootRequest {
             instance_id: id.clone(),
