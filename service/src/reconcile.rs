@@ -126,7 +126,7 @@ impl Reconciler {
             match reported.get(uuid.as_str()) {
                 Some(state) => {
                     if container.status == ContainerStatus::Deleting {
-                        self.remove_on_agent(instance, &uuid).await;
+                        self.remove_on_agent(instance, &uuid);
                         continue;
                     }
                     if container.docker_id.is_none() {
@@ -166,25 +166,31 @@ impl Reconciler {
         for uuid in reported.keys() {
             if !known.contains(*uuid) {
                 tracing::warn!(instance_id = %instance, container_id = %uuid, "removing an orphan container");
-                self.remove_on_agent(instance, uuid).await;
+                self.remove_on_agent(instance, uuid);
             }
         }
         self.scheduler.wake();
         Ok(())
     }
 
-    async fn remove_on_agent(&self, instance: &InstanceId, uuid: &str) {
-        let remove = command::Kind::Remove(proto::RemoveContainer {
-            uuid: uuid.to_owned(),
-            force: true,
+    /// Removes a container through its agent in the background, so one
+    /// slow agent never holds up the events of the others.
+    fn remove_on_agent(&self, instance: &InstanceId, uuid: &str) {
+        let relay = self.relay.clone();
+        let instance = instance.clone();
+        let uuid = uuid.to_owned();
+        self.scheduler.tasks().spawn(async move {
+            let remove = command::Kind::Remove(proto::RemoveContainer {
+                uuid: uuid.clone(),
+                force: true,
+            });
+            if let Err(e) = relay
+                .execute(&instance, "req-reconcile", remove, REMOVE_TIMEOUT)
+                .await
+            {
+                tracing::warn!(instance_id = %instance, container_id = %uuid, error = %e, "could not remove a container");
+            }
         });
-        if let Err(e) = self
-            .relay
-            .execute(instance, "req-reconcile", remove, REMOVE_TIMEOUT)
-            .await
-        {
-            tracing::warn!(instance_id = %instance, container_id = %uuid, error = %e, "could not remove a container");
-        }
     }
 
     async fn container_event(&self, event: proto::ContainerEvent) -> Result<(), DbError> {
