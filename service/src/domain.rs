@@ -470,6 +470,102 @@ pub struct Instance {
     pub empty_since: Option<String>,
 }
 
+/// The most containers one list returns (Zun's `[api] max_limit`).
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// What a container list can be sorted by: the columns the store keeps
+/// as text, so keyset pagination compares like with like. Zun's spellings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Creation order (Zun's integer `id`): the default.
+    #[default]
+    Id,
+    /// The uuid.
+    Uuid,
+    /// The name.
+    Name,
+    /// The image reference.
+    Image,
+    /// The status.
+    Status,
+    /// Creation time.
+    CreatedAt,
+    /// Last change.
+    UpdatedAt,
+}
+
+impl SortKey {
+    /// Every key.
+    pub const ALL: [Self; 7] = [
+        Self::Id,
+        Self::Uuid,
+        Self::Name,
+        Self::Image,
+        Self::Status,
+        Self::CreatedAt,
+        Self::UpdatedAt,
+    ];
+
+    /// Zun's `sort_key` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Uuid => "uuid",
+            Self::Name => "name",
+            Self::Image => "image",
+            Self::Status => "status",
+            Self::CreatedAt => "created_at",
+            Self::UpdatedAt => "updated_at",
+        }
+    }
+
+    /// Reads a `sort_key`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Sort direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SortDir {
+    /// Ascending: the default.
+    #[default]
+    Asc,
+    /// Descending.
+    Desc,
+}
+
+impl SortDir {
+    /// Zun's `sort_dir` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Asc => "asc",
+            Self::Desc => "desc",
+        }
+    }
+
+    /// Reads a `sort_dir` (`asc` or `desc`); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "asc" => Some(Self::Asc),
+            "desc" => Some(Self::Desc),
+            _ => None,
+        }
+    }
+}
+
+/// A PATCH of a container (Zun's update: name, cpu, memory); `None` leaves
+/// a field unchanged.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContainerPatch {
+    /// New name, unique in the project.
+    pub name: Option<String>,
+    /// New vCPU reservation.
+    pub cpu: Option<f64>,
+    /// New memory reservation and limit, MiB.
+    pub memory_mib: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +601,15 @@ mod tests {
         assert!(RequestId::from_client("req-00000000-0000-0000-0000-000000000000").is_some());
         assert!(RequestId::from_client("req-x").is_none());
         assert!(RequestId::generate().as_str().starts_with("req-"));
+    }
+
+    #[test]
+    fn sort_keys_and_directions_round_trip_and_refuse_the_rest() {
+        for key in SortKey::ALL {
+            assert_eq!(SortKey::parse(key.as_str()), Some(key));
+        }
+        assert_eq!(SortKey::parse("name; DROP TABLE containers"), None);
+        assert_eq!(SortDir::parse("desc"), Some(SortDir::Desc));
+        assert_eq!(SortDir::parse("DESC"), None);
     }
 }

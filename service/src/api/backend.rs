@@ -24,6 +24,7 @@ use crate::domain::{
     Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, ProjectId,
     RequestId, UserId,
 };
+pub use crate::domain::{ContainerPatch, MAX_LIST_LIMIT, SortDir, SortKey};
 
 /// What every backend method returns.
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
@@ -324,99 +325,6 @@ pub struct ListParams {
     pub filters: ContainerFilters,
 }
 
-/// Largest page a list returns (Zun's `[api] max_limit`).
-pub const MAX_LIST_LIMIT: u32 = 1000;
-
-/// Columns a container list can be sorted by (Zun's DB column names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
-    /// Creation order (Zun's integer `id`).
-    Id,
-    /// The uuid.
-    Uuid,
-    /// The name.
-    Name,
-    /// The image reference.
-    Image,
-    /// The status.
-    Status,
-    /// Reserved vCPUs.
-    Cpu,
-    /// Reserved memory.
-    Memory,
-    /// Owner project.
-    ProjectId,
-    /// Creating user.
-    UserId,
-    /// The instance.
-    Host,
-    /// Creation time.
-    CreatedAt,
-    /// Last change.
-    UpdatedAt,
-}
-
-impl SortKey {
-    /// Every key.
-    pub const ALL: [Self; 12] = [
-        Self::Id,
-        Self::Uuid,
-        Self::Name,
-        Self::Image,
-        Self::Status,
-        Self::Cpu,
-        Self::Memory,
-        Self::ProjectId,
-        Self::UserId,
-        Self::Host,
-        Self::CreatedAt,
-        Self::UpdatedAt,
-    ];
-
-    /// Zun's column name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Id => "id",
-            Self::Uuid => "uuid",
-            Self::Name => "name",
-            Self::Image => "image",
-            Self::Status => "status",
-            Self::Cpu => "cpu",
-            Self::Memory => "memory",
-            Self::ProjectId => "project_id",
-            Self::UserId => "user_id",
-            Self::Host => "host",
-            Self::CreatedAt => "created_at",
-            Self::UpdatedAt => "updated_at",
-        }
-    }
-
-    /// Reads a column name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-/// Sort direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SortDir {
-    /// Ascending (the default).
-    #[default]
-    Asc,
-    /// Descending.
-    Desc,
-}
-
-impl SortDir {
-    /// Zun's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Asc => "asc",
-            Self::Desc => "desc",
-        }
-    }
-}
-
 /// Exact-match list filters (Zun's list of filterable fields).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ContainerFilters {
@@ -450,17 +358,6 @@ pub struct DeleteOptions {
     pub stop: bool,
     /// Look it up in every project (admin only).
     pub all_projects: bool,
-}
-
-/// A `PATCH` of a container; `None` leaves a field unchanged.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct ContainerPatch {
-    /// New name.
-    pub name: Option<String>,
-    /// New vCPU reservation.
-    pub cpu: Option<f64>,
-    /// New memory reservation, MiB.
-    pub memory_mib: Option<u64>,
 }
 
 /// A lifecycle action on a container.
@@ -1000,9 +897,6 @@ mod tests {
         let token = ConsoleToken::generate();
         assert_eq!(ConsoleToken::parse(token.as_str()), Ok(token.clone()));
         assert!(!format!("{token:?}").contains(token.as_str()));
-        for key in SortKey::ALL {
-            assert_eq!(SortKey::parse(key.as_str()), Some(key));
-        }
         for kind in ActionKind::ALL {
             assert_eq!(ActionKind::parse_zun(kind.as_zun()), Some(kind));
         }

@@ -127,15 +127,11 @@ fn parse_list(q: ListQuery) -> Result<ListParams, ApiError> {
             )
         })?,
     };
-    let sort_dir = match q
-        .sort_dir
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("asc") => SortDir::Asc,
-        Some("desc") => SortDir::Desc,
-        Some(d) => return Err(invalid("sort_dir", format!("{d:?} is not asc or desc"))),
+    let sort_dir = match q.sort_dir.as_deref() {
+        None => SortDir::Asc,
+        // Zun accepts any case here.
+        Some(d) => SortDir::parse(&d.to_ascii_lowercase())
+            .ok_or_else(|| invalid("sort_dir", format!("{d:?} is not asc or desc")))?,
     };
     let status = q
         .status

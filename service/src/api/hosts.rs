@@ -62,9 +62,9 @@ fn page(
         }
     }
     let dir = match q.sort_dir.as_deref() {
-        None | Some("asc") => SortDir::Asc,
-        Some("desc") => SortDir::Desc,
-        Some(d) => return Err(invalid("sort_dir", format!("{d:?} is not asc or desc"))),
+        None => SortDir::Asc,
+        Some(d) => SortDir::parse(d)
+            .ok_or_else(|| invalid("sort_dir", format!("{d:?} is not asc or desc")))?,
     };
     hosts.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
     if dir == SortDir::Desc {

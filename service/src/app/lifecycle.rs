@@ -142,13 +142,6 @@ impl App {
             Action::ContainerList
         };
         policy::authorize(&cx.caller, action, None).map_err(policy_error)?;
-        let sort_key = db::SortKey::parse_zun(params.sort_key.as_str()).ok_or_else(|| {
-            BackendError::InvalidRequest {
-                what: "sort_key",
-                reason: format!("sorting by {} is not supported", params.sort_key.as_str()),
-            }
-        })?;
-        let sort_dir = db::SortDir::parse_zun(params.sort_dir.as_str()).unwrap_or_default();
         let f = params.filters;
         let unsupported = [
             ("project_id", f.project_id.is_some()),
@@ -167,8 +160,8 @@ impl App {
             ListQuery::new((!params.all_projects).then(|| cx.caller.project_id.clone()));
         query.limit = params.limit;
         query.marker = params.marker;
-        query.sort_key = sort_key;
-        query.sort_dir = sort_dir;
+        query.sort_key = params.sort_key;
+        query.sort_dir = params.sort_dir;
         query.filters = db::ContainerFilters {
             name: f.name,
             image: f.image,
@@ -225,14 +218,7 @@ impl App {
         let name = patch.name.clone();
         let updated = self
             .store()
-            .update_container(
-                container.id,
-                &db::ContainerPatch {
-                    name: patch.name,
-                    cpu: patch.cpu,
-                    memory_mib: patch.memory_mib,
-                },
-            )
+            .update_container(container.id, &patch)
             .await
             .map_err(|e| match e.kind() {
                 ErrorKind::Conflict => BackendError::NameInUse(name.unwrap_or_default()),

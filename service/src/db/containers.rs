@@ -15,99 +15,27 @@ use crate::domain::{
     UserId,
 };
 
-/// The most rows one list query returns (Zun's `[api] max_limit`).
-pub const MAX_LIST_LIMIT: u32 = 1000;
+pub use crate::domain::{ContainerPatch, MAX_LIST_LIMIT, SortDir, SortKey};
 
-/// A column a container list may be sorted by. Each maps to a fixed column
-/// name; nothing from a request reaches the SQL text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SortKey {
-    /// Creation order (Zun's integer `id`): the default.
-    #[default]
-    Id,
-    /// The container's uuid.
-    Uuid,
-    /// The name.
-    Name,
-    /// The image reference.
-    Image,
-    /// The status (by its Zun spelling).
-    Status,
-    /// When it was created.
-    CreatedAt,
-    /// When it last changed.
-    UpdatedAt,
-}
-
-impl SortKey {
-    /// Every key.
-    pub const ALL: [Self; 7] = [
-        Self::Id,
-        Self::Uuid,
-        Self::Name,
-        Self::Image,
-        Self::Status,
-        Self::CreatedAt,
-        Self::UpdatedAt,
-    ];
-
-    /// The `sort_key` spelling of the Zun API.
-    pub fn as_zun(self) -> &'static str {
-        match self {
-            Self::Id => "id",
-            Self::Uuid => "uuid",
-            Self::Name => "name",
-            Self::Image => "image",
-            Self::Status => "status",
-            Self::CreatedAt => "created_at",
-            Self::UpdatedAt => "updated_at",
-        }
-    }
-
-    /// Reads a `sort_key` parameter; `None` for any other value (a 400).
-    pub fn parse_zun(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_zun() == s)
-    }
-
-    /// The column sorted on; `seq` (creation order) for [`SortKey::Id`].
-    fn column(self) -> &'static str {
-        match self {
-            Self::Id => "seq",
-            Self::Uuid => "uuid",
-            Self::Name => "name",
-            Self::Image => "image",
-            Self::Status => "status",
-            Self::CreatedAt => "created_at",
-            Self::UpdatedAt => "updated_at",
-        }
+/// The column a sort key orders by; `seq` (creation order) for
+/// [`SortKey::Id`]. Fixed names: nothing from a request reaches the SQL.
+fn column(key: SortKey) -> &'static str {
+    match key {
+        SortKey::Id => "seq",
+        SortKey::Uuid => "uuid",
+        SortKey::Name => "name",
+        SortKey::Image => "image",
+        SortKey::Status => "status",
+        SortKey::CreatedAt => "created_at",
+        SortKey::UpdatedAt => "updated_at",
     }
 }
 
-/// Sort direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SortDir {
-    /// Ascending: the default.
-    #[default]
-    Asc,
-    /// Descending.
-    Desc,
-}
-
-impl SortDir {
-    /// Reads a `sort_dir` parameter (`asc` or `desc`).
-    pub fn parse_zun(s: &str) -> Option<Self> {
-        match s {
-            "asc" => Some(Self::Asc),
-            "desc" => Some(Self::Desc),
-            _ => None,
-        }
-    }
-
-    fn sql(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Asc => ("ASC", ">"),
-            Self::Desc => ("DESC", "<"),
-        }
+/// The SQL order keyword and the keyset comparison for a direction.
+fn order(dir: SortDir) -> (&'static str, &'static str) {
+    match dir {
+        SortDir::Asc => ("ASC", ">"),
+        SortDir::Desc => ("DESC", "<"),
     }
 }
 
@@ -165,18 +93,6 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Whether more items follow this page (Zun then answers a `next` link).
     pub has_more: bool,
-}
-
-/// A PATCH of a container (Zun's update: name, cpu, memory); `None` leaves
-/// a field unchanged.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ContainerPatch {
-    /// New name, unique in the project.
-    pub name: Option<String>,
-    /// New vCPU reservation.
-    pub cpu: Option<f64>,
-    /// New memory reservation and limit, MiB.
-    pub memory_mib: Option<u64>,
 }
 
 /// A host port booked on an instance.
@@ -283,8 +199,8 @@ impl Store {
     /// scope; [`DbError::Query`] / [`DbError::Decode`] when the database
     /// fails.
     pub async fn list_containers(&self, query: &ListQuery) -> Result<Page<Container>, DbError> {
-        let column = query.sort_key.column();
-        let (order, after) = query.sort_dir.sql();
+        let column = column(query.sort_key);
+        let (order, after) = order(query.sort_dir);
         let limit = query.limit.min(MAX_LIST_LIMIT);
 
         let mut sql = Sql::default();
@@ -372,7 +288,7 @@ impl Store {
         let mut sql = Sql::default();
         sql.push("SELECT seq");
         if key != SortKey::Id {
-            sql.push(", ").push(key.column()).push(" AS sort_value");
+            sql.push(", ").push(column(key)).push(" AS sort_value");
         }
         sql.push(" FROM containers WHERE uuid = ")
             .bind(Arg::Text(marker.to_string()));
@@ -762,20 +678,5 @@ pub(super) fn found(rows_affected: u64, missing: DbError) -> Result<(), DbError>
         Ok(())
     } else {
         Err(missing)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sort_keys_round_trip_and_refuse_others() {
-        for key in SortKey::ALL {
-            assert_eq!(SortKey::parse_zun(key.as_zun()), Some(key));
-        }
-        assert_eq!(SortKey::parse_zun("name; DROP TABLE containers"), None);
-        assert_eq!(SortDir::parse_zun("desc"), Some(SortDir::Desc));
-        assert_eq!(SortDir::parse_zun("DESC"), None);
     }
 }
