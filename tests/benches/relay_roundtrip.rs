@@ -37,6 +37,7 @@ use anyhow::{Context, bail};
 use bollard::Docker;
 use nest_relay::ids::InstanceId;
 use nest_relay::proto::{self, command, command_output};
+use nest_tests::bench::{Summary, count_from_env, ratio};
 use nest_tests::docker::{self, Cleanup, TEST_IMAGE};
 use nest_tests::{AgentProcess, RelayProcess, TestPki, TestService, any_loopback, unique};
 
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let iterations = iterations_from_env()?;
+    let iterations = count_from_env(ITERATIONS_VAR, DEFAULT_ITERATIONS)?;
     // Synchronous (it runs the docker CLI), so before the runtime starts.
     docker::ensure_test_image();
     let instance = InstanceId::parse(&unique("bench")).context("build an instance id")?;
@@ -81,26 +82,6 @@ fn run() -> anyhow::Result<()> {
     drop(runtime);
     print_report(iterations, &results);
     Ok(())
-}
-
-/// Reads `NEST_BENCH_ITERATIONS`, or the default when it is unset.
-fn iterations_from_env() -> anyhow::Result<usize> {
-    let Some(raw) = std::env::var_os(ITERATIONS_VAR) else {
-        return Ok(DEFAULT_ITERATIONS);
-    };
-    let text = raw
-        .to_str()
-        .with_context(|| format!("{ITERATIONS_VAR} is not valid UTF-8"))?;
-    let n: u32 = text.trim().parse().with_context(|| {
-        format!(
-            "{ITERATIONS_VAR}={text:?} is not a whole number up to {}",
-            u32::MAX
-        )
-    })?;
-    if n == 0 {
-        bail!("{ITERATIONS_VAR} must be at least 1");
-    }
-    usize::try_from(n).context("the iteration count does not fit in memory")
 }
 
 /// The four measured operations, in round-robin order.
@@ -299,39 +280,8 @@ async fn rounds(
     Ok(())
 }
 
-/// Median, p99 and mean of one operation's samples.
-struct Summary {
-    median: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-impl Summary {
-    /// Nearest-rank percentiles over sorted samples.
-    fn of(samples: &[Duration]) -> Self {
-        let mut sorted = samples.to_vec();
-        sorted.sort_unstable();
-        let rank = |percent: usize| {
-            let index = (sorted.len() * percent).div_ceil(100).saturating_sub(1);
-            sorted[index.min(sorted.len() - 1)]
-        };
-        let total: Duration = sorted.iter().sum();
-        let count =
-            u32::try_from(sorted.len()).expect("at most NEST_BENCH_ITERATIONS (a u32) samples");
-        Self {
-            median: rank(50),
-            p99: rank(99),
-            mean: total / count,
-        }
-    }
-}
-
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-fn ratio(relay: Duration, direct: Duration) -> f64 {
-    relay.as_secs_f64() / direct.as_secs_f64()
 }
 
 fn print_report(iterations: usize, samples: &[Vec<Duration>; 4]) {

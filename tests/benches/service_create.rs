@@ -44,6 +44,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nest_tests::bench::{Summary, count_from_env, ratio};
 use nest_tests::docker::{self, TEST_IMAGE};
 use nest_tests::service::{ALPHA, BETA, ServiceOptions, ServiceProcess};
 use reqwest::Method;
@@ -108,24 +109,6 @@ fn run() -> anyhow::Result<()> {
     drop(runtime);
     print_report(warm, cold, &results);
     Ok(())
-}
-
-/// Reads a positive count from `var`, or `default` when it is unset.
-fn count_from_env(var: &str, default: usize) -> anyhow::Result<usize> {
-    let Some(raw) = std::env::var_os(var) else {
-        return Ok(default);
-    };
-    let text = raw
-        .to_str()
-        .with_context(|| format!("{var} is not valid UTF-8"))?;
-    let n: u32 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("{var}={text:?} is not a whole number up to {}", u32::MAX))?;
-    if n == 0 {
-        bail!("{var} must be at least 1");
-    }
-    usize::try_from(n).with_context(|| format!("{var} does not fit in memory"))
 }
 
 /// The measured series, in table order.
@@ -467,39 +450,8 @@ async fn docker_cli(engine: &Path, args: &[&str]) -> anyhow::Result<String> {
 
 // === report ===
 
-/// Median, p99 and mean of one series.
-struct Summary {
-    median: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-impl Summary {
-    /// Nearest-rank percentiles over sorted samples (p99 is the maximum
-    /// below 100 samples).
-    fn of(samples: &[Duration]) -> Self {
-        let mut sorted = samples.to_vec();
-        sorted.sort_unstable();
-        let rank = |percent: usize| {
-            let index = (sorted.len() * percent).div_ceil(100).saturating_sub(1);
-            sorted[index.min(sorted.len() - 1)]
-        };
-        let total: Duration = sorted.iter().sum();
-        let count = u32::try_from(sorted.len()).expect("at most a u32 count of samples");
-        Self {
-            median: rank(50),
-            p99: rank(99),
-            mean: total / count,
-        }
-    }
-}
-
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 fn print_report(warm: usize, cold: usize, samples: &[Vec<Duration>; 3]) {

@@ -14,10 +14,12 @@
 //! - [`RelayProcess`], [`AgentProcess`]: the real binaries;
 //! - [`TestService`]: the service side: control client, signer and a
 //!   watch feed that survives relay restarts;
+//! - [`bench`]: statistics and sample counts for the benchmarks;
 //! - [`docker`]: the test image and direct engine checks;
 //! - [`service`]: a real `nest-service` with the `local` driver, and an
 //!   HTTP client for its API.
 
+pub mod bench;
 pub mod docker;
 
 use std::collections::HashSet;
