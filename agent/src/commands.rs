@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
+use nest_relay::convert::WireErrorKind;
 use nest_relay::proto::{self, command, command_output};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -116,7 +117,7 @@ async fn answer(engine: &Engine, request: proto::CommandRequest) -> proto::Agent
     }
 }
 
-pub use nest_relay::process::error_chain;
+pub use nest_core::process::error_chain;
 
 /// Dispatches a session's commands: ordered per container, concurrent
 /// otherwise. Lives as long as one session.

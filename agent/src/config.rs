@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nest_relay::backoff::{DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
-use nest_relay::duration::HumanDuration;
-use nest_relay::ids::InstanceId;
+use nest_core::backoff::{DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
+use nest_core::duration::HumanDuration;
+use nest_core::ids::InstanceId;
 
 /// Default directory for the agent's key and certificate.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest-agent";
@@ -59,7 +59,8 @@ fn default_reconnect_max() -> HumanDuration {
     HumanDuration(DEFAULT_BACKOFF_MAX)
 }
 
-pub use nest_relay::config::ConfigError;
+pub use nest_core::config::ConfigError;
+use nest_core::config::{Problems, Validate, load_valid, parse_toml};
 
 impl AgentConfig {
     /// Reads and validates a config file.
@@ -67,9 +68,7 @@ impl AgentConfig {
     /// # Errors
     /// [`ConfigError`] naming the file, or every invalid key at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = nest_relay::config::load_toml(path)?;
-        config.validate()?;
-        Ok(config)
+        load_valid(path)
     }
 
     /// Parses and validates config text.
@@ -77,51 +76,45 @@ impl AgentConfig {
     /// # Errors
     /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: PathBuf::new(),
-            source: Box::new(source),
-        })?;
+        let config: Self = parse_toml(Path::new(""), text)?;
         config.validate()?;
         Ok(config)
     }
+}
 
-    /// Checks values that parse but cannot work, reporting all of them.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] listing each problem with its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        match self.relay_addr.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
-            _ => problems.push(format!(
-                "relay_addr: {:?} is not host:port",
-                self.relay_addr
-            )),
-        }
+impl Validate for AgentConfig {
+    fn check(&self, problems: &mut Problems) {
+        let addr_ok = matches!(
+            self.relay_addr.rsplit_once(':'),
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        );
+        problems.require(
+            addr_ok,
+            "relay_addr",
+            format_args!("{:?} is not host:port", self.relay_addr),
+        );
         for (key, path) in [
             ("ca_certificate", &self.ca_certificate),
             ("enrollment_token_file", &self.enrollment_token_file),
             ("state_dir", &self.state_dir),
             ("docker_socket", &self.docker_socket),
         ] {
-            if !path.is_absolute() {
-                problems.push(format!(
-                    "{key}: {} must be an absolute path",
-                    path.display()
-                ));
-            }
+            problems.require(
+                path.is_absolute(),
+                key,
+                format_args!("{} must be an absolute path", path.display()),
+            );
         }
-        if self.reconnect_initial.get() < Duration::from_millis(10) {
-            problems.push("reconnect_initial: must be at least 10ms".to_owned());
-        }
-        if self.reconnect_max.get() < self.reconnect_initial.get() {
-            problems.push("reconnect_max: must not be less than reconnect_initial".to_owned());
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        problems.require(
+            self.reconnect_initial.get() >= Duration::from_millis(10),
+            "reconnect_initial",
+            "must be at least 10ms",
+        );
+        problems.require(
+            self.reconnect_max.get() >= self.reconnect_initial.get(),
+            "reconnect_max",
+            "must not be less than reconnect_initial",
+        );
     }
 }
 

@@ -10,11 +10,11 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 use nest_relay::client::{ClientTls, dial};
-use nest_relay::error_kind::ErrorKind;
+use nest_relay::identity::CLOCK_SKEW_ALLOWANCE;
 use nest_relay::identity::{PeerIdentity, peer_identity};
-use nest_relay::ids::InstanceId;
-use nest_relay::pki::CLOCK_SKEW_ALLOWANCE;
 use nest_relay::proto::{self, agent_relay_client::AgentRelayClient};
 use nest_relay::version::{PROTOCOL_VERSION, RELEASE};
 use rustls_pki_types::CertificateDer;

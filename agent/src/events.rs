@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use nest_relay::backoff::Backoff;
+use nest_core::backoff::Backoff;
 use nest_relay::proto;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -25,7 +25,7 @@ pub mod streams;
 
 use std::time::Duration;
 
-use nest_relay::backoff::Backoff;
+use nest_core::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -6,10 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nest_agent::config::AgentConfig;
+use nest_core::process;
 use tokio_util::sync::CancellationToken;
-
-/// Exit code for an unusable configuration (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
 #[command(version, about = "Nest's in-instance agent")]
@@ -21,17 +19,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    nest_relay::process::init_logging();
-    if !nest_relay::process::install_crypto_provider() {
-        tracing::error!("a TLS crypto provider was already installed");
-        return ExitCode::FAILURE;
-    }
-    let config = match AgentConfig::load(&args.config) {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!(error = %nest_agent::commands::error_chain(&e), "cannot start");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let (config, runtime) = match process::start(|| AgentConfig::load(&args.config)) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     tracing::info!(
         instance_id = %config.instance_id,
@@ -39,31 +29,17 @@ fn main() -> ExitCode {
         state_dir = %config.state_dir.display(),
         "nest-agent starting"
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
         let signal = shutdown.clone();
-        tokio::spawn(async move {
-            nest_relay::process::shutdown_signal().await;
+        let watcher = tokio::spawn(async move {
+            process::shutdown_signal().await;
             tracing::info!("shutting down; containers keep running");
             signal.cancel();
         });
-        nest_agent::run(config, shutdown).await
+        let result = nest_agent::run(config, shutdown).await;
+        watcher.abort();
+        result.map_err(|e| process::error_chain(&e))
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %nest_agent::commands::error_chain(&e), "agent stopped");
-            ExitCode::FAILURE
-        }
-    }
+    process::finish("the agent", result)
 }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use nest_core::ErrorKind;
 use nest_relay::client::dial;
-use nest_relay::error_kind::ErrorKind;
 use nest_relay::proto::{self, agent_message, agent_relay_client::AgentRelayClient, relay_message};
 use nest_relay::version::{self, PROTOCOL_VERSION, RELEASE};
 use time::OffsetDateTime;

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Stream, StreamExt};
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
+use nest_relay::convert::WireErrorKind;
 use nest_relay::proto::{self, agent_message, stream_input, stream_open, stream_output};
 use nest_relay::version::{MAX_CHUNK_BYTES, STREAM_WINDOW_FRAMES};
 use tokio::io::AsyncWriteExt;

@@ -6,6 +6,7 @@
 //! test image `nest-test/busybox:1` is built from the host's busybox-static
 //! when missing, since no registry is reachable.
 
+use nest_core::testing::eventually;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,8 +18,8 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 use nest_agent::docker::{DockerError, Engine, MAX_CHUNK_BYTES};
-use nest_relay::error_kind::ErrorKind;
-use nest_relay::ids::InstanceId;
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 use nest_relay::proto::{
     AttachStream, Chunk, ContainerEvent, ContainerSpec, CreateContainer, EnvVar, ExecCapture,
     ExecStream, Label, LogsStream, OutputKind, PortBinding,
@@ -134,25 +135,6 @@ fn run(spec: ContainerSpec) -> CreateContainer {
     }
 }
 
-/// Polls `check` until it yields a value, for at most [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// Reads `output` until the text read so far satisfies `done`.
 async fn read_until(
     output: &mut (impl Stream<Item = Result<Chunk, DockerError>> + Unpin),
@@ -255,7 +237,7 @@ async fn published_port_zero_gets_a_real_host_port_that_serves_http() {
     assert_eq!(state.ports[0].container_port, 8080);
     assert_eq!(state.ports[0].host_ip, "127.0.0.1");
 
-    let body = eventually("httpd to answer", || async move {
+    let body = eventually(WAIT, "httpd to answer", || async move {
         let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).ok()?))
             .await
             .ok()?;
@@ -400,7 +382,7 @@ async fn lifecycle_operations_change_the_engine_state() {
     assert_eq!(state.status, "running");
 
     engine.kill(&uuid, "SIGTERM").await.expect("kill with TERM");
-    let state = eventually("the trap to exit", || async {
+    let state = eventually(WAIT, "the trap to exit", || async {
         let s = engine.inspect(&uuid).await.expect("inspect");
         (s.status == "exited").then_some(s)
     })
@@ -412,7 +394,7 @@ async fn lifecycle_operations_change_the_engine_state() {
     engine.start(&uuid).await.expect("start again");
     let state = engine.kill(&uuid, "").await.expect("kill with the default");
     let state = if state.running {
-        eventually("SIGKILL to land", || async {
+        eventually(WAIT, "SIGKILL to land", || async {
             let s = engine.inspect(&uuid).await.expect("inspect");
             (!s.running).then_some(s)
         })
@@ -550,7 +532,7 @@ async fn logs_replay_split_streams_honour_tail_and_follow_new_lines() {
         timestamps: false,
         follow,
     };
-    let chunks = eventually("both lines in the log", || async {
+    let chunks = eventually(WAIT, "both lines in the log", || async {
         let output = engine.logs(request(false, None)).await.expect("logs");
         let chunks = read_all(output).await;
         (text_of(&chunks, OutputKind::Stderr) == "two\n").then_some(chunks)
@@ -807,7 +789,7 @@ async fn stats_and_top_report_a_busy_container() {
     s.cpu_millis = 500;
     engine.create(run(s)).await.expect("create and start");
 
-    let stats = eventually("CPU use to show", || async {
+    let stats = eventually(WAIT, "CPU use to show", || async {
         let stats = engine.stats(&uuid).await.expect("stats");
         (stats.cpu_percent > 0.0).then_some(stats)
     })

@@ -10,7 +10,7 @@
 //! store can implement the same trait. Every held image is a `docker
 //! load`-able archive, whatever form it was uploaded in.
 //!
-//! This crate depends on no other Nest crate. It never talks to Docker or to
+//! This crate depends only on `nest-core`. It never talks to Docker or to
 //! a registry; moving the bytes to an agent is the caller's job.
 //!
 //! # Layout
@@ -40,18 +40,6 @@ pub use file_store::{DEFAULT_MAX_IMAGE_SIZE, FileImageStore, FileStoreConfig};
 pub use reference::{ImageRef, ReferenceError, RegistryReference};
 pub use store::{ImageFormat, ImageId, ImageRecord, ImageStore, ParseImageIdError, StoreError};
 
-/// What kind of failure an error of this crate is, which decides how a
-/// caller sees it. The service maps it onto its own error kinds (and so onto
-/// HTTP and gRPC codes) in one place, since this crate depends on no other
-/// Nest crate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The request itself is wrong (a bad reference, a bad upload);
-    /// retrying it unchanged cannot help.
-    Invalid,
-    /// The image does not exist.
-    NotFound,
-    /// The store failed for reasons of its own (disk, a corrupt record);
-    /// details belong in the log, not in a client's error.
-    Internal,
-}
+/// The classification every error of this crate carries: Nest's one
+/// [`nest_core::ErrorKind`], so no caller has to translate it.
+pub use nest_core::ErrorKind;

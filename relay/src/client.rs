@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo(ca: &str, cert: &str, key: &str) -> Result<(), Box<dyn std::error::Error>> {
 //! use nest_relay::client::{ClientTls, RelayClient};
-//! use nest_relay::ids::InstanceId;
+//! use nest_core::InstanceId;
 //! use nest_relay::proto::{command, Ping};
 //! let tls = ClientTls {
 //!     ca_pem: ca.into(),
@@ -27,13 +27,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::error_kind::ErrorKind;
 use crate::identity::RELAY_SERVER_NAME;
-use crate::ids::InstanceId;
-use crate::pki::Signer;
-use crate::process::error_chain;
+use nest_core::ErrorKind;
+use nest_core::InstanceId;
+use nest_core::process::error_chain;
+
+use crate::convert::WireErrorKind;
 use crate::proto::relay_control_client::RelayControlClient;
 use crate::proto::{self, signing_reply, signing_request, stream_client_message, stream_input};
+use crate::signing::{SigningAuthority, SigningRefusal};
 use crate::version::MAX_CHUNK_BYTES;
 
 /// How long dialling a relay (TCP and TLS) may take.
@@ -270,7 +272,7 @@ impl RelayClient {
     /// [`RelayError`] when the relay refuses or drops the signing stream.
     pub async fn serve_signing(
         &self,
-        signer: Arc<Signer>,
+        signer: Arc<dyn SigningAuthority>,
         shutdown: CancellationToken,
     ) -> Result<(), RelayError> {
         let (tx, rx) = mpsc::channel(SIGNING_REPLY_CAPACITY);
@@ -292,7 +294,7 @@ impl RelayClient {
             };
             let signer = signer.clone();
             // Signing is CPU work; keep it off the async workers.
-            let reply = tokio::task::spawn_blocking(move || sign(&signer, request))
+            let reply = tokio::task::spawn_blocking(move || sign(signer.as_ref(), request))
                 .await
                 .map_err(|e| RelayError {
                     kind: ErrorKind::Internal,
@@ -305,18 +307,15 @@ impl RelayClient {
     }
 }
 
-fn sign(signer: &Signer, request: proto::SigningRequest) -> proto::SigningReply {
+fn sign(signer: &dyn SigningAuthority, request: proto::SigningRequest) -> proto::SigningReply {
+    let refused = |e: SigningRefusal| e.kind.error(e.message);
     let outcome = match request.kind {
-        Some(signing_request::Kind::EnrollmentToken(token)) => signer
-            .enroll(&token, &request.csr_pem)
-            .map_err(|e| e.kind().error(e.to_string())),
+        Some(signing_request::Kind::EnrollmentToken(token)) => {
+            signer.enroll(&token, &request.csr_pem).map_err(refused)
+        }
         Some(signing_request::Kind::RenewInstanceId(id)) => InstanceId::parse(&id)
             .map_err(|e| ErrorKind::Invalid.error(e.to_string()))
-            .and_then(|instance| {
-                signer
-                    .renew(&instance, &request.csr_pem)
-                    .map_err(|e| e.kind().error(e.to_string()))
-            }),
+            .and_then(|instance| signer.renew(&instance, &request.csr_pem).map_err(refused)),
         None => Err(ErrorKind::Invalid.error("signing request names no subject")),
     };
     let outcome = match outcome {

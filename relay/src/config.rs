@@ -1,11 +1,14 @@
 //! `RelayConfig`: the settings of a stand-alone `nest-relay`, read from one
 //! TOML file. The embedded relay inside nest-service builds the same struct.
+//! Loading and problem reporting are `nest_core::config`'s, as for every
+//! binary.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::duration::HumanDuration;
+use nest_core::config::{ConfigError, Problems, Validate, load_valid};
+use nest_core::duration::HumanDuration;
 
 /// Default listen address: all interfaces, so agents in instances reach it.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7443";
@@ -59,88 +62,39 @@ fn default_shutdown_grace() -> HumanDuration {
     HumanDuration(DEFAULT_SHUTDOWN_GRACE)
 }
 
-/// Why a config file (of any Nest binary) cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The config file.
-        path: PathBuf,
-        /// The I/O failure.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this struct.
-    #[error("invalid config file {path}")]
-    Parse {
-        /// The config file.
-        path: PathBuf,
-        /// What the parser found.
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    /// Values parsed but cannot work together; every problem is listed.
-    #[error("invalid configuration: {}", .0.join("; "))]
-    Invalid(Vec<String>),
-}
-
-/// Reads a TOML config file into `T` (every Nest binary's config goes
-/// through here, so errors name the file the same way everywhere).
-///
-/// # Errors
-/// [`ConfigError::Read`] or [`ConfigError::Parse`], naming the file.
-pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
-}
-
 impl RelayConfig {
     /// Reads and validates a config file.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file, or every invalid key at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = load_toml(path)?;
-        config.validate()?;
-        Ok(config)
+        load_valid(path)
     }
+}
 
-    /// Checks values that parse but cannot work, reporting all of them.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] listing each problem with its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        if self.heartbeat_interval.get() < Duration::from_millis(100) {
-            problems.push("heartbeat_interval: must be at least 100ms".to_owned());
-        }
-        if self.heartbeat_interval.get() > Duration::from_secs(300) {
-            problems.push("heartbeat_interval: must be at most 5m".to_owned());
-        }
-        if self.command_timeout.get().is_zero() {
-            problems.push("command_timeout: must be more than 0s".to_owned());
-        }
-        for (key, path) in [
-            ("ca_certificate", &self.ca_certificate),
-            ("certificate", &self.certificate),
-            ("private_key", &self.private_key),
-        ] {
-            if path.as_os_str().is_empty() {
-                problems.push(format!("{key}: must name a file"));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+impl Validate for RelayConfig {
+    fn check(&self, problems: &mut Problems) {
+        let heartbeat = self.heartbeat_interval.get();
+        problems.require(
+            heartbeat >= Duration::from_millis(100),
+            "heartbeat_interval",
+            "must be at least 100ms",
+        );
+        problems.require(
+            heartbeat <= Duration::from_secs(300),
+            "heartbeat_interval",
+            "must be at most 5m",
+        );
+        problems.require(
+            !self.command_timeout.get().is_zero(),
+            "command_timeout",
+            "must be more than 0s",
+        );
+        problems.require_files([
+            ("ca_certificate", self.ca_certificate.as_path()),
+            ("certificate", self.certificate.as_path()),
+            ("private_key", self.private_key.as_path()),
+        ]);
     }
 }
 

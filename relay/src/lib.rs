@@ -1,38 +1,34 @@
-//! nest-relay: Nest's wire protocol, its PKI, and the relay that carries
-//! commands and streams between nest-service and the nest-agents.
+//! nest-relay: Nest's wire protocol, TLS and identity, and the relay that
+//! carries commands and streams between nest-service and the nest-agents.
 //!
-//! The relay never depends on the service or the agent; both depend on it
-//! for the protocol, so everything they share lives here.
+//! The relay depends only on `nest-core`; the service and the agent depend
+//! on it for the protocol. The server and the client sit behind the
+//! `server` and `client` features, so the agent (client only) never builds
+//! the server. The CA lives in `nest-pki`, on the service side.
 //!
 //! # Layout
 //! - [`proto`]: the generated gRPC types and services (`proto/nest/v1/*.proto`);
+//! - [`convert`]: error kinds to and from the wire;
 //! - [`version`]: protocol version and the flow-control limits peers share;
-//! - [`ids`]: identifiers that cross processes ([`ids::InstanceId`]);
-//! - [`error_kind`]: the classification every client-visible error carries;
 //! - [`status`]: the one mapping between error kinds and gRPC codes;
 //! - [`identity`]: who a certificate names (agent, service or relay);
-//! - [`pki`]: the CA, enrollment tokens and the signer the service runs;
+//! - [`signing`]: the seam to the CA that signs agents' certificates;
 //! - [`tls`]: TLS 1.3 configurations for both sides of an mTLS channel;
-//! - [`server`]: the relay server itself;
-//! - [`client`]: dialling a relay, and the service's [`client::RelayClient`];
-//! - [`backoff`]: the one jittered, capped retry schedule;
-//! - [`duration`]: durations with units in config files;
-//! - [`config`]: the stand-alone relay's config file, and loading TOML
-//!   config files for every binary;
-//! - [`process`]: logging, TLS provider, signals and error chains, as every
-//!   binary sets them up.
+//! - [`server`] (feature `server`): the relay server itself, and
+//!   [`config`], the stand-alone relay's config file;
+//! - [`client`] (feature `client`): dialling a relay, and the service's
+//!   [`client::RelayClient`].
 #![warn(missing_docs)]
 
-pub mod backoff;
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
-pub mod duration;
-pub mod error_kind;
+pub mod convert;
 pub mod identity;
-pub mod ids;
-pub mod pki;
-pub mod process;
+#[cfg(feature = "server")]
 pub mod server;
+pub mod signing;
 pub mod status;
 pub mod tls;
 pub mod version;

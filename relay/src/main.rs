@@ -9,11 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use nest_core::process;
 use nest_relay::config::RelayConfig;
 use nest_relay::server::{self, RelaySettings};
-
-/// Exit code for an unusable configuration (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
 #[command(version, about = "Nest's relay between nest-service and nest-agents")]
@@ -25,38 +23,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    nest_relay::process::init_logging();
-    if !nest_relay::process::install_crypto_provider() {
-        tracing::error!("a TLS crypto provider was already installed");
-        return ExitCode::FAILURE;
-    }
-    let config = match RelayConfig::load(&args.config) {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!(
-                error = format!("{:#}", anyhow::Error::from(e)),
-                "cannot start"
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let (config, runtime) = match process::start(|| RelayConfig::load(&args.config)) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "relay failed");
-            ExitCode::FAILURE
-        }
-    }
+    process::finish("the relay", runtime.block_on(serve(config)))
 }
 
 async fn serve(config: RelayConfig) -> anyhow::Result<()> {
@@ -81,7 +52,7 @@ async fn serve(config: RelayConfig) -> anyhow::Result<()> {
         command_timeout: config.command_timeout.get(),
         shutdown_grace: config.shutdown_grace.get(),
     };
-    server::run(settings, listener, nest_relay::process::shutdown_signal()).await?;
+    server::run(settings, listener, process::shutdown_signal()).await?;
     tracing::info!("relay stopped");
     Ok(())
 }

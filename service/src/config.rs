@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nest_relay::duration::HumanDuration;
+use nest_core::duration::HumanDuration;
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest";
@@ -270,7 +270,7 @@ fn default_shutdown_grace() -> HumanDuration {
     HumanDuration(DEFAULT_SHUTDOWN_GRACE)
 }
 
-pub use nest_relay::config::ConfigError;
+pub use nest_core::config::ConfigError;
 
 impl ServiceConfig {
     /// Reads and validates a config file.
@@ -278,7 +278,7 @@ impl ServiceConfig {
     /// # Errors
     /// [`ConfigError`] naming the file, or every invalid key at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = nest_relay::config::load_toml(path)?;
+        let config: Self = nest_core::config::load_toml(path)?;
         config.validate()?;
         Ok(config)
     }

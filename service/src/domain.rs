@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use nest_relay::ids::InstanceId;
+pub use nest_core::ids::{InstanceId, RequestId};
 
 /// Why an identifier or value from outside is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,36 +119,6 @@ impl ContainerId {
 impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.hyphenated().fmt(f)
-    }
-}
-
-/// A request's id, `req-<uuid>`, echoed as `x-openstack-request-id` and
-/// carried to the relay and agent for tracing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RequestId(String);
-
-impl RequestId {
-    /// A fresh id.
-    pub fn generate() -> Self {
-        Self(format!("req-{}", uuid::Uuid::new_v4()))
-    }
-
-    /// Accepts a client-sent id if it has the `req-<uuid>` shape.
-    pub fn from_client(s: &str) -> Option<Self> {
-        let uuid = s.strip_prefix("req-")?;
-        uuid::Uuid::parse_str(uuid).ok()?;
-        Some(Self(s.to_owned()))
-    }
-
-    /// The id as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -44,14 +44,10 @@ pub enum ImageError {
 
 impl ImageError {
     /// The classification of this error.
-    pub fn kind(&self) -> nest_relay::error_kind::ErrorKind {
-        use nest_relay::error_kind::ErrorKind;
+    pub fn kind(&self) -> nest_core::ErrorKind {
+        use nest_core::ErrorKind;
         match self {
-            Self::Store(e) => match e.kind() {
-                nest_images::ErrorKind::Invalid => ErrorKind::Invalid,
-                nest_images::ErrorKind::NotFound => ErrorKind::NotFound,
-                nest_images::ErrorKind::Internal => ErrorKind::Internal,
-            },
+            Self::Store(e) => e.kind(),
             Self::Load(e) => e.kind(),
             Self::Timeout(_) => ErrorKind::Timeout,
             Self::Engine(_) | Self::NothingToRun(_) => ErrorKind::Invalid,

@@ -30,4 +30,4 @@ pub mod relay_link;
 pub mod scheduler;
 pub mod server;
 
-pub use nest_relay::process::error_chain;
+pub use nest_core::process::error_chain;

@@ -8,12 +8,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
+use nest_core::process;
 use nest_service::config::ServiceConfig;
 use nest_service::server::{self, Listeners};
-
-/// Exit code for an unusable configuration (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
 #[command(version, about = "Nest's container service")]
@@ -53,63 +52,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    nest_relay::process::init_logging();
-    if !nest_relay::process::install_crypto_provider() {
-        tracing::error!("a TLS crypto provider was already installed");
-        return ExitCode::FAILURE;
-    }
-    let config = match ServiceConfig::load(&args.config) {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!(error = %nest_service::error_chain(&e), "cannot start");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let (config, runtime) = match process::start(|| ServiceConfig::load(&args.config)) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
+    let result = match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::IssueRelayCertificate { out, name, ip, dns } => {
+            server::issue_relay_certificate(&config, &name, ip, dns, &out)
+                .map(|()| tracing::info!(out = %out.display(), "relay certificate written"))
+                .context("issuing a relay certificate")
         }
+        Command::DeleteInstances => runtime
+            .block_on(server::delete_instances(&config))
+            .map(|n| tracing::info!(deleted = n, "instances deleted"))
+            .context("deleting instances"),
     };
-    if let Some(Command::IssueRelayCertificate { out, name, ip, dns }) = &args.command {
-        return match server::issue_relay_certificate(&config, name, ip.clone(), dns.clone(), out) {
-            Ok(()) => {
-                tracing::info!(out = %out.display(), "relay certificate written");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                tracing::error!(error = %nest_service::error_chain(&e), "could not issue a relay certificate");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Command::DeleteInstances) = args.command {
-        return match runtime.block_on(server::delete_instances(&config)) {
-            Ok(n) => {
-                tracing::info!(deleted = n, "instances deleted");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                tracing::error!(error = %nest_service::error_chain(&e), "could not delete instances");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match runtime.block_on(serve(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "nest-service failed");
-            ExitCode::FAILURE
-        }
-    }
+    process::finish("nest-service", result)
 }
 
 async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
-    use anyhow::Context;
     tokio::fs::create_dir_all(&config.state_dir)
         .await
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
@@ -135,7 +97,7 @@ async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
         config,
         Listeners { api, relay },
         database_url,
-        nest_relay::process::shutdown_signal(),
+        process::shutdown_signal(),
     )
     .await?;
     tracing::info!("nest-service stopped");

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nest_core::ErrorKind;
 use nest_relay::client::RelayClient;
-use nest_relay::error_kind::ErrorKind;
 use nest_relay::proto::{self, command, watch_event};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nest_relay::backoff::Backoff;
-use nest_relay::client::{ClientTls, RelayClient};
-use nest_relay::identity::PeerIdentity;
-use nest_relay::pki::{
+use nest_core::backoff::Backoff;
+use nest_pki::{
     CertificateAuthority, DEFAULT_AGENT_CERT_LIFETIME, DEFAULT_SERVER_CERT_LIFETIME, IssueRequest,
     Signer, TokenStore, Validity,
 };
+use nest_relay::client::{ClientTls, RelayClient};
+use nest_relay::identity::PeerIdentity;
 use nest_relay::proto;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ pub enum RelayLinkError {
         dir: PathBuf,
         /// What failed.
         #[source]
-        source: nest_relay::pki::PkiError,
+        source: nest_pki::PkiError,
     },
     /// A certificate could not be issued.
     #[error("issuing the {what} certificate")]
@@ -46,7 +46,7 @@ pub enum RelayLinkError {
         what: &'static str,
         /// What failed.
         #[source]
-        source: nest_relay::pki::PkiError,
+        source: nest_pki::PkiError,
     },
     /// The relay's TLS configuration could not be built.
     #[error("relay TLS configuration")]
@@ -138,7 +138,7 @@ pub fn issue_relay(
     name: &str,
     ip_addresses: Vec<IpAddr>,
     dns_names: Vec<String>,
-) -> Result<(String, nest_relay::pki::IssuedCertificate), RelayLinkError> {
+) -> Result<(String, nest_pki::IssuedCertificate), RelayLinkError> {
     let dir = state_dir.join("pki");
     let ca = CertificateAuthority::load_or_create(&dir)
         .map_err(|source| RelayLinkError::Ca { dir, source })?;

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use nest_relay::pki::{MemoryTokenStore, TokenStore};
+use nest_pki::{MemoryTokenStore, TokenStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -222,7 +222,7 @@ fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeE
             let tokens: Vec<crate::auth::dev::StaticToken> = tokens
                 .iter()
                 .map(|t| crate::auth::dev::StaticToken {
-                    token: nest_relay::pki::Secret::new(t.token.clone()),
+                    token: nest_core::Secret::new(t.token.clone()),
                     user_id: t.user_id.clone(),
                     project_id: t.project_id.clone(),
                     roles: t.roles.clone(),

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 use nest_service::db::{
     ContainerFilters, ContainerPatch, DbError, ListQuery, NewAction, SortDir, SortKey, Store,
     UniqueKey, utc_now,

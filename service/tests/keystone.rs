@@ -15,8 +15,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nest_relay::duration::HumanDuration;
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
+use nest_core::duration::HumanDuration;
 use nest_service::auth::keystone::{KeystoneAuth, KeystoneConfig};
 use nest_service::auth::policy::{Action, PolicyError, authorize};
 use nest_service::auth::{AuthError, Authenticate, Caller, Secret};

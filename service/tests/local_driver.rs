@@ -13,7 +13,7 @@
 //! not disturbed, and its guard deletes every instance, the bridge and the
 //! state directory even when an assertion fails.
 
-use std::future::Future;
+use nest_core::testing::eventually;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -41,25 +41,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Nothing listens here: the agent's enrollment is refused and retried.
 const UNUSED_RELAY_PORT: u16 = 9;
-
-/// Polls `check` until it returns `Some`, at most [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Waits (at most [`WAIT`]) until the log at `path` holds `needle`, and
 /// returns it; on timeout, fails showing the whole log.
@@ -363,7 +344,7 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
     let fixture = Fixture::new(agent);
     let driver = fixture.driver.clone();
     assert_eq!(driver.name(), "local");
-    let ca = nest_relay::pki::CertificateAuthority::generate("Nest local driver test CA")
+    let ca = nest_pki::CertificateAuthority::generate("Nest local driver test CA")
         .unwrap_or_else(|e| panic!("CA: {e}"));
     let (a, b) = (instance_id(), instance_id());
     fixture.will_boot(&a);
@@ -446,7 +427,7 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
     );
     // The agent made its key in the instance's state directory.
     let key = dir_a.join("root/var/lib/nest-agent/agent-key.pem");
-    eventually("the agent's key", || {
+    eventually(WAIT, "the agent's key", || {
         let key = key.clone();
         async move { tokio::fs::try_exists(&key).await.ok()?.then_some(()) }
     })
@@ -467,7 +448,7 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
         ],
     )
     .await;
-    let body = eventually("the published port to answer", || {
+    let body = eventually(WAIT, "the published port to answer", || {
         http_get((ip_a, PUBLISHED_PORT))
     })
     .await;

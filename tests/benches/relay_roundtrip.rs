@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bollard::Docker;
-use nest_relay::ids::InstanceId;
+use nest_core::ids::InstanceId;
 use nest_relay::proto::{self, command, command_output};
 use nest_tests::bench::{Summary, count_from_env, ratio};
 use nest_tests::docker::{self, Cleanup, TEST_IMAGE};

@@ -30,13 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use nest_relay::client::{ClientTls, RelayClient};
-use nest_relay::identity::PeerIdentity;
-use nest_relay::ids::InstanceId;
-use nest_relay::pki::{
+use nest_core::ids::InstanceId;
+use nest_pki::{
     CertificateAuthority, IssueRequest, IssuedCertificate, MemoryTokenStore, Signer, TokenStore,
     Validity,
 };
+use nest_relay::client::{ClientTls, RelayClient};
+use nest_relay::identity::PeerIdentity;
 use nest_relay::proto;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -112,27 +112,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
-/// Polls `check` until it returns `Some`, at most `timeout`.
-///
-/// # Panics
-/// When the deadline passes, naming `what`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use nest_core::testing::eventually;
 
 /// A test CA with the relay's and the service's certificates on disk.
 pub struct TestPki {

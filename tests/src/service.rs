@@ -321,7 +321,7 @@ impl ServiceProcess {
     pub fn instance_socket(&self, instance: &str) -> PathBuf {
         let driver =
             nest_service::driver::LocalDriver::new(self.driver_config()).expect("local driver");
-        driver.docker_socket(&nest_relay::ids::InstanceId::parse(instance).expect("instance id"))
+        driver.docker_socket(&nest_core::ids::InstanceId::parse(instance).expect("instance id"))
     }
 
     /// The instances the driver really has.

@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 use nest_relay::client::{RelayClient, RelayError, RelayStream};
-use nest_relay::error_kind::ErrorKind;
-use nest_relay::ids::InstanceId;
 use nest_relay::proto::{self, command, command_output, stream_open, stream_output};
 use nest_tests::docker::{self, Cleanup, TEST_IMAGE};
 use nest_tests::{AgentProcess, RelayProcess, TestPki, TestService, any_loopback, unique};
@@ -551,7 +551,7 @@ async fn certificate_from_another_ca_is_refused() {
     // take over the real agent's session.
     let impostor = other.issue(
         nest_relay::identity::PeerIdentity::agent(rig.instance()),
-        nest_relay::pki::Validity::starting_now(Duration::from_secs(600)),
+        nest_pki::Validity::starting_now(Duration::from_secs(600)),
     );
     let tls = rig.pki.tls_with(Some(&impostor));
     let attempt = async {
@@ -579,7 +579,7 @@ async fn expired_certificate_is_refused() {
     let events_before = rig.service.event_count();
     let expired = rig.pki.issue(
         nest_relay::identity::PeerIdentity::agent(rig.instance()),
-        nest_relay::pki::Validity::ended_ago(Duration::from_secs(60)),
+        nest_pki::Validity::ended_ago(Duration::from_secs(60)),
     );
     let tls = rig.pki.tls_with(Some(&expired));
     let attempt = async {
@@ -599,7 +599,7 @@ async fn expired_certificate_is_refused() {
     );
     let expired_service = rig.pki.issue(
         nest_relay::identity::PeerIdentity::service("old").expect("identity"),
-        nest_relay::pki::Validity::ended_ago(Duration::from_secs(60)),
+        nest_pki::Validity::ended_ago(Duration::from_secs(60)),
     );
     let tls = rig.pki.tls_with(Some(&expired_service));
     let result = async {
@@ -690,7 +690,7 @@ async fn agent_certificate_cannot_act_as_the_service_nor_the_reverse() {
     let rig = Rig::start().await;
     let agent_cert = rig.pki.issue(
         nest_relay::identity::PeerIdentity::agent(rig.instance()),
-        nest_relay::pki::Validity::starting_now(Duration::from_secs(600)),
+        nest_pki::Validity::starting_now(Duration::from_secs(600)),
     );
     let tls = rig.pki.tls_with(Some(&agent_cert));
     let channel = nest_relay::client::dial(&rig.relay.dial_addr(), &tls)

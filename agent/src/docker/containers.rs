@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder, TopOptionsBuilder,
 };
 use futures_util::StreamExt;
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 use nest_relay::proto::{ContainerState, CreateContainer, StatsResult, TopResult};
 use tracing::instrument;
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 
 /// A failure of an operation on the local Docker engine.
 #[derive(Debug, thiserror::Error)]

@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
 use bollard::{API_DEFAULT_VERSION, Docker};
-use nest_relay::error_kind::ErrorKind;
-use nest_relay::ids::InstanceId;
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 use nest_relay::proto;
 
 pub use error::DockerError;
@@ -177,7 +177,7 @@ impl Engine {
     /// ```no_run
     /// # async fn example() -> Result<(), nest_agent::docker::DockerError> {
     /// use nest_agent::docker::Engine;
-    /// use nest_relay::ids::InstanceId;
+    /// use nest_core::ids::InstanceId;
     ///
     /// let id = InstanceId::parse("6f1c1c3e-2b7a-4d7e-9a52-0d1f3c2b1a00").expect("valid id");
     /// let engine = Engine::connect("/var/run/docker.sock".as_ref(), id).await?;

@@ -12,7 +12,7 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding as EnginePortBinding, PortMap, RestartPolicy,
     RestartPolicyNameEnum,
 };
-use nest_relay::ids::InstanceId;
+use nest_core::ids::InstanceId;
 use nest_relay::proto::{self, ContainerSpec};
 
 use super::error::DockerError;
@@ -308,7 +308,7 @@ fn restart_policy(policy: i32, max_retries: u32) -> Result<RestartPolicy, Docker
 mod tests {
     use super::*;
     use crate::docker::container_name;
-    use nest_relay::error_kind::ErrorKind;
+    use nest_core::ErrorKind;
 
     fn instance() -> InstanceId {
         InstanceId::parse("i-1").expect("valid instance id")

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth;
 use super::hub::{Hub, SigningSubject};
 use super::session::{SESSION_OUTBOUND_CAPACITY, Session};
+use crate::convert::WireErrorKind;
 use crate::identity::Role;
 use crate::proto::agent_relay_server::AgentRelay;
 use crate::proto::{self, agent_message, relay_message};
@@ -226,8 +227,9 @@ fn handle_message(
             let outcome = match result.outcome {
                 Some(proto::command_result::Outcome::Output(output)) => Ok(output),
                 Some(proto::command_result::Outcome::Error(error)) => Err(error),
-                None => Err(crate::error_kind::ErrorKind::Internal
-                    .error("agent sent a result with no outcome")),
+                None => {
+                    Err(nest_core::ErrorKind::Internal.error("agent sent a result with no outcome"))
+                }
             };
             session.complete(result.command_id, outcome);
         }
@@ -269,7 +271,7 @@ fn handle_message(
 async fn renew_certificate(hub: Arc<Hub>, session: Arc<Session>, renew: proto::RenewRequest) {
     let outcome = if check_csr(&renew.csr_pem).is_err() {
         proto::renew_response::Outcome::Error(
-            crate::error_kind::ErrorKind::Invalid.error("csr_pem is empty or too large"),
+            nest_core::ErrorKind::Invalid.error("csr_pem is empty or too large"),
         )
     } else {
         match hub

@@ -15,10 +15,10 @@ use super::auth;
 use super::hub::Hub;
 use super::session::{OpenedStream, Session};
 use crate::identity::Role;
-use crate::ids::InstanceId;
 use crate::proto::relay_control_server::RelayControl;
 use crate::proto::{self, relay_message, stream_client_message, stream_input, stream_request};
 use crate::version::STREAM_WINDOW_FRAMES;
+use nest_core::ids::InstanceId;
 
 /// Longest command timeout a caller may ask for.
 const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);

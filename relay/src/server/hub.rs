@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::session::Session;
-use crate::error_kind::ErrorKind;
-use crate::ids::InstanceId;
+use crate::convert::WireErrorKind;
 use crate::proto::{self, signing_reply, signing_request, watch_event};
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 
 /// Watch events kept for slow watchers; one that falls further behind is
 /// told to resync rather than making the relay remember more.

@@ -165,7 +165,7 @@ async fn accept_loop(
     cancel: CancellationToken,
 ) {
     let mut failures =
-        crate::backoff::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        nest_core::backoff::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         let accepted_conn = tokio::select! {
             () = cancel.cancelled() => return,

@@ -12,13 +12,14 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::error_kind::ErrorKind;
-use crate::ids::InstanceId;
+use crate::convert::WireErrorKind;
 use crate::proto::{
     self, CommandRequest, RelayMessage, StreamOpenRequest, StreamRequest, relay_message,
     stream_request,
 };
 use crate::version::STREAM_WINDOW_FRAMES;
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 
 /// Messages queued to one agent. Callers wait when it is full, which pushes
 /// back on the service instead of buffering without bound.

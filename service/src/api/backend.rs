@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 use tokio::sync::mpsc;
 
 use crate::auth::Caller;

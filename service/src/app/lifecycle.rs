@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 use nest_relay::proto::{self, command, command_output};
 
 use super::{ACTION_TIMEOUT, App, db_error, policy_error};

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use nest_core::ErrorKind;
 use nest_relay::client::{RelayClient, RelayError};
-use nest_relay::error_kind::ErrorKind;
 use nest_relay::proto::{command, command_output};
 
 use crate::api::backend::{

@@ -94,7 +94,7 @@ fn stored(record: nest_images::ImageRecord) -> api::StoredImage {
 }
 
 fn image_error(e: crate::images::ImageError) -> BackendError {
-    use nest_relay::error_kind::ErrorKind;
+    use nest_core::ErrorKind;
     match e.kind() {
         ErrorKind::Invalid => BackendError::InvalidRequest {
             what: "image",

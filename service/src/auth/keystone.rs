@@ -23,8 +23,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use nest_relay::duration::HumanDuration;
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
+use nest_core::duration::HumanDuration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 use time::OffsetDateTime;

@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use futures_util::future::BoxFuture;
-use nest_relay::error_kind::ErrorKind;
-pub use nest_relay::pki::Secret;
+use nest_core::ErrorKind;
+pub use nest_core::Secret;
 
 use crate::domain::{ProjectId, UserId};
 

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 
 use super::Caller;
 use crate::domain::ProjectId;

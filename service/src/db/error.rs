@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 use sqlx::error::{DatabaseError, ErrorKind as SqlErrorKind};
 
 use super::Backend;

@@ -22,7 +22,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use futures_util::future::BoxFuture;
-use nest_relay::error_kind::ErrorKind;
+use nest_core::ErrorKind;
 
 use crate::domain::{InstanceId, ProjectId};
 

@@ -18,9 +18,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nest_core::ErrorKind;
+use nest_pki::TokenStore;
 use nest_relay::client::RelayClient;
-use nest_relay::error_kind::ErrorKind;
-use nest_relay::pki::TokenStore;
 use nest_relay::proto::{self, command, command_output};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,7 @@ enum PassError {
     #[error("rendering user-data")]
     UserData(#[from] nest_cloud_init::RenderError),
     #[error("issuing an enrollment token")]
-    Token(#[from] nest_relay::pki::TokenError),
+    Token(#[from] nest_pki::TokenError),
 }
 
 impl Scheduler {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 
-use crate::error_kind::ErrorKind;
-use crate::ids::InstanceId;
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 
 /// Length of a token's text form: 32 random bytes as lowercase hex.
 pub const ENROLLMENT_TOKEN_LEN: usize = 64;

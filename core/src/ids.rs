@@ -1,5 +1,7 @@
 //! Identifiers that cross process boundaries, as newtypes so that two of
-//! them can never be swapped by accident.
+//! them can never be swapped by accident: the instance an agent runs in,
+//! and the request id that follows one API call through the service, the
+//! relay and the agent.
 
 use std::fmt;
 
@@ -84,9 +86,50 @@ impl serde::Serialize for InstanceId {
     }
 }
 
+/// A request's id, `req-<uuid>`, echoed as `x-openstack-request-id` and
+/// carried to the relay and agent for tracing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A fresh id.
+    pub fn generate() -> Self {
+        Self(format!("req-{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Accepts a client-sent id if it has the `req-<uuid>` shape.
+    pub fn from_client(s: &str) -> Option<Self> {
+        let uuid = s.strip_prefix("req-")?;
+        uuid::Uuid::parse_str(uuid).ok()?;
+        Some(Self(s.to_owned()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_have_the_req_uuid_shape() {
+        let id = RequestId::generate();
+        assert_eq!(RequestId::from_client(id.as_str()), Some(id));
+        assert_eq!(RequestId::from_client("req-nope"), None);
+        assert_eq!(
+            RequestId::from_client("0f3c1c3e-2b7a-4d7e-9a52-0d1f3c2b1a00"),
+            None
+        );
+    }
 
     #[test]
     fn uuid_is_accepted() {

@@ -26,10 +26,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
 use x509_parser::prelude::FromDer;
 
-use super::{Secret, Validity};
-use crate::error_kind::ErrorKind;
-use crate::identity::{IdentityError, PeerIdentity, RELAY_SERVER_NAME, Role};
-use crate::ids::InstanceId;
+use crate::{Secret, Validity};
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
+use nest_relay::identity::{IdentityError, PeerIdentity, RELAY_SERVER_NAME, Role};
 
 /// File name of the CA certificate inside the directory given to
 /// [`CertificateAuthority::load_or_create`].
@@ -235,7 +235,7 @@ impl fmt::Debug for CertificateAuthority {
 
 impl CertificateAuthority {
     /// Makes a new CA: ECDSA P-256, valid for ten years (from
-    /// [`super::CLOCK_SKEW_ALLOWANCE`] ago), `CA:TRUE, pathlen:0`, key usage
+    /// [`crate::CLOCK_SKEW_ALLOWANCE`] ago), `CA:TRUE, pathlen:0`, key usage
     /// keyCertSign and cRLSign.
     ///
     /// # Errors
@@ -548,8 +548,8 @@ mod tests {
     use x509_parser::extensions::GeneralName;
 
     use super::*;
-    use crate::identity::peer_identity;
-    use crate::pki::{DEFAULT_AGENT_CERT_LIFETIME, DEFAULT_SERVER_CERT_LIFETIME};
+    use crate::{DEFAULT_AGENT_CERT_LIFETIME, DEFAULT_SERVER_CERT_LIFETIME};
+    use nest_relay::identity::peer_identity;
 
     fn instance(id: &str) -> InstanceId {
         InstanceId::parse(id).unwrap()

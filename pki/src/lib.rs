@@ -1,8 +1,12 @@
-//! Nest's certificate authority, enrollment tokens and agent signing.
+//! nest-pki: Nest's certificate authority, enrollment tokens and agent
+//! signing.
 //!
-//! `nest-service` holds the CA; `nest-relay` and the test harness use the
-//! same code, which is why it lives here (the relay must not depend on the
-//! service). Layout:
+//! `nest-service` holds the CA and signs; the stand-alone relay's tests
+//! and the test harness issue certificates with it. The agent never links
+//! it: an agent only makes a key and a CSR. It builds on `nest-relay`
+//! (without its server or client) for the identity a certificate names.
+//!
+//! # Layout
 //!
 //! - [`ca`]: [`CertificateAuthority`], which creates or loads the CA and
 //!   issues certificates, either with a fresh key pair ([`IssueRequest`]) or
@@ -15,7 +19,8 @@
 //! This module never logs keys, tokens or certificates, and never does
 //! network I/O. Its only file I/O is [`CertificateAuthority::load_or_create`].
 
-use std::fmt;
+#![warn(missing_docs)]
+
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -34,37 +39,8 @@ pub const DEFAULT_AGENT_CERT_LIFETIME: Duration = Duration::from_secs(12 * 60 * 
 /// How long a relay or service certificate lives.
 pub const DEFAULT_SERVER_CERT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// How far `not_before` is backdated, so that a peer whose clock is a little
-/// behind the CA's does not reject a certificate issued a moment ago.
-pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
-
-/// A value that must never reach a log line: its `Debug` prints
-/// `<redacted>`, and reading it takes an explicit [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    /// Wraps a secret value.
-    pub fn new(value: T) -> Self {
-        Self(value)
-    }
-
-    /// The secret value, for the one place that has to use it.
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-
-    /// Unwraps the secret value.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use nest_core::Secret;
+pub use nest_relay::identity::CLOCK_SKEW_ALLOWANCE;
 
 /// The time window in which a certificate is valid.
 ///

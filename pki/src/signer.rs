@@ -9,11 +9,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Validity;
-use super::ca::{AgentCsr, CertificateAuthority, PkiError};
-use super::tokens::{TokenError, TokenStore};
-use crate::error_kind::ErrorKind;
-use crate::ids::InstanceId;
+use nest_relay::signing::{SignedCertificate, SigningAuthority, SigningRefusal};
+
+use crate::Validity;
+use crate::ca::{AgentCsr, CertificateAuthority, PkiError};
+use crate::tokens::{TokenError, TokenStore};
+use nest_core::ErrorKind;
+use nest_core::ids::InstanceId;
 
 /// Why an enrollment or renewal was refused.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +67,7 @@ impl fmt::Debug for Signer {
 
 impl Signer {
     /// A signer issuing agent certificates valid for `agent_lifetime`
-    /// (usually [`super::DEFAULT_AGENT_CERT_LIFETIME`]).
+    /// (usually [`crate::DEFAULT_AGENT_CERT_LIFETIME`]).
     pub fn new(
         ca: Arc<CertificateAuthority>,
         tokens: Arc<dyn TokenStore>,
@@ -120,6 +122,43 @@ impl Signer {
     }
 }
 
+impl SigningAuthority for Signer {
+    fn enroll(&self, token: &str, csr_pem: &str) -> Result<SignedCertificate, SigningRefusal> {
+        Signer::enroll(self, token, csr_pem)
+            .map(SignedAgent::into_certificate)
+            .map_err(SignError::into_refusal)
+    }
+
+    fn renew(
+        &self,
+        instance: &InstanceId,
+        csr_pem: &str,
+    ) -> Result<SignedCertificate, SigningRefusal> {
+        Signer::renew(self, instance, csr_pem)
+            .map(SignedAgent::into_certificate)
+            .map_err(SignError::into_refusal)
+    }
+}
+
+impl SignedAgent {
+    fn into_certificate(self) -> SignedCertificate {
+        SignedCertificate {
+            certificate_pem: self.certificate_pem,
+            ca_certificate_pem: self.ca_certificate_pem,
+            instance_id: self.instance_id,
+        }
+    }
+}
+
+impl SignError {
+    fn into_refusal(self) -> SigningRefusal {
+        SigningRefusal {
+            kind: self.kind(),
+            message: self.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -129,8 +168,8 @@ mod tests {
     use rustls_pki_types::pem::PemObject;
 
     use super::*;
-    use crate::identity::{PeerIdentity, peer_identity};
-    use crate::pki::{DEFAULT_AGENT_CERT_LIFETIME, MemoryTokenStore};
+    use crate::{DEFAULT_AGENT_CERT_LIFETIME, MemoryTokenStore};
+    use nest_relay::identity::{PeerIdentity, peer_identity};
 
     fn instance(id: &str) -> InstanceId {
         InstanceId::parse(id).unwrap()
