@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::ApiState;
 use super::backend::BackendError;
-use super::microversion::{ApiVersion, VersionError};
+use super::zun::microversion::{ApiVersion, VersionError};
 use crate::auth::AuthError;
 use crate::domain::RequestId;
 

@@ -1,47 +1,29 @@
-//! Nest's REST API, compatible with OpenStack Zun's v1 container API
-//! (`/work/shared/reference/zun-api.md`) so that python-zunclient and
-//! `openstack appcontainer` work unchanged, plus documented extensions.
-//!
-//! This module parses requests, calls the [`ContainerBackend`] and renders
-//! the answer; it decides nothing about containers itself.
+//! Nest's front ends over HTTP. Each front end parses requests in its
+//! protocol, calls the application layer and renders the answer in its
+//! protocol; none decides anything about containers itself.
 //!
 //! # Layout
-//! - [`backend`]: the trait the service implements, and its plain types;
-//! - [`error`]: [`ApiError`], its statuses and Zun/Keystone renderers, and
-//!   the outermost middleware (request id, error rendering);
-//! - [`microversion`]: `OpenStack-API-Version` negotiation and headers;
-//! - `middleware`: path normalisation and Keystone token validation;
-//! - `extract`: Nest's body, query and path extractors;
-//! - `create`: the create and update bodies and their validation;
-//! - [`views`]: Zun's container, action and host views;
-//! - `containers`, `lifecycle`, `exec`, `inspect`, `container_actions`,
-//!   `hosts`: the route handlers, one file per group;
-//! - `ws`: the console websockets behind `attach` and interactive exec;
-//! - `versions`, `metrics`: `/`, `/v1`, `/healthz`, `/metrics`.
+//! - [`zun`]: the REST API compatible with OpenStack Zun's v1 container API
+//!   (`/work/shared/reference/zun-api.md`), so that python-zunclient and
+//!   `openstack appcontainer` work unchanged, plus documented extensions;
+//! - `docker` (to come, issue #8): the Docker Engine API front end, a
+//!   second caller of the same application layer;
+//! - [`backend`]: the seam the application layer implements, and its plain
+//!   types;
+//! - [`error`]: [`ApiError`], its statuses and renderers, and the outermost
+//!   middleware (request id, error rendering);
+//! - `metrics`: `/healthz`, `/metrics` and the request metrics layer;
+//! - this file: [`ApiState`], what the handlers share, and [`router`].
 //!
 //! Request path, outermost first: request id and error rendering → path
 //! normalisation → authentication (401 without microversion headers, as
 //! keystonemiddleware answers before Zun) → microversion → routing →
 //! metrics → handler.
 
-mod agent;
 pub mod backend;
-mod container_actions;
-mod containers;
-pub mod create;
 pub mod error;
-mod exec;
-mod extract;
-mod hosts;
-mod images;
-mod inspect;
-mod lifecycle;
-mod metrics;
-pub mod microversion;
-mod middleware;
-mod versions;
-pub mod views;
-mod ws;
+pub(crate) mod metrics;
+pub mod zun;
 
 use std::sync::Arc;
 
@@ -51,9 +33,6 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
-use utoipa::OpenApi as _;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 pub use backend::ContainerBackend;
 pub use error::ApiError;
@@ -129,67 +108,6 @@ impl ApiState {
     }
 }
 
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(
-        title = "Nest container API",
-        description = "OpenStack Zun v1 compatible container API (microversions 1.1-1.40, \
-            header `OpenStack-API-Version: container 1.N`). Authenticate with a Keystone token \
-            in `X-Auth-Token`; errors are `{\"errors\":[{request_id, code, status, title, detail}]}`. \
-            Nest extensions: create body `ports` (`[network:]host:container[/proto]`), container \
-            view `published_ports`/`port_bindings`, `logs?follow=true`, console websockets."
-    ),
-    tags(
-        (name = "containers"), (name = "actions"), (name = "exec"), (name = "inspect"),
-        (name = "hosts"), (name = "images"), (name = "versions"), (name = "operations"),
-    )
-)]
-struct ApiDoc;
-
-/// The routes and their OpenAPI description, generated from the handlers.
-fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(versions::root))
-        .routes(routes!(versions::v1))
-        .routes(routes!(metrics::healthz))
-        .routes(routes!(metrics::metrics))
-        .routes(routes!(containers::create, containers::list))
-        .routes(routes!(
-            containers::show,
-            containers::update,
-            containers::delete
-        ))
-        .routes(routes!(lifecycle::start))
-        .routes(routes!(lifecycle::stop))
-        .routes(routes!(lifecycle::reboot))
-        .routes(routes!(lifecycle::pause))
-        .routes(routes!(lifecycle::unpause))
-        .routes(routes!(lifecycle::kill))
-        .routes(routes!(exec::execute))
-        .routes(routes!(exec::execute_resize))
-        .routes(routes!(exec::attach))
-        .routes(routes!(exec::resize))
-        .routes(routes!(inspect::logs))
-        .routes(routes!(inspect::top))
-        .routes(routes!(inspect::stats))
-        .routes(routes!(container_actions::list))
-        .routes(routes!(container_actions::show))
-        .routes(routes!(hosts::list))
-        .routes(routes!(hosts::show))
-        .routes(routes!(agent::binary))
-        .routes(routes!(agent::sha256))
-        .routes(routes!(images::upload, images::list))
-        .routes(routes!(images::delete))
-        .routes(routes!(ws::attach))
-        .routes(routes!(ws::exec))
-        .split_for_parts()
-}
-
-/// The OpenAPI document of this API, as served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
-}
-
 async fn route_not_found() -> ApiError {
     ApiError::RouteNotFound
 }
@@ -200,7 +118,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// The whole HTTP API as one router, ready for `axum::serve`.
 pub fn router(state: ApiState) -> Router {
-    let (routes, openapi) = routes();
+    let (routes, openapi) = zun::routes();
     let openapi_json: Arc<str> = openapi
         .to_json()
         .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -219,9 +137,9 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state.clone());
     let stack = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), error::finish_response))
-        .map_request(middleware::normalize_path)
-        .layer(from_fn_with_state(state, middleware::authenticate))
-        .layer(from_fn(microversion::negotiate))
+        .map_request(zun::middleware::normalize_path)
+        .layer(from_fn_with_state(state, zun::middleware::authenticate))
+        .layer(from_fn(zun::microversion::negotiate))
         .service(inner);
     Router::new().fallback_service(stack)
 }

@@ -11,12 +11,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::ApiState;
-use super::backend::{ContainerRef, LogsParams};
 use super::containers::NoParams;
-use super::error::ApiError;
 use super::extract::{Flag, Lenient, QueryParams, RequestContext, ZunPath};
 use super::views::{StatsView, TopView, stats_view, top_view};
+use crate::api::ApiState;
+use crate::api::backend::{ContainerRef, LogsParams};
+use crate::api::error::ApiError;
 
 /// Query of logs.
 #[derive(Debug, Deserialize)]

@@ -25,10 +25,10 @@ use axum::http::request::Parts;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::{Map, Value};
 
-use super::ApiState;
-use super::backend::CallContext;
-use super::error::ApiError;
 use super::microversion::ApiVersion;
+use crate::api::ApiState;
+use crate::api::backend::CallContext;
+use crate::api::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::RequestId;
 

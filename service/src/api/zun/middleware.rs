@@ -6,8 +6,8 @@ use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::ApiState;
-use super::error::ApiError;
+use crate::api::ApiState;
+use crate::api::error::ApiError;
 use crate::auth::AuthError;
 
 /// The token header keystonemiddleware reads.

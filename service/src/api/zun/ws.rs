@@ -23,12 +23,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::ApiState;
-use super::backend::{
+use super::extract::{BaseUrl, QueryParams, ZunPath};
+use crate::api::ApiState;
+use crate::api::backend::{
     ConsoleInput, ConsoleIo, ConsoleSession, ConsoleTarget, ConsoleToken, ExecId, TtySize,
 };
-use super::error::ApiError;
-use super::extract::{BaseUrl, QueryParams, ZunPath};
+use crate::api::error::ApiError;
 use crate::domain::ContainerId;
 
 /// Client-to-process messages buffered before the websocket stops being

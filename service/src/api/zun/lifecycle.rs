@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::ApiState;
-use super::backend::{ContainerAction, ContainerRef, Signal};
 use super::containers::NoParams;
-use super::error::ApiError;
 use super::extract::{Lenient, Params, RequestContext, ZunPath};
+use crate::api::ApiState;
+use crate::api::backend::{ContainerAction, ContainerRef, Signal};
+use crate::api::error::ApiError;
 
 /// What an accepted action answers.
 type Accepted = (StatusCode, Json<()>);

@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::backend::{ContainerPatch, NewContainer};
-use super::error::ApiError;
 use super::extract::Flag;
 use super::microversion::ApiVersion;
+use crate::api::backend::{ContainerPatch, NewContainer};
+use crate::api::error::ApiError;
 use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
 
 /// vCPUs reserved when the request names none (Zun's `default_cpu`).

@@ -7,12 +7,12 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::ApiState;
-use super::backend::{BackendError, HostInfo, MAX_LIST_LIMIT, SortDir};
 use super::containers::NoParams;
-use super::error::ApiError;
 use super::extract::{Lenient, QueryParams, RequestContext, ZunPath};
 use super::views::{HostCollection, HostView, host_view};
+use crate::api::ApiState;
+use crate::api::backend::{BackendError, HostInfo, MAX_LIST_LIMIT, SortDir};
+use crate::api::error::ApiError;
 
 /// Hosts appeared in 1.4.
 const HOSTS_MIN_VERSION: u16 = 4;

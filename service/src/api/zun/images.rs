@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::ApiState;
-use super::backend::StoredImage;
 use super::containers::NoParams;
-use super::error::ApiError;
 use super::extract::{QueryParams, RequestContext, ZunPath};
+use crate::api::ApiState;
+use crate::api::backend::StoredImage;
+use crate::api::error::ApiError;
 
 /// Query of an upload.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -18,12 +18,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::backend::{
+use super::create::format_port;
+use super::extract::BaseUrl;
+use crate::api::backend::{
     ActionEvent, ActionRecord, ContainerInfo, ContainerStats, ExecOutcome, ExecResult, HostInfo,
     ProcessList,
 };
-use super::create::format_port;
-use super::extract::BaseUrl;
 use crate::domain::{ContainerId, PortProtocol, RestartPolicyName};
 
 /// A link in a resource view.

@@ -9,13 +9,13 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::ApiState;
-use super::backend::{ConsoleToken, ContainerRef, ExecId, ExecRequest, ExecResult, TtySize};
 use super::containers::NoParams;
 use super::create::split_command;
-use super::error::ApiError;
 use super::extract::{BaseUrl, Flag, Lenient, Params, QueryParams, RequestContext, ZunPath};
 use super::views::{ExecView, exec_view};
+use crate::api::ApiState;
+use crate::api::backend::{ConsoleToken, ContainerRef, ExecId, ExecRequest, ExecResult, TtySize};
+use crate::api::error::ApiError;
 use crate::domain::ContainerId;
 
 /// The websocket URL of an attach.

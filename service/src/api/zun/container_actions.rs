@@ -5,12 +5,12 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::ApiState;
-use super::backend::ContainerRef;
 use super::containers::NoParams;
-use super::error::ApiError;
 use super::extract::{QueryParams, RequestContext, ZunPath};
 use super::views::{ActionCollection, ActionView, action_view};
+use crate::api::ApiState;
+use crate::api::backend::ContainerRef;
+use crate::api::error::ApiError;
 use crate::domain::RequestId;
 
 /// The actions recorded on a container.

@@ -8,14 +8,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::ApiState;
-use super::backend::{
-    ContainerFilters, ContainerRef, DeleteOptions, ListParams, MAX_LIST_LIMIT, SortDir, SortKey,
-};
 use super::create::{CreateContainerBody, UpdateContainerBody, parse_create, parse_update};
-use super::error::ApiError;
 use super::extract::{Flag, Lenient, Params, QueryParams, RequestContext, ZunJson, ZunPath};
 use super::views::{ContainerCollection, ContainerView, container_view};
+use crate::api::ApiState;
+use crate::api::backend::{
+    ContainerFilters, ContainerRef, DeleteOptions, ListParams, MAX_LIST_LIMIT, SortDir, SortKey,
+};
+use crate::api::error::ApiError;
 use crate::domain::{ContainerId, ContainerStatus, InstanceId, ProjectId, UserId};
 
 /// Query of `POST /v1/containers`: only `run` (Zun's `query_param_create`).

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::ApiState;
-use super::backend::BackendError;
-use super::error::ApiError;
+use crate::api::ApiState;
+use crate::api::backend::BackendError;
+use crate::api::error::ApiError;
 
 /// Where the binary is served.
 pub const AGENT_PATH: &str = "/v1/nest/agent";

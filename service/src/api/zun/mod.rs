@@ -1,0 +1,100 @@
+//! The Zun-compatible REST API (zun-api.md): its routes, its OpenAPI
+//! document, and one file per group of handlers. Each handler parses,
+//! makes one call to the application layer and renders Zun's JSON.
+//!
+//! # Layout
+//! - [`microversion`]: `OpenStack-API-Version` negotiation and headers;
+//! - `middleware`: path normalisation and Keystone token validation;
+//! - `extract`: Nest's body, query and path extractors (Zun's error format
+//!   for malformed input);
+//! - [`create`]: the create and update bodies and their validation;
+//! - [`views`]: Zun's container, action and host views;
+//! - `containers`, `lifecycle`, `exec`, `inspect`, `container_actions`,
+//!   `hosts`, `images`: the route handlers, one file per group;
+//! - `ws`: the console websockets behind `attach` and interactive exec;
+//! - `versions`: `/` and `/v1`; `agent`: the agent binary download.
+
+mod agent;
+mod container_actions;
+mod containers;
+pub mod create;
+mod exec;
+pub(crate) mod extract;
+mod hosts;
+mod images;
+mod inspect;
+mod lifecycle;
+pub mod microversion;
+pub(crate) mod middleware;
+mod versions;
+pub mod views;
+mod ws;
+
+use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::ApiState;
+use super::metrics;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Nest container API",
+        description = "OpenStack Zun v1 compatible container API (microversions 1.1-1.40, \
+            header `OpenStack-API-Version: container 1.N`). Authenticate with a Keystone token \
+            in `X-Auth-Token`; errors are `{\"errors\":[{request_id, code, status, title, detail}]}`. \
+            Nest extensions: create body `ports` (`[network:]host:container[/proto]`), container \
+            view `published_ports`/`port_bindings`, `logs?follow=true`, console websockets."
+    ),
+    tags(
+        (name = "containers"), (name = "actions"), (name = "exec"), (name = "inspect"),
+        (name = "hosts"), (name = "images"), (name = "versions"), (name = "operations"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI description, generated from the handlers.
+pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(versions::root))
+        .routes(routes!(versions::v1))
+        .routes(routes!(metrics::healthz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(containers::create, containers::list))
+        .routes(routes!(
+            containers::show,
+            containers::update,
+            containers::delete
+        ))
+        .routes(routes!(lifecycle::start))
+        .routes(routes!(lifecycle::stop))
+        .routes(routes!(lifecycle::reboot))
+        .routes(routes!(lifecycle::pause))
+        .routes(routes!(lifecycle::unpause))
+        .routes(routes!(lifecycle::kill))
+        .routes(routes!(exec::execute))
+        .routes(routes!(exec::execute_resize))
+        .routes(routes!(exec::attach))
+        .routes(routes!(exec::resize))
+        .routes(routes!(inspect::logs))
+        .routes(routes!(inspect::top))
+        .routes(routes!(inspect::stats))
+        .routes(routes!(container_actions::list))
+        .routes(routes!(container_actions::show))
+        .routes(routes!(hosts::list))
+        .routes(routes!(hosts::show))
+        .routes(routes!(agent::binary))
+        .routes(routes!(agent::sha256))
+        .routes(routes!(images::upload, images::list))
+        .routes(routes!(images::delete))
+        .routes(routes!(ws::attach))
+        .routes(routes!(ws::exec))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of this API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
