@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
@@ -52,6 +53,49 @@ pub fn start<C>(
             ExitCode::from(EXIT_FAILURE)
         })?;
     Ok((config, runtime))
+}
+
+/// What a daemon (`nest-relay`, `nest-agent`) is told on its command line:
+/// one `--config PATH` flag, defaulting to `default_config`.
+#[derive(Clone, Copy, Debug)]
+pub struct Daemon {
+    /// The binary's name, as `--help` and `--version` print it.
+    pub name: &'static str,
+    /// One line saying what it is, for `--help`.
+    pub about: &'static str,
+    /// The config file read when `--config` is not given.
+    pub default_config: &'static str,
+}
+
+impl Daemon {
+    /// Parses the command line (exiting as clap does on `--help`, `--version`
+    /// or a bad flag), then [`start`]s with the config file it names.
+    ///
+    /// # Errors
+    /// As [`start`].
+    pub fn start<C>(
+        self,
+        load: impl FnOnce(&Path) -> Result<C, ConfigError>,
+    ) -> Result<(C, tokio::runtime::Runtime), ExitCode> {
+        let matches = clap::Command::new(self.name)
+            .about(self.about)
+            .version(env!("CARGO_PKG_VERSION"))
+            .arg(
+                clap::Arg::new("config")
+                    .long("config")
+                    .short('c')
+                    .value_name("PATH")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .default_value(self.default_config)
+                    .help("Path of the TOML config file"),
+            )
+            .get_matches();
+        let path = matches
+            .get_one::<PathBuf>("config")
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(self.default_config));
+        start(|| load(&path))
+    }
 }
 
 /// The exit code for how `what` ended, logging the error with its causes.

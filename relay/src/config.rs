@@ -4,10 +4,10 @@
 //! binary.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use nest_core::config::{ConfigError, Problems, Validate, load_valid};
+use nest_core::config::{Problems, Validate};
 use nest_core::duration::HumanDuration;
 
 /// Default listen address: all interfaces, so agents in instances reach it.
@@ -60,16 +60,6 @@ fn default_command_timeout() -> HumanDuration {
 }
 fn default_shutdown_grace() -> HumanDuration {
     HumanDuration(DEFAULT_SHUTDOWN_GRACE)
-}
-
-impl RelayConfig {
-    /// Reads and validates a config file.
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming the file, or every invalid key at once.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load_valid(path)
-    }
 }
 
 impl Validate for RelayConfig {

@@ -8,22 +8,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use nest_core::config::load_valid;
 use nest_core::process;
 use nest_relay::config::RelayConfig;
 use nest_relay::server::{self, RelaySettings};
 
-#[derive(Parser)]
-#[command(version, about = "Nest's relay between nest-service and nest-agents")]
-struct Args {
-    /// Path of the TOML config file.
-    #[arg(long, short, default_value = "/etc/nest/relay.toml")]
-    config: PathBuf,
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let (config, runtime) = match process::start(|| RelayConfig::load(&args.config)) {
+    let daemon = process::Daemon {
+        name: "nest-relay",
+        about: "Nest's relay between nest-service and nest-agents",
+        default_config: "/etc/nest/relay.toml",
+    };
+    let (config, runtime) = match daemon.start(load_valid::<RelayConfig>) {
         Ok(started) => started,
         Err(code) => return code,
     };
