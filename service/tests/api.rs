@@ -726,6 +726,9 @@ impl Reply {
         assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
         assert_eq!(self.header("content-type"), Some("application/json"));
         let body = self.json();
+        let shared: nest_api_types::zun::ErrorBody =
+            serde_json::from_value(body.clone()).expect("the body is an ErrorBody");
+        assert_eq!(serde_json::to_value(&shared).ok(), Some(body.clone()));
         let errors = body["errors"].as_array().expect("errors array");
         assert_eq!(errors.len(), 1);
         let e = errors[0].clone();
