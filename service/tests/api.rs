@@ -726,6 +726,9 @@ impl Reply {
         assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
         assert_eq!(self.header("content-type"), Some("application/json"));
         let body = self.json();
+        let shared: nest_api_types::zun::ErrorBody =
+            serde_json::from_value(body.clone()).expect("the body is an ErrorBody");
+        assert_eq!(serde_json::to_value(&shared).ok(), Some(body.clone()));
         let errors = body["errors"].as_array().expect("errors array");
         assert_eq!(errors.len(), 1);
         let e = errors[0].clone();
@@ -1055,6 +1058,11 @@ async fn create_show_and_list_paginate_with_next() {
         json!([{"href": format!("http://nest.test:9517/v1/containers/{uuid}"), "rel": "self"},
                {"href": format!("http://nest.test:9517/containers/{uuid}"), "rel": "bookmark"}])
     );
+    // What osc will read: the shared type holds the whole body, no more.
+    let view: nest_api_types::zun::ContainerView =
+        serde_json::from_value(c.clone()).expect("the body is a ContainerView");
+    assert_eq!(view.uuid, uuid);
+    assert_eq!(serde_json::to_value(&view).ok(), Some(c.clone()));
 
     for ident in [uuid.as_str(), "web-1"] {
         let reply = call("GET", &format!("/v1/containers/{ident}?all_projects=False"))

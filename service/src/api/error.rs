@@ -19,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use nest_api_types::zun::{ErrorBody, ErrorEntry};
 use nest_core::ErrorKind;
 use serde_json::json;
 
@@ -237,14 +238,16 @@ impl ApiError {
         } else {
             (self.to_string(), self.chain())
         };
-        let body = json!({"errors": [{
-            "request_id": request_id.as_str(),
-            "code": format!("container.{}", self.zun_code()),
-            "status": status.as_u16(),
-            "title": title,
-            "detail": detail,
-            "links": [],
-        }]});
+        let body = ErrorBody {
+            errors: vec![ErrorEntry {
+                request_id: request_id.as_str().to_owned(),
+                code: format!("container.{}", self.zun_code()),
+                status: status.as_u16(),
+                title,
+                detail,
+                links: Vec::new(),
+            }],
+        };
         (status, axum::Json(body)).into_response()
     }
 }

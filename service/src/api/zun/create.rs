@@ -1,12 +1,13 @@
-//! Zun's container create body (zun-api.md §2.1, schema
-//! `container_create_v140`) and its mapping into a [`NewContainer`].
+//! Zun's container create and update bodies (zun-api.md §2.1, schema
+//! `container_create_v140`, and `container_update`), checked and mapped
+//! into a [`NewContainer`] or a [`ContainerPatch`]. The body types are
+//! [`nest_api_types::zun`]'s, and refuse unknown fields when read.
 //!
-//! The body type denies unknown fields; [`parse_create`] then checks what
-//! the schema and Zun's controller check (lengths, patterns, ranges,
-//! microversion gates) and refuses, with a 400 that says so, the Zun
-//! features Nest cannot honour (Neutron networks and security groups,
-//! Cinder mounts, ...) unless they carry their neutral value (`null`, `[]`,
-//! `false`), which python-zunclient always sends.
+//! [`parse_create`] checks what the schema and Zun's controller check
+//! (lengths, patterns, ranges, microversion gates) and refuses, with a 400
+//! that says so, the Zun features Nest cannot honour (Neutron networks and
+//! security groups, Cinder mounts, ...) unless they carry their neutral
+//! value (`null`, `[]`, `false`), which python-zunclient always sends.
 //!
 //! Nest extension: `"ports": ["pub:222:22", "8080:80/udp"]` publishes
 //! container ports on the instance, `[network:]host_port:container_port
@@ -16,7 +17,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::extract::Flag;
@@ -24,6 +24,13 @@ use super::microversion::ApiVersion;
 use crate::api::backend::{ContainerPatch, NewContainer};
 use crate::api::error::ApiError;
 use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
+
+// Re-exported so that a handler names one module for a body and its
+// parser.
+pub use nest_api_types::zun::{
+    CommandField, CreateContainerBody, IntegerOrString, NumberOrString, RestartPolicyBody,
+    UpdateContainerBody,
+};
 
 /// vCPUs reserved when the request names none (Zun's `default_cpu`).
 pub const DEFAULT_CPU: f64 = 1.0;
@@ -37,194 +44,6 @@ pub const MAX_CPU: f64 = 16.0;
 pub const MIN_MEMORY_MIB: u64 = 4;
 /// Most memory a container may reserve, MiB (`maximum_memory`).
 pub const MAX_MEMORY_MIB: u64 = 8192;
-
-/// A number or its string form (`cpu`).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum NumberOrString {
-    /// A JSON number.
-    Number(f64),
-    /// A numeric string.
-    Text(String),
-}
-
-/// An integer or its string form (`memory`, `disk`, retry counts).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum IntegerOrString {
-    /// A JSON integer.
-    Integer(i64),
-    /// A digit string.
-    Text(String),
-}
-
-/// `command`: a list from 1.20, a shell-split string before.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum CommandField {
-    /// The argv (≥ 1.20).
-    List(Vec<String>),
-    /// A command line, split shell-style (≤ 1.19).
-    Line(String),
-}
-
-/// Docker restart policy as Zun spells it.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestartPolicyBody {
-    /// `no`, `always`, `on-failure` or `unless-stopped`.
-    #[serde(rename = "Name")]
-    pub name: String,
-    /// Retries for `on-failure`; must be 0 for the others.
-    #[serde(rename = "MaximumRetryCount", default)]
-    pub maximum_retry_count: Option<IntegerOrString>,
-}
-
-/// `POST /v1/containers` body. Every Zun 1.40 field is accepted by the
-/// schema; see the module docs for those Nest refuses.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateContainerBody {
-    /// Image reference (required).
-    #[serde(default)]
-    pub image: Option<String>,
-    /// Name, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`; generated when absent.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Command: a list (≥ 1.20) or a string (≤ 1.19).
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub command: Option<CommandField>,
-    /// Entrypoint (≥ 1.40).
-    #[serde(default)]
-    pub entrypoint: Option<Vec<String>>,
-    /// vCPUs, 0.1 to 16; default 1.
-    #[serde(default)]
-    #[schema(value_type = Option<f64>)]
-    pub cpu: Option<NumberOrString>,
-    /// Memory, MiB, 4 to 8192 (string or integer); default 512.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub memory: Option<IntegerOrString>,
-    /// Disk, GiB: not supported by Nest (must be null).
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub disk: Option<IntegerOrString>,
-    /// `shared` (Nest does not pin CPUs; `dedicated` is refused).
-    #[serde(default)]
-    pub cpu_policy: Option<String>,
-    /// Working directory.
-    #[serde(default)]
-    pub workdir: Option<String>,
-    /// Environment; every value a string.
-    #[serde(default)]
-    pub environment: Option<BTreeMap<String, String>>,
-    /// Labels; every value a string.
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Restart policy.
-    #[serde(default)]
-    pub restart_policy: Option<RestartPolicyBody>,
-    /// Keep stdin open (and, below 1.36, allocate a terminal).
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    pub interactive: Option<Flag>,
-    /// Allocate a terminal (≥ 1.36).
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    pub tty: Option<Flag>,
-    /// Remove on exit (≥ 1.3).
-    #[serde(default)]
-    pub auto_remove: Option<bool>,
-    /// Zun's auto-heal: not supported (must be false).
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    pub auto_heal: Option<Flag>,
-    /// `docker` or `glance`; Nest tells them apart by the reference.
-    #[serde(default)]
-    pub image_driver: Option<String>,
-    /// Only `ifnotpresent` (what Nest does) is accepted.
-    #[serde(default)]
-    pub image_pull_policy: Option<String>,
-    /// Neutron security groups: not supported (must be empty).
-    #[serde(default)]
-    pub security_groups: Option<Vec<String>>,
-    /// Neutron networks (≥ 1.2): not supported (must be empty).
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub nets: Option<Vec<Value>>,
-    /// Cinder volumes and file injection (≥ 1.11): not supported (must be
-    /// empty).
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub mounts: Option<Vec<Value>>,
-    /// Scheduler hints (string, number or boolean values).
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub hints: Option<BTreeMap<String, Value>>,
-    /// Availability zone; passed to the scheduler as the hint
-    /// `availability_zone`.
-    #[serde(default)]
-    pub availability_zone: Option<String>,
-    /// Container runtime (≥ 1.5): only `runc`.
-    #[serde(default)]
-    pub runtime: Option<String>,
-    /// Hostname (≥ 1.9); null is refused as in Zun.
-    #[serde(default, deserialize_with = "non_null")]
-    pub hostname: Option<String>,
-    /// Privileged (≥ 1.21): denied to everyone, as Zun's default policy.
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    pub privileged: Option<Flag>,
-    /// Health check (≥ 1.22): not supported (must be null).
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub healthcheck: Option<Value>,
-    /// `{"<port>[/tcp|udp]": {}}` (≥ 1.24): published on the same port of
-    /// the instance.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub exposed_ports: Option<BTreeMap<String, Value>>,
-    /// Private registry (≥ 1.31): not supported (must be null).
-    #[serde(default)]
-    pub registry: Option<String>,
-    /// Requested instance id (≥ 1.39); passed to the scheduler as the hint
-    /// `host`.
-    #[serde(default)]
-    pub host: Option<String>,
-    /// Nest extension: published ports, `[network:]host:container[/proto]`.
-    #[serde(default)]
-    pub ports: Option<Vec<String>>,
-}
-
-/// `PATCH /v1/containers/{c}` body (Zun's `container_update`).
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateContainerBody {
-    /// New name (≥ 1.14).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// New vCPU reservation.
-    #[serde(default)]
-    #[schema(value_type = Option<f64>)]
-    pub cpu: Option<NumberOrString>,
-    /// New memory reservation, MiB.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub memory: Option<IntegerOrString>,
-    /// Zun's auto-heal: not supported (must be false).
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    pub auto_heal: Option<Flag>,
-}
-
-fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
 
 fn schema(field: &str, reason: impl Into<String>) -> ApiError {
     ApiError::Schema {

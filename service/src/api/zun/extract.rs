@@ -12,11 +12,8 @@
 //!   the middleware put in the request.
 //!
 //! Values are bool-ish and int-ish the way Zun reads them: [`Flag`] and
-//! [`Lenient`] accept JSON scalars or their string forms.
-
-use std::fmt;
-use std::marker::PhantomData;
-use std::str::FromStr;
+//! [`Lenient`] (from [`nest_api_types::zun::values`], since the create
+//! body carries them too) accept JSON scalars or their string forms.
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
@@ -31,6 +28,8 @@ use crate::api::backend::CallContext;
 use crate::api::error::ApiError;
 use crate::auth::Caller;
 use crate::domain::RequestId;
+
+pub use nest_api_types::zun::values::{Flag, Lenient};
 
 /// What every authenticated handler needs: who calls, under which request
 /// id, at which microversion, and the base URL for links.
@@ -337,92 +336,6 @@ impl<'de> Deserializer<'de> for FieldsProbe<'_> {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf option unit unit_struct newtype_struct seq tuple
         tuple_struct map enum identifier ignored_any
-    }
-}
-
-/// A bool-ish value: a JSON boolean, 0/1, or one of oslo's strict strings
-/// (`true/false`, `1/0`, `yes/no`, `on/off`, `y/n`, `t/f`, any case).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flag(pub bool);
-
-impl FromStr for Flag {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "1" | "t" | "true" | "on" | "y" | "yes" => Ok(Self(true)),
-            "0" | "f" | "false" | "off" | "n" | "no" => Ok(Self(false)),
-            _ => Err(format!(
-                "{s:?} is not a boolean; valid values are true, false, 0, 1, yes, no, on and off"
-            )),
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Lenient::<Flag>::deserialize(d).map(|l| l.0)
-    }
-}
-
-/// A value read from a JSON scalar or its string form with `T::from_str`
-/// (`"10"` and `10` are the same `timeout`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lenient<T>(pub T);
-
-impl<'de, T> serde::Deserialize<'de> for Lenient<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor<T>(PhantomData<T>);
-
-        impl<T> ScalarVisitor<T>
-        where
-            T: FromStr,
-            T::Err: fmt::Display,
-        {
-            fn parse<E: de::Error>(s: &str) -> Result<Lenient<T>, E> {
-                s.parse::<T>().map(Lenient).map_err(|e| {
-                    let message = e.to_string();
-                    if message.contains(s) {
-                        E::custom(message)
-                    } else {
-                        E::custom(format!("{s:?}: {message}"))
-                    }
-                })
-            }
-        }
-
-        impl<T> Visitor<'_> for ScalarVisitor<T>
-        where
-            T: FromStr,
-            T::Err: fmt::Display,
-        {
-            type Value = Lenient<T>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, number or boolean")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Self::parse(v)
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Self::parse(if v { "true" } else { "false" })
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Self::parse(&v.to_string())
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Self::parse(&v.to_string())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Self::parse(&v.to_string())
-            }
-        }
-
-        d.deserialize_any(ScalarVisitor(PhantomData))
     }
 }
 

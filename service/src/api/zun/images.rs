@@ -1,14 +1,16 @@
 //! `/v1/nest/images`: a Nest extension for images Nest stores itself, so
 //! that containers can run without any registry. Upload a `docker save`
 //! tarball or a root filesystem tarball as the request body; run it by
-//! naming the returned uuid as a container's `image`.
+//! naming the returned uuid as a container's `image`. The bodies are
+//! [`nest_api_types::zun::images`]'s.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use futures_util::TryStreamExt;
-use serde::{Deserialize, Serialize};
+use nest_api_types::zun::{ImageCollection, ImageView};
+use serde::Deserialize;
 
 use super::containers::NoParams;
 use super::extract::{QueryParams, RequestContext, ZunPath};
@@ -23,24 +25,6 @@ pub struct UploadQuery {
     /// A name for the image, shown in lists.
     #[serde(default)]
     name: Option<String>,
-}
-
-/// A stored image.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ImageView {
-    /// Name the image by this uuid in a container's `image` to run it.
-    uuid: String,
-    name: Option<String>,
-    size: u64,
-    sha256: String,
-    created_at: String,
-    repo_tags: Vec<String>,
-}
-
-/// The stored images of the caller's project.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ImageCollection {
-    images: Vec<ImageView>,
 }
 
 fn view(image: StoredImage) -> ImageView {

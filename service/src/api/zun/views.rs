@@ -1,22 +1,13 @@
-//! How resources look on the wire: Zun's container, action and host views
-//! (zun-api.md §2.2, §2.5) plus Nest's documented extensions. The only
-//! place Zun's response field names are spelled.
-//!
-//! Nest fields in the container view (python-zunclient prints unknown keys
-//! as they are, and its list columns are unaffected):
-//! - `host`: the id of the instance the container is placed on, shown to
-//!   its owner (the instance is the tenant's own Nova server);
-//! - `addresses`: the instance's addresses, keyed by network *name*;
-//! - `ports`: Zun's list of container ports (ints);
-//! - `published_ports`: where the published ports are reachable,
-//!   `"10.0.0.5:8080"` (`"…/udp"` for UDP), once placed;
-//! - `port_bindings`: the requested bindings in Nest's spelling,
-//!   `"pub:222:22/tcp"`.
+//! How resources look on the wire: the functions that build Zun's
+//! container, exec, top, stats, action and host views (zun-api.md §2.2,
+//! §2.5) from the application's types. The views themselves, and every
+//! field name, are [`nest_api_types::zun`]'s (Nest's fields in the
+//! container view are listed in [`nest_api_types::zun::containers`]);
+//! their values are chosen here, including the neutral ones of the Zun
+//! fields Nest does not have.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-
-use serde::Serialize;
 
 use super::create::format_port;
 use super::extract::BaseUrl;
@@ -26,14 +17,12 @@ use crate::api::backend::{
 };
 use crate::domain::{ContainerId, PortProtocol, RestartPolicyName};
 
-/// A link in a resource view.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct Link {
-    /// Absolute URL.
-    pub href: String,
-    /// `self` or `bookmark`.
-    pub rel: String,
-}
+// Re-exported so that a handler names one module for a view and its
+// builder.
+pub use nest_api_types::zun::{
+    ActionCollection, ActionView, AddressView, ContainerCollection, ContainerView, EventView,
+    ExecView, HostCollection, HostView, Link, RestartPolicyView, StatsView, TopView,
+};
 
 /// Zun's `[self, bookmark]` pair: `http://H/v1/<coll>/<id>` and
 /// `http://H/<coll>/<id>`.
@@ -48,115 +37,6 @@ pub fn resource_links(base: &BaseUrl, collection: &str, id: &str) -> Vec<Link> {
             rel: "bookmark".into(),
         },
     ]
-}
-
-/// One address of the container's instance.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct AddressView {
-    /// The IP address.
-    pub addr: String,
-    /// 4 or 6.
-    pub version: u8,
-    /// Neutron port id (none in Nest).
-    pub port: Option<String>,
-    /// Neutron subnet id (none in Nest).
-    pub subnet_id: Option<String>,
-    /// Always false.
-    pub preserve_on_delete: bool,
-}
-
-/// Restart policy, values as strings (as Zun returns them).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct RestartPolicyView {
-    /// Policy name.
-    #[serde(rename = "Name")]
-    pub name: String,
-    /// Retry count, as a string.
-    #[serde(rename = "MaximumRetryCount")]
-    pub maximum_retry_count: String,
-}
-
-/// A container (Zun's view at 1.40, plus Nest's fields; module docs).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct ContainerView {
-    /// The container's uuid.
-    pub uuid: String,
-    /// Self and bookmark links.
-    pub links: Vec<Link>,
-    /// Name.
-    pub name: String,
-    /// Image reference.
-    pub image: String,
-    /// Command (argv).
-    pub command: Vec<String>,
-    /// Entrypoint.
-    pub entrypoint: Vec<String>,
-    /// `Creating`, `Created`, `Running`, `Stopped`, `Paused`, ...
-    pub status: String,
-    /// Why it has that status.
-    pub status_reason: Option<String>,
-    /// Docker's status line (not reported by Nest yet).
-    pub status_detail: Option<String>,
-    /// Zun's transient task state (Nest has none).
-    pub task_state: Option<String>,
-    /// vCPUs.
-    pub cpu: f64,
-    /// Memory, MiB, as a string (Zun's quirk).
-    pub memory: String,
-    /// Disk, GiB (not limited by Nest).
-    pub disk: Option<u64>,
-    /// Environment.
-    pub environment: BTreeMap<String, String>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Working directory.
-    pub workdir: Option<String>,
-    /// Hostname.
-    pub hostname: Option<String>,
-    /// Container ports that are published (Zun: exposed ports).
-    pub ports: Vec<u16>,
-    /// Instance addresses by network name.
-    pub addresses: BTreeMap<String, Vec<AddressView>>,
-    /// Restart policy.
-    pub restart_policy: RestartPolicyView,
-    /// Stdin kept open.
-    pub interactive: bool,
-    /// Terminal allocated.
-    pub tty: bool,
-    /// Removed on exit.
-    pub auto_remove: bool,
-    /// Always false (not supported).
-    pub auto_heal: bool,
-    /// Always `docker`.
-    pub image_driver: String,
-    /// Always empty (no Neutron).
-    pub security_groups: Vec<String>,
-    /// Always null.
-    pub healthcheck: Option<String>,
-    /// Always `shared`.
-    pub cpu_policy: String,
-    /// Always null.
-    pub registry_id: Option<String>,
-    /// Creating user.
-    pub user_id: String,
-    /// Owner project.
-    pub project_id: String,
-    /// When accepted, `YYYY-MM-DD HH:MM:SS+00:00`.
-    pub created_at: String,
-    /// Last change, same format.
-    pub updated_at: String,
-    /// The instance id it is placed on.
-    pub host: Option<String>,
-    /// Always `ifnotpresent`.
-    pub image_pull_policy: String,
-    /// Always false.
-    pub privileged: bool,
-    /// Always `runc`.
-    pub runtime: String,
-    /// Nest: reachable `address:host_port` of each published port.
-    pub published_ports: Vec<String>,
-    /// Nest: the requested bindings, `[network:]host:container/proto`.
-    pub port_bindings: Vec<String>,
 }
 
 /// Renders a container.
@@ -253,15 +133,6 @@ pub fn container_view(info: &ContainerInfo, base: &BaseUrl) -> ContainerView {
     }
 }
 
-/// `GET /v1/containers`.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct ContainerCollection {
-    /// The page.
-    pub containers: Vec<ContainerView>,
-    /// URL of the next page, when this one is full and more follow.
-    pub next: Option<String>,
-}
-
 /// Python's `str(datetime)` of a UTC time, as Zun renders container times:
 /// `2025-06-28 03:25:27+00:00` (microseconds only when non-zero). Input is
 /// RFC 3339; anything else is passed through.
@@ -296,19 +167,6 @@ fn split_rfc3339(s: &str) -> Option<(&str, &str, u32)> {
     Some((date, time, digits.parse().ok()?))
 }
 
-/// `POST …/execute`.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct ExecView {
-    /// Combined output, when run.
-    pub output: Option<String>,
-    /// Exit code, when run.
-    pub exit_code: Option<i64>,
-    /// Exec id, when only created.
-    pub exec_id: Option<String>,
-    /// Websocket URL of an interactive exec.
-    pub proxy_url: Option<String>,
-}
-
 /// Renders an exec result; `console_url` builds an interactive exec's URL.
 pub fn exec_view(
     outcome: &ExecOutcome,
@@ -330,49 +188,12 @@ pub fn exec_view(
     }
 }
 
-/// `GET …/top`.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct TopView {
-    /// Column titles.
-    #[serde(rename = "Titles")]
-    pub titles: Vec<String>,
-    /// Rows.
-    #[serde(rename = "Processes")]
-    pub processes: Vec<Vec<String>>,
-}
-
 /// Renders `top`.
 pub fn top_view(list: ProcessList) -> TopView {
     TopView {
         titles: list.titles,
         processes: list.processes,
     }
-}
-
-/// `GET …/stats`, with Zun's (docker-CLI-like) keys.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct StatsView {
-    /// Container name.
-    #[serde(rename = "CONTAINER")]
-    pub container: String,
-    /// CPU percent.
-    #[serde(rename = "CPU %")]
-    pub cpu_percent: f64,
-    /// Memory in use, MiB.
-    #[serde(rename = "MEM USAGE(MiB)")]
-    pub mem_usage: f64,
-    /// Memory limit, MiB.
-    #[serde(rename = "MEM LIMIT(MiB)")]
-    pub mem_limit: f64,
-    /// Memory percent.
-    #[serde(rename = "MEM %")]
-    pub mem_percent: f64,
-    /// `read/written` bytes.
-    #[serde(rename = "BLOCK I/O(B)")]
-    pub block_io: String,
-    /// `received/sent` bytes.
-    #[serde(rename = "NET I/O(B)")]
-    pub net_io: String,
 }
 
 /// Renders stats.
@@ -386,54 +207,6 @@ pub fn stats_view(s: &ContainerStats) -> StatsView {
         block_io: format!("{}/{}", s.block_read_bytes, s.block_write_bytes),
         net_io: format!("{}/{}", s.net_rx_bytes, s.net_tx_bytes),
     }
-}
-
-/// A recorded container action.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct ActionView {
-    /// `create`, `start`, `exec_cmd`, ...
-    pub action: String,
-    /// The container.
-    pub container_uuid: String,
-    /// The triggering request's `x-openstack-request-id`.
-    pub request_id: String,
-    /// By whom.
-    pub user_id: String,
-    /// Project.
-    pub project_id: String,
-    /// Start, `YYYY-MM-DDTHH:MM:SS.ffffff`.
-    pub start_time: String,
-    /// Finish, same format; null while in progress.
-    pub finish_time: Option<String>,
-    /// Failure message; null on success.
-    pub message: Option<String>,
-    /// Steps (only on `GET …/container_actions/{request_id}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub events: Option<Vec<EventView>>,
-}
-
-/// One step of an action.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct EventView {
-    /// Step name.
-    pub event: String,
-    /// Start.
-    pub start_time: String,
-    /// Finish.
-    pub finish_time: Option<String>,
-    /// `Success` or `Error`.
-    pub result: Option<String>,
-    /// Failure detail (admins only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub traceback: Option<String>,
-}
-
-/// `GET …/container_actions`.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct ActionCollection {
-    /// The actions.
-    #[serde(rename = "containerActions")]
-    pub container_actions: Vec<ActionView>,
 }
 
 /// Renders an action; events only when `with_events`, tracebacks only for
@@ -457,64 +230,6 @@ pub fn action_view(a: &ActionRecord, with_events: bool, is_admin: bool) -> Actio
         message: a.message.clone(),
         events: with_events.then(|| a.events.iter().map(event).collect()),
     }
-}
-
-/// An instance shown as a Zun host, plus Nest's `status`, `driver` and
-/// `addresses`.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct HostView {
-    /// The instance id.
-    pub uuid: String,
-    /// Links.
-    pub links: Vec<Link>,
-    /// The instance id.
-    pub hostname: String,
-    /// Memory for containers, MiB.
-    pub mem_total: u64,
-    /// Memory reserved by containers, MiB.
-    pub mem_used: u64,
-    /// vCPUs for containers.
-    pub cpus: f64,
-    /// vCPUs reserved by containers.
-    pub cpu_used: f64,
-    /// Not tracked (0).
-    pub disk_total: u64,
-    /// Not tracked (0).
-    pub disk_used: u64,
-    /// Always false.
-    pub disk_quota_supported: bool,
-    /// Containers placed on it.
-    pub total_containers: u32,
-    /// Unknown (null).
-    pub architecture: Option<String>,
-    /// `linux`.
-    pub os_type: String,
-    /// Unknown (null).
-    pub os: Option<String>,
-    /// Unknown (null).
-    pub kernel_version: Option<String>,
-    /// Empty.
-    pub labels: BTreeMap<String, String>,
-    /// `["runc"]`.
-    pub runtimes: Vec<String>,
-    /// Always false (from 1.29).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enable_cpu_pinning: Option<bool>,
-    /// Nest: `Booting`, `Ready`, `Unreachable`, `Retiring`, `Error`.
-    pub status: String,
-    /// Nest: the driver that booted it.
-    pub driver: String,
-    /// Nest: addresses by network name.
-    pub addresses: BTreeMap<String, String>,
-}
-
-/// `GET /v1/hosts`.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct HostCollection {
-    /// The page.
-    pub hosts: Vec<HostView>,
-    /// URL of the next page.
-    pub next: Option<String>,
 }
 
 /// Renders a host; `with_pinning` from 1.29.
