@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use nest_core::backoff::Backoff;
+use nest_core::process::error_chain;
 use nest_relay::proto;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +64,7 @@ pub async fn watch(
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %crate::commands::error_chain(&e), "engine event feed failed");
+                    tracing::warn!(error = %error_chain(&e), "engine event feed failed");
                     break;
                 }
                 None => {

@@ -8,29 +8,28 @@
 //! # Layout
 //! - [`config`]: the TOML settings cloud-init writes;
 //! - [`credentials`]: the local key pair, enrollment and the certificate;
-//! - [`session`]: one session with the relay (hello, heartbeats, renewal);
-//! - [`commands`]: carrying out commands, ordered per container;
-//! - [`streams`]: logs, exec, attach and image loads with flow control;
+//! - [`session`]: one session with the relay (hello, heartbeats, renewal),
+//!   with [`session::commands`] carrying out commands, ordered per
+//!   container, and [`session::streams`] serving logs, exec, attach and
+//!   image loads with flow control;
 //! - [`events`]: the engine's container events, buffered between sessions;
 //! - [`docker`]: the only module that talks to dockerd.
 #![warn(missing_docs)]
 
-pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod docker;
 pub mod events;
 pub mod session;
-pub mod streams;
 
 use std::time::Duration;
 
 use nest_core::backoff::Backoff;
+use nest_core::process::error_chain;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::commands::error_chain;
 use crate::config::AgentConfig;
 use crate::credentials::{Credentials, CredentialsError};
 use crate::docker::{DockerError, Engine};

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use nest_core::ErrorKind;
+use nest_core::process::error_chain;
 use nest_relay::convert::WireErrorKind;
 use nest_relay::proto::{self, command, command_output};
 use tokio::sync::mpsc;
@@ -116,8 +117,6 @@ async fn answer(engine: &Engine, request: proto::CommandRequest) -> proto::Agent
         })),
     }
 }
-
-pub use nest_core::process::error_chain;
 
 /// Dispatches a session's commands: ordered per container, concurrent
 /// otherwise. Lives as long as one session.

@@ -20,7 +20,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::commands::{ResultSink, error_chain};
+use nest_core::process::error_chain;
+
+use super::commands::ResultSink;
 use crate::docker::{DockerError, Engine};
 
 /// Input frames buffered per stream: the relay's window plus slack for

@@ -1,9 +1,17 @@
 //! One session with the relay: hello with the inventory, then commands,
 //! streams, events, heartbeats and certificate renewal until it breaks.
+//!
+//! - this file: dialling, the hello exchange, heartbeats and renewal;
+//! - [`commands`]: carrying out commands, ordered per container;
+//! - [`streams`]: logs, exec, attach and image loads with flow control.
+
+pub mod commands;
+pub mod streams;
 
 use std::time::Duration;
 
 use nest_core::ErrorKind;
+use nest_core::process::error_chain;
 use nest_relay::client::dial;
 use nest_relay::proto::{self, agent_message, agent_relay_client::AgentRelayClient, relay_message};
 use nest_relay::version::{self, PROTOCOL_VERSION, RELEASE};
@@ -13,11 +21,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::commands::{Dispatcher, error_chain};
+use self::commands::Dispatcher;
+use self::streams::Streams;
 use crate::config::AgentConfig;
 use crate::credentials::{self, Credentials};
 use crate::docker::Engine;
-use crate::streams::Streams;
 
 /// Messages queued towards the relay; producers wait when it is full.
 const OUTBOUND_CAPACITY: usize = 256;
