@@ -7,6 +7,10 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML settings cloud-init writes;
+//! - [`model`]: the agent's own terms for what it is asked to do and what
+//!   it reports (specs, commands, streams, container state and events);
+//! - [`convert`]: the only mapping between the wire protocol and [`model`],
+//!   checking what comes from the wire;
 //! - [`credentials`]: the local key pair, enrollment and the certificate;
 //! - [`session`]: one session with the relay (hello, heartbeats, renewal),
 //!   with [`session::commands`] carrying out commands, ordered per
@@ -17,9 +21,11 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod convert;
 pub mod credentials;
 pub mod docker;
 pub mod events;
+pub mod model;
 pub mod session;
 
 use std::time::Duration;
