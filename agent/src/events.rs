@@ -13,11 +13,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use nest_core::backoff::Backoff;
 use nest_core::process::error_chain;
-use nest_relay::proto;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::Engine;
+use crate::model::ContainerEvent;
 
 /// Events held while the relay is unreachable.
 pub const EVENT_BUFFER: usize = 1024;
@@ -37,7 +37,7 @@ impl DroppedEvents {
 /// with backoff when its feed breaks.
 pub async fn watch(
     engine: Engine,
-    buffer: mpsc::Sender<proto::ContainerEvent>,
+    buffer: mpsc::Sender<ContainerEvent>,
     dropped: DroppedEvents,
     cancel: CancellationToken,
 ) {
