@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use crate::config::AgentConfig;
 use crate::convert;
+use crate::log_fields::INSTANCE_ID;
 
 /// File name of the agent's private key in the state directory.
 pub const KEY_FILE: &str = "agent-key.pem";
@@ -324,7 +325,7 @@ pub async fn enroll(
     if let Err(e) = tokio::fs::remove_file(token_path).await {
         tracing::warn!(path = %token_path.display(), error = %e, "could not delete the used enrollment token");
     }
-    tracing::info!(instance_id = %config.instance_id, not_after = %credentials.not_after, "enrolled");
+    tracing::info!({ INSTANCE_ID } = %config.instance_id, not_after = %credentials.not_after, "enrolled");
     Ok(credentials)
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::Engine;
+use crate::log_fields::{CONTAINER_ID, DOCKER_ID};
 use crate::model::ContainerEvent;
 
 /// Events held while the relay is unreachable.
@@ -52,7 +53,12 @@ pub async fn watch(
             match next {
                 Some(Ok(event)) => {
                     backoff.reset();
-                    tracing::debug!(container_id = %event.uuid, action = %event.action, "container event");
+                    tracing::debug!(
+                        { CONTAINER_ID } = %event.uuid,
+                        { DOCKER_ID } = %event.docker_id,
+                        action = %event.action,
+                        "container event"
+                    );
                     if buffer.try_send(event).is_err() {
                         let total = dropped.0.fetch_add(1, Ordering::Relaxed) + 1;
                         if total.is_power_of_two() {

@@ -22,6 +22,7 @@ use super::{
     DEFAULT_STOP_GRACE, DOCKER_CALL_TIMEOUT, Engine, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID,
     LABEL_MANAGED_BY, MANAGED_BY, answers, bounded, container_name, container_target, spec,
 };
+use crate::log_fields::{CONTAINER_ID, DOCKER_ID};
 use crate::model::{ContainerState, ContainerUuid, CreateContainer, StatsResult, TopResult};
 
 /// `ps` arguments for `top` when the request names none (the engine's default).
@@ -47,7 +48,7 @@ impl Engine {
     /// `Invalid` for a bad spec; `NotFound` ([`DockerError::ImageMissing`])
     /// when the image is missing and no pull was asked for; `Conflict` when
     /// `nest-<uuid>` already exists; engine failures as classified.
-    #[instrument(skip_all, fields(container_id = %req.spec.uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.spec.uuid))]
     pub async fn create(&self, req: CreateContainer) -> Result<ContainerState, DockerError> {
         let spec = req.spec;
         let body = spec::create_body(&spec, &self.instance_id)?;
@@ -78,7 +79,7 @@ impl Engine {
             }
             other => other?,
         };
-        tracing::info!(docker_id = %created.id, "container created");
+        tracing::info!({ DOCKER_ID } = %created.id, "container created");
         if req.start {
             bounded(
                 "start",
@@ -97,7 +98,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; engine failures
     /// as classified (a port already taken is `Internal` in 20.10).
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn start(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         bounded(
@@ -116,7 +117,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Invalid` for a
     /// timeout over a day; engine failures as classified.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn stop(
         &self,
         uuid: &ContainerUuid,
@@ -145,7 +146,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::stop`].
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn restart(
         &self,
         uuid: &ContainerUuid,
@@ -174,7 +175,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Invalid` for a
     /// malformed or unknown signal; `Conflict` when it is not running.
-    #[instrument(skip_all, fields(container_id = %uuid, signal = signal.unwrap_or(DEFAULT_KILL_SIGNAL)))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid, signal = signal.unwrap_or(DEFAULT_KILL_SIGNAL)))]
     pub async fn kill(
         &self,
         uuid: &ContainerUuid,
@@ -210,7 +211,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Conflict` when
     /// it is not running or already paused.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn pause(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         bounded(
@@ -229,7 +230,7 @@ impl Engine {
     /// # Errors
     /// `Invalid` for limits out of range (nothing changes); `NotFound` for
     /// a container this agent does not own.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn update_resources(
         &self,
         uuid: &ContainerUuid,
@@ -260,7 +261,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Conflict` when
     /// it is not paused.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn unpause(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         bounded(
@@ -277,7 +278,7 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound` for a container this agent does not own.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn inspect(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         Ok(managed.state())
@@ -289,7 +290,7 @@ impl Engine {
     /// # Errors
     /// `Conflict` when it runs and `force` is not set; engine failures as
     /// classified.
-    #[instrument(skip_all, fields(container_id = %uuid, force))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid, force))]
     pub async fn remove(&self, uuid: &ContainerUuid, force: bool) -> Result<(), DockerError> {
         let managed = match self.find(uuid).await {
             Ok(managed) => managed,
@@ -371,7 +372,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Conflict` when
     /// it is not running.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn top(
         &self,
         uuid: &ContainerUuid,
@@ -396,7 +397,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; engine failures
     /// as classified.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn stats(&self, uuid: &ContainerUuid) -> Result<StatsResult, DockerError> {
         let managed = self.find(uuid).await?;
         // Not one-shot: a one-shot sample has no previous reading to compute

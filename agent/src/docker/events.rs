@@ -17,6 +17,7 @@ use super::error::DockerError;
 use super::{
     Engine, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID, LABEL_MANAGED_BY, MANAGED_BY, container_name,
 };
+use crate::log_fields::CONTAINER_ID;
 use crate::model::{ContainerEvent, ContainerUuid};
 
 /// Engine actions passed on to Nest; the rest (exec_*, attach, resize, top,
@@ -138,7 +139,7 @@ impl Engine {
                 Ok(managed) => Some(managed.state()),
                 Err(err) => {
                     tracing::debug!(
-                        container_id = %uuid,
+                        { CONTAINER_ID } = %uuid,
                         error = %err,
                         "container state unreadable after event {action}"
                     );

@@ -12,6 +12,7 @@ use super::streams::{InteractiveSession, SessionControl, Target, chunk_stream, c
 use super::{
     DOCKER_CALL_TIMEOUT, EXEC_CAPTURE_TIMEOUT, EXIT_STATUS_TIMEOUT, Engine, Managed, bounded, spec,
 };
+use crate::log_fields::CONTAINER_ID;
 use crate::model::{
     ContainerUuid, EnvVar, ExecCapture, ExecCaptured, ExecStream, OutputKind, TerminalSize,
 };
@@ -37,7 +38,7 @@ impl Engine {
     /// agent does not own; `Conflict` when it is not running; `Timeout`
     /// when the command runs longer than [`EXEC_CAPTURE_TIMEOUT`] (the
     /// process is left running).
-    #[instrument(skip_all, fields(container_id = %req.uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid))]
     pub async fn exec_capture(
         &self,
         req: ExecCapture,
@@ -121,7 +122,7 @@ impl Engine {
     /// # Errors
     /// `Invalid` for an empty command; `NotFound` for a container this
     /// agent does not own; `Conflict` when it is not running.
-    #[instrument(skip_all, fields(container_id = %req.uuid, tty = req.tty))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid, tty = req.tty))]
     pub async fn exec_interactive(
         &self,
         req: ExecStream,

@@ -44,6 +44,7 @@ use bollard::{API_DEFAULT_VERSION, Docker};
 use nest_core::ErrorKind;
 use nest_core::ids::InstanceId;
 
+use crate::log_fields::INSTANCE_ID;
 use crate::model::{ContainerState, ContainerUuid, Pong};
 
 pub use error::DockerError;
@@ -224,7 +225,7 @@ impl Engine {
             api: docker.client_version().to_string(),
         };
         tracing::info!(
-            instance_id = %instance_id,
+            { INSTANCE_ID } = %instance_id,
             docker_version = %versions.docker,
             api_version = %versions.api,
             "connected to the docker engine"

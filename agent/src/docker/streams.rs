@@ -20,6 +20,7 @@ use tracing::instrument;
 
 use super::error::DockerError;
 use super::{DOCKER_CALL_TIMEOUT, EXIT_STATUS_TIMEOUT, Engine, MAX_CHUNK_BYTES, bounded};
+use crate::log_fields::CONTAINER_ID;
 use crate::model::{AttachStream, Chunk, ContainerUuid, LogsRequest, OutputKind, TerminalSize};
 
 /// A stream of output chunks from the engine; it ends when the engine
@@ -216,7 +217,7 @@ impl Engine {
     /// `NotFound` for a container this agent does not own; `Invalid` for a
     /// `since` outside the engine's range. Failures while streaming arrive
     /// as the stream's last item.
-    #[instrument(skip_all, fields(container_id = %req.uuid, follow = req.follow))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid, follow = req.follow))]
     pub async fn logs(&self, req: LogsRequest) -> Result<ChunkStream, DockerError> {
         let since = since_seconds(req.since)?;
         let managed = self.find(&req.uuid).await?;
@@ -246,7 +247,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; engine failures
     /// as classified.
-    #[instrument(skip_all, fields(container_id = %req.uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid))]
     pub async fn attach(&self, req: AttachStream) -> Result<InteractiveSession, DockerError> {
         let managed = self.find(&req.uuid).await?;
         let both = !req.stdout && !req.stderr;

@@ -8,18 +8,24 @@
 //!
 //! Commands arrive already read off the wire ([`crate::convert`]); one the
 //! conversion refused is answered with its reason like any other failure.
+//!
+//! Each command runs in a `command` span that carries the service's
+//! `request_id`, the relay's `command_id` and, when the command names one,
+//! the `container_id`: every line logged while carrying it out, down to the
+//! engine calls, can be found by the API request that caused it.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use nest_core::ErrorKind;
-use nest_core::ids::RequestId;
 use nest_core::process::error_chain;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span, field};
 
 use crate::docker::{DockerError, Engine};
+use crate::log_fields::{COMMAND_ID, CONTAINER_ID, REQUEST_ID};
 use crate::model::{Command, CommandOutput, CommandRequest, ContainerUuid, Failure, Outbound};
 
 /// Commands queued for one container; more than this is a caller bug.
@@ -31,8 +37,29 @@ const WORKER_IDLE: Duration = Duration::from_secs(60);
 /// Shortest time a command is given, whatever the request says.
 const MIN_COMMAND_TIMEOUT: Duration = Duration::from_millis(1);
 
+/// How the `command` span names a command the conversion refused.
+const REFUSED_COMMAND: &str = "refused";
+
 /// Where a session's messages to the relay go.
 pub type OutboundSink = mpsc::Sender<Outbound>;
+
+/// A command waiting in its container's queue, with the span it runs in.
+struct Queued {
+    request: CommandRequest,
+    span: Span,
+}
+
+/// The span `request` runs in, a child of the current (session) span.
+fn command_span(request: &CommandRequest) -> Span {
+    let command = request.command.as_ref().ok();
+    tracing::info_span!(
+        "command",
+        { REQUEST_ID } = request.request_id.as_ref().map(field::display),
+        { COMMAND_ID } = request.id.0,
+        command = command.map_or(REFUSED_COMMAND, Command::name),
+        { CONTAINER_ID } = command.and_then(Command::container).map(field::display),
+    )
+}
 
 /// Runs one command against the engine.
 ///
@@ -71,7 +98,8 @@ pub async fn run(engine: &Engine, command: Command) -> Result<CommandOutput, Doc
     })
 }
 
-/// Runs a command within its timeout and builds the result message.
+/// Runs a command within its timeout and builds the result message. Meant
+/// to run in the request's [`command_span`].
 async fn answer(engine: &Engine, request: CommandRequest) -> Outbound {
     let outcome = match request.command {
         Err(refused) => {
@@ -81,17 +109,24 @@ async fn answer(engine: &Engine, request: CommandRequest) -> Outbound {
         }
         Ok(command) => {
             let timeout = request.timeout.max(MIN_COMMAND_TIMEOUT);
+            let started = tokio::time::Instant::now();
             match tokio::time::timeout(timeout, run(engine, command)).await {
-                Ok(Ok(output)) => Ok(output),
+                Ok(Ok(output)) => {
+                    tracing::debug!(elapsed = ?started.elapsed(), "command done");
+                    Ok(output)
+                }
                 Ok(Err(e)) => {
                     let message = error_chain(&e);
-                    tracing::info!(command_id = %request.id, request_id = request.request_id.as_ref().map(RequestId::as_str), error = %message, "command failed");
+                    tracing::info!(error = %message, "command failed");
                     Err(Failure::new(e.kind(), message))
                 }
-                Err(_) => Err(Failure::new(
-                    ErrorKind::Timeout,
-                    format!("the command did not finish within {timeout:?}"),
-                )),
+                Err(_) => {
+                    tracing::info!(?timeout, "command timed out");
+                    Err(Failure::new(
+                        ErrorKind::Timeout,
+                        format!("the command did not finish within {timeout:?}"),
+                    ))
+                }
             }
         }
     };
@@ -108,7 +143,7 @@ pub struct Dispatcher {
     out: OutboundSink,
     tasks: TaskTracker,
     cancel: CancellationToken,
-    queues: HashMap<ContainerUuid, mpsc::Sender<CommandRequest>>,
+    queues: HashMap<ContainerUuid, mpsc::Sender<Queued>>,
 }
 
 impl Dispatcher {
@@ -128,8 +163,10 @@ impl Dispatcher {
         }
     }
 
-    /// Starts carrying out `request`; its result is sent when it is done.
+    /// Starts carrying out `request` in its own span (see the module
+    /// docs); its result is sent when it is done.
     pub fn dispatch(&mut self, request: CommandRequest) {
+        let span = command_span(&request);
         let key = request
             .command
             .as_ref()
@@ -142,13 +179,16 @@ impl Dispatcher {
             // In-flight commands finish even if the session ends: a create
             // half done is worse than one whose result is lost, and the next
             // session's inventory reports the outcome anyway.
-            self.tasks.spawn(async move {
-                let message = answer(&engine, request).await;
-                let _ = out.send(message).await;
-            });
+            self.tasks.spawn(
+                async move {
+                    let message = answer(&engine, request).await;
+                    let _ = out.send(message).await;
+                }
+                .instrument(span),
+            );
             return;
         };
-        let mut request = request;
+        let mut queued = Queued { request, span };
         loop {
             if !self.queues.contains_key(&key) {
                 let worker = self.spawn_worker();
@@ -157,16 +197,21 @@ impl Dispatcher {
             let Some(queue) = self.queues.get(&key) else {
                 return;
             };
-            match queue.try_send(request) {
+            match queue.try_send(queued) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Closed(back)) => {
                     // The worker went idle and exited; start a new one.
                     self.queues.remove(&key);
-                    request = back;
+                    queued = back;
                 }
                 Err(mpsc::error::TrySendError::Full(back)) => {
+                    let _entered = back.span.enter();
+                    tracing::info!(
+                        queued = CONTAINER_QUEUE_CAPACITY,
+                        "command refused: its container's queue is full"
+                    );
                     let message = Outbound::Result {
-                        command: back.id,
+                        command: back.request.id,
                         outcome: Err(Failure::new(
                             ErrorKind::Unavailable,
                             format!(
@@ -175,7 +220,7 @@ impl Dispatcher {
                         )),
                     };
                     if self.out.try_send(message).is_err() {
-                        tracing::warn!(container = %key, "could not report a refused command");
+                        tracing::warn!("could not report a refused command");
                     }
                     return;
                 }
@@ -183,21 +228,21 @@ impl Dispatcher {
         }
     }
 
-    fn spawn_worker(&self) -> mpsc::Sender<CommandRequest> {
-        let (tx, mut rx) = mpsc::channel::<CommandRequest>(CONTAINER_QUEUE_CAPACITY);
+    fn spawn_worker(&self) -> mpsc::Sender<Queued> {
+        let (tx, mut rx) = mpsc::channel::<Queued>(CONTAINER_QUEUE_CAPACITY);
         let engine = self.engine.clone();
         let out = self.out.clone();
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
             loop {
-                let request = tokio::select! {
+                let Queued { request, span } = tokio::select! {
                     () = cancel.cancelled() => return,
-                    request = tokio::time::timeout(WORKER_IDLE, rx.recv()) => match request {
-                        Ok(Some(request)) => request,
+                    queued = tokio::time::timeout(WORKER_IDLE, rx.recv()) => match queued {
+                        Ok(Some(queued)) => queued,
                         Ok(None) | Err(_) => return,
                     },
                 };
-                let message = answer(&engine, request).await;
+                let message = answer(&engine, request).instrument(span).await;
                 // Keep draining the queue even if the session is gone.
                 let _ = out.send(message).await;
             }

@@ -27,6 +27,7 @@ use crate::config::AgentConfig;
 use crate::convert;
 use crate::credentials::{self, Credentials};
 use crate::docker::Engine;
+use crate::log_fields::INSTANCE_ID;
 use crate::model::{ContainerEvent, Hello, Inbound, Outbound, RenewOutcome};
 
 use self::commands::Dispatcher;
@@ -115,11 +116,14 @@ fn until(at: OffsetDateTime) -> Duration {
     Duration::try_from(left).unwrap_or(Duration::ZERO)
 }
 
-/// Runs one session to its end. `credentials` is updated when the
-/// certificate is renewed during the session.
+/// Runs one session to its end, in a `session` span naming the instance;
+/// the spans of its commands and streams are children of it.
+/// `credentials` is updated when the certificate is renewed during the
+/// session.
 ///
 /// # Errors
 /// [`SessionError`] saying why the session could not start or broke.
+#[tracing::instrument(name = "session", skip_all, fields({ INSTANCE_ID } = %ctx.config.instance_id))]
 pub async fn run(
     ctx: SessionContext<'_>,
     credentials: &mut Credentials,
@@ -175,7 +179,7 @@ pub async fn run(
     let heartbeat_interval = ack.heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
     tracing::info!(
         relay_version = %ack.relay_version,
-        instance_id = %ack.instance_id,
+        { INSTANCE_ID } = %ack.instance_id,
         "connected to the relay"
     );
 

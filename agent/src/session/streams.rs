@@ -9,23 +9,28 @@
 //!
 //! Openings and input arrive already read off the wire
 //! ([`crate::convert`]); frames leave as [`Outbound`] messages.
+//!
+//! Each stream runs in a `stream` span that carries the service's
+//! `request_id`, the relay's `stream_id` and, when the stream is about a
+//! container, the `container_id`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Stream, StreamExt};
 use nest_core::ErrorKind;
-use nest_core::ids::RequestId;
 use nest_core::process::error_chain;
 use nest_relay::version::{MAX_CHUNK_BYTES, STREAM_WINDOW_FRAMES};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span, field};
 
 use super::commands::OutboundSink;
 use crate::convert::ConvertError;
 use crate::docker::{DockerError, Engine, InteractiveSession};
+use crate::log_fields::{CONTAINER_ID, REQUEST_ID, STREAM_ID};
 use crate::model::{
     Chunk, Failure, Outbound, OutputKind, StreamId, StreamInput, StreamOpen, StreamOpenRequest,
     StreamOutput,
@@ -36,6 +41,21 @@ use crate::model::{
 const INPUT_CAPACITY: usize = STREAM_WINDOW_FRAMES as usize + 8;
 /// Streams one session may have open.
 const MAX_STREAMS: usize = 256;
+/// How the `stream` span names a stream whose opening the conversion refused.
+const REFUSED_STREAM: &str = "refused";
+
+/// The span the stream `request` opens runs in, a child of the current
+/// (session) span.
+fn stream_span(request: &StreamOpenRequest) -> Span {
+    let open = request.open.as_ref().ok();
+    tracing::info_span!(
+        "stream",
+        { REQUEST_ID } = request.request_id.as_ref().map(field::display),
+        { STREAM_ID } = request.id.0,
+        stream = open.map_or(REFUSED_STREAM, StreamOpen::name),
+        { CONTAINER_ID } = open.and_then(StreamOpen::container).map(field::display),
+    )
+}
 
 struct StreamHandle {
     input: mpsc::Sender<StreamInput>,
@@ -83,7 +103,11 @@ impl Streams {
         let input = match input {
             Ok(input) => input,
             Err(e) => {
-                tracing::debug!(%stream_id, error = %error_chain(&e), "ignoring unreadable stream input");
+                tracing::debug!(
+                    { STREAM_ID } = stream_id.0,
+                    error = %error_chain(&e),
+                    "ignoring unreadable stream input"
+                );
                 return;
             }
         };
@@ -98,7 +122,7 @@ impl Streams {
         }
         if handle.input.try_send(input).is_err() {
             tracing::warn!(
-                %stream_id,
+                { STREAM_ID } = stream_id.0,
                 "relay overran a stream's input window; cancelling it"
             );
             handle.cancel.cancel();
@@ -117,8 +141,10 @@ impl Streams {
         }
     }
 
-    /// Opens the stream `request` asks for; its frames are sent as they come.
+    /// Opens the stream `request` asks for, in its own span (see the module
+    /// docs); its frames are sent as they come.
     pub fn open(&self, request: StreamOpenRequest) {
+        let span = stream_span(&request);
         let stream_id = request.id;
         let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
         let output_credit = Arc::new(Semaphore::new(STREAM_WINDOW_FRAMES as usize));
@@ -134,14 +160,18 @@ impl Streams {
             if streams.len() >= MAX_STREAMS || streams.contains_key(&stream_id) {
                 drop(streams);
                 let sender = sender;
-                self.tasks.spawn(async move {
-                    sender
-                        .finish(Err(Failure::new(
-                            ErrorKind::Unavailable,
-                            "too many open streams",
-                        )))
-                        .await;
-                });
+                self.tasks.spawn(
+                    async move {
+                        tracing::info!("stream refused: too many open streams");
+                        sender
+                            .finish(Err(Failure::new(
+                                ErrorKind::Unavailable,
+                                "too many open streams",
+                            )))
+                            .await;
+                    }
+                    .instrument(span),
+                );
                 return;
             }
             streams.insert(
@@ -155,9 +185,8 @@ impl Streams {
         }
         let engine = self.engine.clone();
         let streams = self.open.clone();
-        let request_id = request.request_id;
         let open = request.open;
-        self.tasks.spawn(async move {
+        let task = async move {
             let outcome = match open {
                 Err(refused) => Some(Err(Failure::new(refused.kind(), error_chain(&refused)))),
                 Ok(open) => tokio::select! {
@@ -169,14 +198,18 @@ impl Streams {
             };
             lock(&streams).remove(&stream_id);
             match outcome {
-                None => tracing::debug!(%stream_id, request_id = request_id.as_ref().map(RequestId::as_str), "stream cancelled"),
-                Some(Ok(exit_code)) => sender.finish(Ok(exit_code)).await,
+                None => tracing::debug!("stream cancelled"),
+                Some(Ok(exit_code)) => {
+                    tracing::debug!(?exit_code, "stream done");
+                    sender.finish(Ok(exit_code)).await;
+                }
                 Some(Err(failure)) => {
-                    tracing::info!(%stream_id, request_id = request_id.as_ref().map(RequestId::as_str), error = %failure.message, "stream failed");
+                    tracing::info!(error = %failure.message, "stream failed");
                     sender.finish(Err(failure)).await;
                 }
             }
-        });
+        };
+        self.tasks.spawn(task.instrument(span));
     }
 }
 
