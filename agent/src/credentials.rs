@@ -15,13 +15,14 @@ use nest_core::ids::InstanceId;
 use nest_relay::client::{ClientTls, dial};
 use nest_relay::identity::CLOCK_SKEW_ALLOWANCE;
 use nest_relay::identity::{PeerIdentity, peer_identity};
-use nest_relay::proto::{self, agent_relay_client::AgentRelayClient};
-use nest_relay::version::{PROTOCOL_VERSION, RELEASE};
+use nest_relay::proto::agent_relay_client::AgentRelayClient;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
 use crate::config::AgentConfig;
+use crate::convert;
+use crate::log_fields::INSTANCE_ID;
 
 /// File name of the agent's private key in the state directory.
 pub const KEY_FILE: &str = "agent-key.pem";
@@ -307,12 +308,7 @@ pub async fn enroll(
         .await
         .map_err(CredentialsError::Enroll)?;
     let mut client = AgentRelayClient::new(channel);
-    let mut request = tonic::Request::new(proto::EnrollRequest {
-        token,
-        csr_pem,
-        protocol_version: PROTOCOL_VERSION,
-        agent_version: RELEASE.to_owned(),
-    });
+    let mut request = tonic::Request::new(convert::enroll_request(token, csr_pem));
     request.set_timeout(ENROLL_TIMEOUT);
     let response = client
         .enroll(request)
@@ -323,13 +319,13 @@ pub async fn enroll(
         &config.state_dir,
         &config.instance_id,
         key_pem,
-        response.certificate_pem,
+        convert::enrolled_certificate(response),
     )
     .await?;
     if let Err(e) = tokio::fs::remove_file(token_path).await {
         tracing::warn!(path = %token_path.display(), error = %e, "could not delete the used enrollment token");
     }
-    tracing::info!(instance_id = %config.instance_id, not_after = %credentials.not_after, "enrolled");
+    tracing::info!({ INSTANCE_ID } = %config.instance_id, not_after = %credentials.not_after, "enrolled");
     Ok(credentials)
 }
 

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use nest_core::backoff::Backoff;
-use nest_relay::proto;
+use nest_core::process::error_chain;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::Engine;
+use crate::log_fields::{CONTAINER_ID, DOCKER_ID};
+use crate::model::ContainerEvent;
 
 /// Events held while the relay is unreachable.
 pub const EVENT_BUFFER: usize = 1024;
@@ -36,7 +38,7 @@ impl DroppedEvents {
 /// with backoff when its feed breaks.
 pub async fn watch(
     engine: Engine,
-    buffer: mpsc::Sender<proto::ContainerEvent>,
+    buffer: mpsc::Sender<ContainerEvent>,
     dropped: DroppedEvents,
     cancel: CancellationToken,
 ) {
@@ -51,7 +53,12 @@ pub async fn watch(
             match next {
                 Some(Ok(event)) => {
                     backoff.reset();
-                    tracing::debug!(container_id = %event.uuid, action = %event.action, "container event");
+                    tracing::debug!(
+                        { CONTAINER_ID } = %event.uuid,
+                        { DOCKER_ID } = %event.docker_id,
+                        action = %event.action,
+                        "container event"
+                    );
                     if buffer.try_send(event).is_err() {
                         let total = dropped.0.fetch_add(1, Ordering::Relaxed) + 1;
                         if total.is_power_of_two() {
@@ -63,7 +70,7 @@ pub async fn watch(
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %crate::commands::error_chain(&e), "engine event feed failed");
+                    tracing::warn!(error = %error_chain(&e), "engine event feed failed");
                     break;
                 }
                 None => {

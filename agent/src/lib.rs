@@ -7,33 +7,47 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML settings cloud-init writes;
+//! - [`model`]: the agent's own terms for what it is asked to do and what
+//!   it reports (specs, commands, streams, container state and events);
+//! - [`convert`]: the only mapping between the wire protocol and [`model`],
+//!   checking what comes from the wire;
 //! - [`credentials`]: the local key pair, enrollment and the certificate;
-//! - [`session`]: one session with the relay (hello, heartbeats, renewal);
-//! - [`commands`]: carrying out commands, ordered per container;
-//! - [`streams`]: logs, exec, attach and image loads with flow control;
+//! - [`session`]: one session with the relay (hello, heartbeats, renewal),
+//!   with [`session::commands`] carrying out commands, ordered per
+//!   container, and [`session::streams`] serving logs, exec, attach and
+//!   image loads with flow control;
 //! - [`events`]: the engine's container events, buffered between sessions;
-//! - [`docker`]: the only module that talks to dockerd.
+//! - [`docker`]: the only module that talks to dockerd;
+//! - [`log_fields`]: the names of the fields in the agent's spans and log
+//!   lines (`request_id`, `container_id`, ...), spelled once.
+//!
+//! Every command and stream runs in a span carrying the service's
+//! `request_id` and, when known, the `container_id`, inside the session's
+//! span carrying the `instance_id`.
 #![warn(missing_docs)]
 
-pub mod commands;
 pub mod config;
+pub mod convert;
 pub mod credentials;
 pub mod docker;
 pub mod events;
+pub mod log_fields;
+pub mod model;
 pub mod session;
-pub mod streams;
 
 use std::time::Duration;
 
 use nest_core::backoff::Backoff;
+use nest_core::process::error_chain;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
-use crate::commands::error_chain;
 use crate::config::AgentConfig;
 use crate::credentials::{Credentials, CredentialsError};
 use crate::docker::{DockerError, Engine};
+use crate::log_fields::INSTANCE_ID;
 use crate::session::{SessionContext, SessionEnd};
 
 /// Time given to in-flight commands and streams when the agent stops.
@@ -85,12 +99,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let tasks = TaskTracker::new();
     let (events_tx, mut events_rx) = mpsc::channel(events::EVENT_BUFFER);
     let dropped = events::DroppedEvents::default();
-    tasks.spawn(events::watch(
-        engine.clone(),
-        events_tx,
-        dropped.clone(),
-        shutdown.clone(),
-    ));
+    let events_span = tracing::info_span!("events", { INSTANCE_ID } = %config.instance_id);
+    tasks.spawn(
+        events::watch(engine.clone(), events_tx, dropped.clone(), shutdown.clone())
+            .instrument(events_span),
+    );
 
     loop {
         let started = tokio::time::Instant::now();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nest_agent::config::AgentConfig;
+use nest_agent::log_fields::INSTANCE_ID;
 use nest_core::process;
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     tracing::info!(
-        instance_id = %config.instance_id,
+        { INSTANCE_ID } = %config.instance_id,
         relay = %config.relay_addr,
         state_dir = %config.state_dir.display(),
         "nest-agent starting"

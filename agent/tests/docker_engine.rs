@@ -7,6 +7,9 @@
 //! when missing, since no registry is reachable.
 
 use nest_core::testing::eventually;
+use std::fmt::Display;
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU16;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,12 +21,13 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 use nest_agent::docker::{DockerError, Engine, MAX_CHUNK_BYTES};
+use nest_agent::model::{
+    AttachStream, Chunk, ContainerEvent, ContainerSpec, ContainerUuid, CreateContainer,
+    EngineStatus, EnvVar, ExecCapture, ExecCaptured, ExecStream, Label, LogsRequest, OutputKind,
+    PortBinding, Protocol, TerminalSize,
+};
 use nest_core::ErrorKind;
 use nest_core::ids::InstanceId;
-use nest_relay::proto::{
-    AttachStream, Chunk, ContainerEvent, ContainerSpec, CreateContainer, EnvVar, ExecCapture,
-    ExecStream, Label, LogsStream, OutputKind, PortBinding,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SOCKET: &str = "/var/run/docker.sock";
@@ -53,6 +57,16 @@ fn unique(prefix: &str) -> String {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A container uuid no other test (or test run) uses.
+fn unique_uuid(prefix: &str) -> ContainerUuid {
+    ContainerUuid::parse(&unique(prefix)).expect("valid container uuid")
+}
+
+/// A non-zero port or terminal dimension.
+fn nz(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).expect("non-zero")
 }
 
 /// Builds `nest-test/busybox:1` from the host's busybox when missing.
@@ -94,7 +108,7 @@ async fn ensure_image() {
 struct Cleanup(Vec<String>);
 
 impl Cleanup {
-    fn container(uuid: &str) -> Self {
+    fn container(uuid: &impl Display) -> Self {
         Self(vec![format!("nest-{uuid}")])
     }
 }
@@ -118,20 +132,50 @@ async fn engine() -> Engine {
         .expect("engine reachable")
 }
 
-fn spec(uuid: &str, command: &[&str]) -> ContainerSpec {
+fn spec(uuid: &ContainerUuid, command: &[&str]) -> ContainerSpec {
     ContainerSpec {
-        uuid: uuid.to_owned(),
-        image: IMAGE.to_owned(),
         command: command.iter().map(|s| (*s).to_owned()).collect(),
-        ..Default::default()
+        ..ContainerSpec::new(uuid.clone(), IMAGE)
     }
 }
 
 fn run(spec: ContainerSpec) -> CreateContainer {
     CreateContainer {
-        spec: Some(spec),
+        spec,
         start: true,
         pull_missing: false,
+    }
+}
+
+fn capture(uuid: &ContainerUuid, command: &[&str]) -> ExecCapture {
+    ExecCapture {
+        uuid: uuid.clone(),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        env: Vec::new(),
+        workdir: None,
+        user: None,
+    }
+}
+
+fn logs_of(uuid: &ContainerUuid) -> LogsRequest {
+    LogsRequest {
+        uuid: uuid.clone(),
+        stdout: false,
+        stderr: false,
+        tail: None,
+        since: None,
+        timestamps: false,
+        follow: false,
+    }
+}
+
+fn attach_to(uuid: &ContainerUuid) -> AttachStream {
+    AttachStream {
+        uuid: uuid.clone(),
+        stdin: false,
+        stdout: false,
+        stderr: false,
+        logs: false,
     }
 }
 
@@ -170,21 +214,14 @@ async fn read_all(output: impl Stream<Item = Result<Chunk, DockerError>>) -> Vec
 fn text_of(chunks: &[Chunk], kind: OutputKind) -> String {
     chunks
         .iter()
-        .filter(|c| c.kind == kind as i32)
+        .filter(|c| c.kind == kind)
         .map(|c| String::from_utf8_lossy(&c.data).into_owned())
         .collect()
 }
 
-async fn exec(engine: &Engine, uuid: &str, script: &str) -> nest_relay::proto::ExecCaptured {
+async fn exec(engine: &Engine, uuid: &ContainerUuid, script: &str) -> ExecCaptured {
     engine
-        .exec_capture(
-            ExecCapture {
-                uuid: uuid.to_owned(),
-                command: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
-                ..Default::default()
-            },
-            1 << 20,
-        )
+        .exec_capture(capture(uuid, &["sh", "-c", script]), 1 << 20)
         .await
         .expect("exec runs")
 }
@@ -211,7 +248,7 @@ async fn ping_reports_the_negotiated_api_version() {
 #[tokio::test]
 async fn published_port_zero_gets_a_real_host_port_that_serves_http() {
     let engine = engine().await;
-    let uuid = unique("http");
+    let uuid = unique_uuid("http");
     let _cleanup = Cleanup::container(&uuid);
     let mut s = spec(
         &uuid,
@@ -221,24 +258,25 @@ async fn published_port_zero_gets_a_real_host_port_that_serves_http() {
             "mkdir -p /www && echo hello-nest > /www/index.html && exec httpd -f -p 8080 -h /www",
         ],
     );
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     s.ports.push(PortBinding {
-        host_ip: "127.0.0.1".to_owned(),
+        host_ip: Some(localhost),
         host_port: 0,
-        container_port: 8080,
-        protocol: 0,
+        container_port: nz(8080),
+        protocol: Protocol::Tcp,
     });
     let state = engine.create(run(s)).await.expect("create and start");
     assert!(state.running, "{state:?}");
-    assert_eq!(state.status, "running");
+    assert_eq!(state.status, Some(EngineStatus::Running));
     assert_eq!(state.name, format!("nest-{uuid}"));
     assert_eq!(state.ports.len(), 1, "{:?}", state.ports);
     let port = state.ports[0].host_port;
     assert_ne!(port, 0);
-    assert_eq!(state.ports[0].container_port, 8080);
-    assert_eq!(state.ports[0].host_ip, "127.0.0.1");
+    assert_eq!(state.ports[0].container_port, nz(8080));
+    assert_eq!(state.ports[0].host_ip, Some(localhost));
 
     let body = eventually(WAIT, "httpd to answer", || async move {
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).ok()?))
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .ok()?;
         conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
@@ -255,31 +293,24 @@ async fn published_port_zero_gets_a_real_host_port_that_serves_http() {
 #[tokio::test]
 async fn env_workdir_hostname_labels_and_command_are_honoured() {
     let engine = engine().await;
-    let uuid = unique("env");
+    let uuid = unique_uuid("env");
     let _cleanup = Cleanup::container(&uuid);
     let mut s = spec(&uuid, &["sleep", "300"]);
     s.env.push(EnvVar {
         name: "GREETING".to_owned(),
         value: "hello world".to_owned(),
     });
-    s.workdir = "/srv/app".to_owned();
-    s.hostname = "nesthost".to_owned();
+    s.workdir = Some("/srv/app".to_owned());
+    s.hostname = Some("nesthost".to_owned());
     s.labels.push(Label {
         key: "team".to_owned(),
         value: "blue".to_owned(),
     });
     let state = engine.create(run(s)).await.expect("create and start");
-    assert!(
-        state
-            .labels
-            .iter()
-            .any(|l| l.key == "team" && l.value == "blue")
-    );
-    assert!(
-        state
-            .labels
-            .iter()
-            .any(|l| l.key == "nest.container.uuid" && l.value == uuid)
+    assert_eq!(state.labels.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(
+        state.labels.get("nest.container.uuid").map(String::as_str),
+        Some(uuid.as_str())
     );
 
     let out = exec(
@@ -299,7 +330,7 @@ async fn env_workdir_hostname_labels_and_command_are_honoured() {
 #[tokio::test]
 async fn exec_capture_separates_streams_reports_exit_code_and_truncates() {
     let engine = engine().await;
-    let uuid = unique("exec");
+    let uuid = unique_uuid("exec");
     let _cleanup = Cleanup::container(&uuid);
     engine
         .create(run(spec(&uuid, &["sleep", "300"])))
@@ -313,14 +344,7 @@ async fn exec_capture_separates_streams_reports_exit_code_and_truncates() {
     assert!(!out.truncated);
 
     let big = engine
-        .exec_capture(
-            ExecCapture {
-                uuid: uuid.clone(),
-                command: vec!["sh".into(), "-c".into(), "yes | head -c 200000".into()],
-                ..Default::default()
-            },
-            1000,
-        )
+        .exec_capture(capture(&uuid, &["sh", "-c", "yes | head -c 200000"]), 1000)
         .await
         .expect("exec runs");
     assert!(big.truncated);
@@ -328,13 +352,7 @@ async fn exec_capture_separates_streams_reports_exit_code_and_truncates() {
     assert_eq!(big.exit_code, 0);
 
     let err = engine
-        .exec_capture(
-            ExecCapture {
-                uuid: uuid.clone(),
-                ..Default::default()
-            },
-            1000,
-        )
+        .exec_capture(capture(&uuid, &[]), 1000)
         .await
         .expect_err("empty command");
     assert_eq!(err.kind(), ErrorKind::Invalid);
@@ -343,56 +361,64 @@ async fn exec_capture_separates_streams_reports_exit_code_and_truncates() {
 #[tokio::test]
 async fn lifecycle_operations_change_the_engine_state() {
     let engine = engine().await;
-    let uuid = unique("life");
+    let uuid = unique_uuid("life");
     let _cleanup = Cleanup::container(&uuid);
     // PID 1 ignores signals it does not handle, so the script traps TERM.
     let script = "trap 'exit 42' TERM; while true; do sleep 1; done";
     let state = engine
         .create(CreateContainer {
-            spec: Some(spec(&uuid, &["sh", "-c", script])),
+            spec: spec(&uuid, &["sh", "-c", script]),
             start: false,
             pull_missing: false,
         })
         .await
         .expect("create");
-    assert_eq!(state.status, "created");
+    assert_eq!(state.status, Some(EngineStatus::Created));
     assert!(!state.running);
+    assert_eq!(state.started_at, None);
 
     let state = engine.start(&uuid).await.expect("start");
-    assert_eq!(state.status, "running");
-    assert!(state.pid > 0);
-    assert!(!state.started_at.is_empty());
+    assert_eq!(state.status, Some(EngineStatus::Running));
+    assert!(state.pid.is_some_and(|pid| pid > 0));
+    assert!(state.started_at.is_some());
     // Starting a running container is not an error (the engine says 304).
     engine.start(&uuid).await.expect("start again");
 
     let state = engine.pause(&uuid).await.expect("pause");
-    assert_eq!(state.status, "paused");
+    assert_eq!(state.status, Some(EngineStatus::Paused));
     let err = engine.pause(&uuid).await.expect_err("already paused");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     let state = engine.unpause(&uuid).await.expect("unpause");
-    assert_eq!(state.status, "running");
+    assert_eq!(state.status, Some(EngineStatus::Running));
 
-    let state = engine.stop(&uuid, Some(5)).await.expect("stop");
-    assert_eq!(state.status, "exited");
+    let secs = Duration::from_secs;
+    let state = engine.stop(&uuid, Some(secs(5))).await.expect("stop");
+    assert_eq!(state.status, Some(EngineStatus::Exited));
     assert!(!state.running);
     assert_eq!(state.exit_code, 42, "TERM was trapped");
-    engine.stop(&uuid, Some(5)).await.expect("stop again");
+    engine.stop(&uuid, Some(secs(5))).await.expect("stop again");
 
-    let state = engine.restart(&uuid, Some(1)).await.expect("restart");
-    assert_eq!(state.status, "running");
+    let state = engine.restart(&uuid, Some(secs(1))).await.expect("restart");
+    assert_eq!(state.status, Some(EngineStatus::Running));
 
-    engine.kill(&uuid, "SIGTERM").await.expect("kill with TERM");
+    engine
+        .kill(&uuid, Some("SIGTERM"))
+        .await
+        .expect("kill with TERM");
     let state = eventually(WAIT, "the trap to exit", || async {
         let s = engine.inspect(&uuid).await.expect("inspect");
-        (s.status == "exited").then_some(s)
+        (s.status == Some(EngineStatus::Exited)).then_some(s)
     })
     .await;
     assert_eq!(state.exit_code, 42);
-    let err = engine.kill(&uuid, "").await.expect_err("not running");
+    let err = engine.kill(&uuid, None).await.expect_err("not running");
     assert_eq!(err.kind(), ErrorKind::Conflict);
 
     engine.start(&uuid).await.expect("start again");
-    let state = engine.kill(&uuid, "").await.expect("kill with the default");
+    let state = engine
+        .kill(&uuid, None)
+        .await
+        .expect("kill with the default");
     let state = if state.running {
         eventually(WAIT, "SIGKILL to land", || async {
             let s = engine.inspect(&uuid).await.expect("inspect");
@@ -428,7 +454,7 @@ async fn containers_not_created_by_this_agent_are_not_found() {
         .expect("version");
 
     // Same name pattern, no labels: created by hand, outside Nest.
-    let foreign = unique("foreign");
+    let foreign = unique_uuid("foreign");
     let _cleanup_foreign = Cleanup::container(&foreign);
     docker
         .create_container(
@@ -448,7 +474,7 @@ async fn containers_not_created_by_this_agent_are_not_found() {
 
     // Created by another agent (another instance id) on the same engine.
     let other_agent = self::engine().await;
-    let others = unique("others");
+    let others = unique_uuid("others");
     let _cleanup_others = Cleanup::container(&others);
     other_agent
         .create(run(spec(&others, &["sleep", "300"])))
@@ -458,44 +484,20 @@ async fn containers_not_created_by_this_agent_are_not_found() {
     for uuid in [&foreign, &others] {
         not_found("inspect", engine.inspect(uuid).await);
         not_found("start", engine.start(uuid).await);
-        not_found("stop", engine.stop(uuid, Some(1)).await);
-        not_found("restart", engine.restart(uuid, Some(1)).await);
-        not_found("kill", engine.kill(uuid, "").await);
+        let second = Some(Duration::from_secs(1));
+        not_found("stop", engine.stop(uuid, second).await);
+        not_found("restart", engine.restart(uuid, second).await);
+        not_found("kill", engine.kill(uuid, None).await);
         not_found("pause", engine.pause(uuid).await);
         not_found("unpause", engine.unpause(uuid).await);
-        not_found("top", engine.top(uuid, "").await);
+        not_found("top", engine.top(uuid, None).await);
         not_found("stats", engine.stats(uuid).await);
         not_found(
             "exec",
-            engine
-                .exec_capture(
-                    ExecCapture {
-                        uuid: uuid.clone(),
-                        command: vec!["true".to_owned()],
-                        ..Default::default()
-                    },
-                    10,
-                )
-                .await,
+            engine.exec_capture(capture(uuid, &["true"]), 10).await,
         );
-        not_found(
-            "logs",
-            engine
-                .logs(LogsStream {
-                    uuid: uuid.clone(),
-                    ..Default::default()
-                })
-                .await,
-        );
-        not_found(
-            "attach",
-            engine
-                .attach(AttachStream {
-                    uuid: uuid.clone(),
-                    ..Default::default()
-                })
-                .await,
-        );
+        not_found("logs", engine.logs(logs_of(uuid)).await);
+        not_found("attach", engine.attach(attach_to(uuid)).await);
         // Removing what is not ours is a no-op, and the container survives.
         engine.remove(uuid, true).await.expect("remove is a no-op");
         let still_there = docker
@@ -513,7 +515,7 @@ async fn containers_not_created_by_this_agent_are_not_found() {
 #[tokio::test]
 async fn logs_replay_split_streams_honour_tail_and_follow_new_lines() {
     let engine = engine().await;
-    let uuid = unique("logs");
+    let uuid = unique_uuid("logs");
     let _cleanup = Cleanup::container(&uuid);
     engine
         .create(run(spec(
@@ -523,14 +525,12 @@ async fn logs_replay_split_streams_honour_tail_and_follow_new_lines() {
         .await
         .expect("create and start");
 
-    let request = |follow: bool, tail: Option<u64>| LogsStream {
-        uuid: uuid.clone(),
+    let request = |follow: bool, tail: Option<u64>| LogsRequest {
         stdout: true,
         stderr: true,
         tail,
-        since: 0,
-        timestamps: false,
         follow,
+        ..logs_of(&uuid)
     };
     let chunks = eventually(WAIT, "both lines in the log", || async {
         let output = engine.logs(request(false, None)).await.expect("logs");
@@ -542,7 +542,7 @@ async fn logs_replay_split_streams_honour_tail_and_follow_new_lines() {
 
     let only_stderr = read_all(
         engine
-            .logs(LogsStream {
+            .logs(LogsRequest {
                 stdout: false,
                 ..request(false, None)
             })
@@ -576,13 +576,13 @@ async fn logs_replay_split_streams_honour_tail_and_follow_new_lines() {
     .await
     .expect("a followed line");
     assert!(text.starts_with("three-"), "{text:?}");
-    assert_eq!(chunks[0].kind, OutputKind::Stdout as i32);
+    assert_eq!(chunks[0].kind, OutputKind::Stdout);
 }
 
 #[tokio::test]
 async fn interactive_exec_with_tty_runs_typed_commands_and_resizes() {
     let engine = engine().await;
-    let uuid = unique("tty");
+    let uuid = unique_uuid("tty");
     let _cleanup = Cleanup::container(&uuid);
     engine
         .create(run(spec(&uuid, &["sleep", "300"])))
@@ -595,9 +595,13 @@ async fn interactive_exec_with_tty_runs_typed_commands_and_resizes() {
             command: vec!["sh".to_owned()],
             tty: true,
             stdin: true,
-            width: 80,
-            height: 24,
-            ..Default::default()
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            size: Some(TerminalSize {
+                width: nz(80),
+                height: nz(24),
+            }),
         })
         .await
         .expect("exec");
@@ -608,14 +612,20 @@ async fn interactive_exec_with_tty_runs_typed_commands_and_resizes() {
         .expect("type");
     session.input.flush().await.expect("flush");
     let (_, chunks) = read_until(&mut session.output, "the echo", |t| t.contains("hi-42")).await;
-    assert!(chunks.iter().all(|c| c.kind == OutputKind::Console as i32));
+    assert!(chunks.iter().all(|c| c.kind == OutputKind::Console));
 
     session.input.write_all(b"stty size\n").await.expect("type");
     read_until(&mut session.output, "the initial size", |t| {
         t.contains("24 80")
     })
     .await;
-    session.resize(100, 40).await.expect("resize");
+    session
+        .resize(TerminalSize {
+            width: nz(100),
+            height: nz(40),
+        })
+        .await
+        .expect("resize");
     session.input.write_all(b"stty size\n").await.expect("type");
     read_until(&mut session.output, "the new size", |t| {
         t.contains("40 100")
@@ -630,7 +640,7 @@ async fn interactive_exec_with_tty_runs_typed_commands_and_resizes() {
 #[tokio::test]
 async fn attach_with_stdin_reaches_an_open_stdin_container() {
     let engine = engine().await;
-    let uuid = unique("attach");
+    let uuid = unique_uuid("attach");
     let _cleanup = Cleanup::container(&uuid);
     let mut s = spec(&uuid, &["cat"]);
     s.open_stdin = true;
@@ -638,11 +648,10 @@ async fn attach_with_stdin_reaches_an_open_stdin_container() {
 
     let mut session = engine
         .attach(AttachStream {
-            uuid: uuid.clone(),
             stdin: true,
             stdout: true,
             stderr: true,
-            logs: false,
+            ..attach_to(&uuid)
         })
         .await
         .expect("attach");
@@ -657,10 +666,13 @@ async fn attach_with_stdin_reaches_an_open_stdin_container() {
     })
     .await;
     assert_eq!(text, "ping-nest\n");
-    assert_eq!(chunks[0].kind, OutputKind::Stdout as i32);
+    assert_eq!(chunks[0].kind, OutputKind::Stdout);
 
     // cat is PID 1 and ignores TERM, so the stop ends in SIGKILL.
-    engine.stop(&uuid, Some(1)).await.expect("stop");
+    engine
+        .stop(&uuid, Some(Duration::from_secs(1)))
+        .await
+        .expect("stop");
     read_all(&mut session.output).await;
     assert_eq!(session.exit_code().await.expect("exit code"), Some(137));
 }
@@ -722,7 +734,7 @@ async fn load_image_restores_a_saved_archive_under_its_tag() {
 #[tokio::test]
 async fn events_report_start_and_die_with_the_exit_code() {
     let engine = engine().await;
-    let uuid = unique("events");
+    let uuid = unique_uuid("events");
     let _cleanup = Cleanup::container(&uuid);
     // Replaying from just before the create makes the subscription race-free.
     let since = SystemTime::now() - Duration::from_secs(1);
@@ -782,7 +794,7 @@ async fn events_report_start_and_die_with_the_exit_code() {
 #[tokio::test]
 async fn stats_and_top_report_a_busy_container() {
     let engine = engine().await;
-    let uuid = unique("stats");
+    let uuid = unique_uuid("stats");
     let _cleanup = Cleanup::container(&uuid);
     let mut s = spec(&uuid, &["sh", "-c", "while :; do :; done"]);
     s.memory_bytes = 64 * 1024 * 1024;
@@ -799,12 +811,12 @@ async fn stats_and_top_report_a_busy_container() {
     assert_eq!(stats.memory_limit_bytes, 64 * 1024 * 1024);
     assert!(stats.pids >= 1, "{stats:?}");
 
-    let top = engine.top(&uuid, "").await.expect("top");
+    let top = engine.top(&uuid, None).await.expect("top");
     assert!(top.titles.iter().any(|t| t == "PID"), "{top:?}");
     assert!(
         top.processes
             .iter()
-            .any(|row| row.cells.iter().any(|c| c.contains("while"))),
+            .any(|row| row.iter().any(|c| c.contains("while"))),
         "{top:?}"
     );
 }
@@ -812,14 +824,11 @@ async fn stats_and_top_report_a_busy_container() {
 #[tokio::test]
 async fn invalid_specs_and_missing_images_create_nothing() {
     let engine = engine().await;
-    let uuid = unique("invalid");
+    let uuid = unique_uuid("invalid");
     let _cleanup = Cleanup::container(&uuid);
 
-    let mut bad_port = spec(&uuid, &["true"]);
-    bad_port.ports.push(PortBinding {
-        container_port: 0,
-        ..Default::default()
-    });
+    // Malformed uuids, ports and missing specs cannot be built as the
+    // agent's types: the wire conversion refuses them (its unit tests).
     let mut reserved_label = spec(&uuid, &["true"]);
     reserved_label.labels.push(Label {
         key: "nest.instance.id".to_owned(),
@@ -829,21 +838,23 @@ async fn invalid_specs_and_missing_images_create_nothing() {
     no_image.image = String::new();
     let mut huge_cpu = spec(&uuid, &["true"]);
     huge_cpu.cpu_millis = u64::MAX;
-    let mut bad_uuid = spec("../../images", &["true"]);
-    bad_uuid.image = IMAGE.to_owned();
-    for bad in [bad_port, reserved_label, no_image, huge_cpu, bad_uuid] {
+    let mut relative_workdir = spec(&uuid, &["true"]);
+    relative_workdir.workdir = Some("srv".to_owned());
+    let mut bad_env = spec(&uuid, &["true"]);
+    bad_env.env.push(EnvVar {
+        name: "A=B".to_owned(),
+        value: String::new(),
+    });
+    for bad in [
+        reserved_label,
+        no_image,
+        huge_cpu,
+        relative_workdir,
+        bad_env,
+    ] {
         let err = engine.create(run(bad)).await.expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
     }
-    let err = engine
-        .create(CreateContainer {
-            spec: None,
-            start: true,
-            pull_missing: false,
-        })
-        .await
-        .expect_err("no spec");
-    assert_eq!(err.kind(), ErrorKind::Invalid);
 
     let mut missing = spec(&uuid, &["true"]);
     missing.image = "nest-test/no-such-image:1".to_owned();
@@ -857,7 +868,7 @@ async fn invalid_specs_and_missing_images_create_nothing() {
     // No registry is reachable here, so the pull fails as retryable.
     let err = engine
         .create(CreateContainer {
-            spec: Some(missing),
+            spec: missing,
             start: true,
             pull_missing: true,
         })

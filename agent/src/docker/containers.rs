@@ -15,14 +15,15 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use nest_core::ErrorKind;
-use nest_relay::proto::{ContainerState, CreateContainer, StatsResult, TopResult};
 use tracing::instrument;
 
 use super::error::{DockerError, engine_status};
 use super::{
     DEFAULT_STOP_GRACE, DOCKER_CALL_TIMEOUT, Engine, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID,
-    LABEL_MANAGED_BY, MANAGED_BY, bounded, container_name, container_target, convert, spec,
+    LABEL_MANAGED_BY, MANAGED_BY, answers, bounded, container_name, container_target, spec,
 };
+use crate::log_fields::{CONTAINER_ID, DOCKER_ID};
+use crate::model::{ContainerState, ContainerUuid, CreateContainer, StatsResult, TopResult};
 
 /// `ps` arguments for `top` when the request names none (the engine's default).
 const DEFAULT_PS_ARGS: &str = "-ef";
@@ -32,7 +33,7 @@ const DEFAULT_KILL_SIGNAL: &str = "SIGKILL";
 const MAX_SIGNAL_LEN: usize = 16;
 /// Longest grace a stop or restart may ask for (a day); the call blocks for
 /// that long, so more is surely a mistake.
-const MAX_STOP_TIMEOUT_SECS: u32 = 24 * 3600;
+const MAX_STOP_TIMEOUT_SECS: u64 = 24 * 3600;
 
 impl Engine {
     /// Creates a container from `req.spec`, pulling its image first when it
@@ -47,12 +48,9 @@ impl Engine {
     /// `Invalid` for a bad spec; `NotFound` ([`DockerError::ImageMissing`])
     /// when the image is missing and no pull was asked for; `Conflict` when
     /// `nest-<uuid>` already exists; engine failures as classified.
-    #[instrument(skip_all, fields(container_id = tracing::field::Empty))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.spec.uuid))]
     pub async fn create(&self, req: CreateContainer) -> Result<ContainerState, DockerError> {
-        let spec = req
-            .spec
-            .ok_or_else(|| DockerError::invalid("spec", "is missing"))?;
-        tracing::Span::current().record("container_id", spec.uuid.as_str());
+        let spec = req.spec;
         let body = spec::create_body(&spec, &self.instance_id)?;
         let name = container_name(&spec.uuid);
         let target = container_target(&spec.uuid);
@@ -76,12 +74,12 @@ impl Engine {
                     });
                 }
                 tracing::info!(image = %spec.image, "image missing; pulling it");
-                self.pull_image(&spec.image, "").await?;
+                self.pull_image(&spec.image, None).await?;
                 create().await?
             }
             other => other?,
         };
-        tracing::info!(docker_id = %created.id, "container created");
+        tracing::info!({ DOCKER_ID } = %created.id, "container created");
         if req.start {
             bounded(
                 "start",
@@ -92,7 +90,7 @@ impl Engine {
             .await?;
         }
         let managed = self.find_by_ref(&spec.uuid, &created.id).await?;
-        Ok(convert::container_state(&managed.inspect))
+        Ok(managed.state())
     }
 
     /// Starts a container; starting a running one is not an error.
@@ -100,8 +98,8 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; engine failures
     /// as classified (a port already taken is `Internal` in 20.10).
-    #[instrument(skip_all, fields(container_id = %uuid))]
-    pub async fn start(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
+    pub async fn start(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         bounded(
             "start",
@@ -113,17 +111,17 @@ impl Engine {
         self.state_of(&managed).await
     }
 
-    /// Stops a container, waiting `timeout` seconds (or the engine's
+    /// Stops a container, waiting `timeout` (whole seconds, or the engine's
     /// default) before SIGKILL; stopping a stopped one is not an error.
     ///
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Invalid` for a
     /// timeout over a day; engine failures as classified.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn stop(
         &self,
-        uuid: &str,
-        timeout: Option<u32>,
+        uuid: &ContainerUuid,
+        timeout: Option<Duration>,
     ) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         let (t, limit) = stop_limits(timeout)?;
@@ -148,11 +146,11 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::stop`].
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn restart(
         &self,
-        uuid: &str,
-        timeout: Option<u32>,
+        uuid: &ContainerUuid,
+        timeout: Option<Duration>,
     ) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         let (t, limit) = stop_limits(timeout)?;
@@ -171,19 +169,19 @@ impl Engine {
         self.state_of(&managed).await
     }
 
-    /// Sends `signal` (a name such as `SIGTERM`, or a number; empty means
+    /// Sends `signal` (a name such as `SIGTERM`, or a number; `None` means
     /// SIGKILL) to a container's main process.
     ///
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Invalid` for a
     /// malformed or unknown signal; `Conflict` when it is not running.
-    #[instrument(skip_all, fields(container_id = %uuid, signal = %signal))]
-    pub async fn kill(&self, uuid: &str, signal: &str) -> Result<ContainerState, DockerError> {
-        let signal = if signal.is_empty() {
-            DEFAULT_KILL_SIGNAL
-        } else {
-            signal
-        };
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid, signal = signal.unwrap_or(DEFAULT_KILL_SIGNAL)))]
+    pub async fn kill(
+        &self,
+        uuid: &ContainerUuid,
+        signal: Option<&str>,
+    ) -> Result<ContainerState, DockerError> {
+        let signal = signal.unwrap_or(DEFAULT_KILL_SIGNAL);
         if signal.len() > MAX_SIGNAL_LEN
             || !signal
                 .chars()
@@ -213,8 +211,8 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Conflict` when
     /// it is not running or already paused.
-    #[instrument(skip_all, fields(container_id = %uuid))]
-    pub async fn pause(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
+    pub async fn pause(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         bounded(
             "pause",
@@ -232,10 +230,10 @@ impl Engine {
     /// # Errors
     /// `Invalid` for limits out of range (nothing changes); `NotFound` for
     /// a container this agent does not own.
-    #[instrument(skip_all, fields(container_id = %uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
     pub async fn update_resources(
         &self,
-        uuid: &str,
+        uuid: &ContainerUuid,
         cpu_millis: u64,
         memory_bytes: u64,
     ) -> Result<ContainerState, DockerError> {
@@ -263,8 +261,8 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Conflict` when
     /// it is not paused.
-    #[instrument(skip_all, fields(container_id = %uuid))]
-    pub async fn unpause(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
+    pub async fn unpause(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
         bounded(
             "unpause",
@@ -280,10 +278,10 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound` for a container this agent does not own.
-    #[instrument(skip_all, fields(container_id = %uuid))]
-    pub async fn inspect(&self, uuid: &str) -> Result<ContainerState, DockerError> {
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
+    pub async fn inspect(&self, uuid: &ContainerUuid) -> Result<ContainerState, DockerError> {
         let managed = self.find(uuid).await?;
-        Ok(convert::container_state(&managed.inspect))
+        Ok(managed.state())
     }
 
     /// Removes a container and its anonymous volumes. Idempotent: a
@@ -292,8 +290,8 @@ impl Engine {
     /// # Errors
     /// `Conflict` when it runs and `force` is not set; engine failures as
     /// classified.
-    #[instrument(skip_all, fields(container_id = %uuid, force))]
-    pub async fn remove(&self, uuid: &str, force: bool) -> Result<(), DockerError> {
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid, force))]
+    pub async fn remove(&self, uuid: &ContainerUuid, force: bool) -> Result<(), DockerError> {
         let managed = match self.find(uuid).await {
             Ok(managed) => managed,
             Err(DockerError::ContainerNotFound { .. }) => return Ok(()),
@@ -352,10 +350,14 @@ impl Engine {
             ) else {
                 continue;
             };
+            // A uuid this agent would refuse is one it cannot have created.
+            let Ok(uuid) = ContainerUuid::parse(uuid) else {
+                continue;
+            };
             // The summary is only a hint; the full inspect re-checks the name
             // and labels, and gives the same state the other calls report.
-            match self.find_by_ref(uuid, id).await {
-                Ok(managed) => states.push(convert::container_state(&managed.inspect)),
+            match self.find_by_ref(&uuid, id).await {
+                Ok(managed) => states.push(managed.state()),
                 Err(DockerError::ContainerNotFound { .. }) => {}
                 Err(err) => return Err(err),
             }
@@ -365,19 +367,19 @@ impl Engine {
     }
 
     /// The processes of a running container, as the host's `ps` shows them
-    /// with `ps_args` (empty means `-ef`).
+    /// with `ps_args` (`None` means `-ef`).
     ///
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Conflict` when
     /// it is not running.
-    #[instrument(skip_all, fields(container_id = %uuid))]
-    pub async fn top(&self, uuid: &str, ps_args: &str) -> Result<TopResult, DockerError> {
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
+    pub async fn top(
+        &self,
+        uuid: &ContainerUuid,
+        ps_args: Option<&str>,
+    ) -> Result<TopResult, DockerError> {
         let managed = self.find(uuid).await?;
-        let ps_args = if ps_args.is_empty() {
-            DEFAULT_PS_ARGS
-        } else {
-            ps_args
-        };
+        let ps_args = ps_args.unwrap_or(DEFAULT_PS_ARGS);
         let options = TopOptionsBuilder::default().ps_args(ps_args).build();
         let top = bounded(
             "top",
@@ -386,7 +388,7 @@ impl Engine {
             self.docker.top_processes(&managed.id, Some(options)),
         )
         .await?;
-        Ok(convert::top_result(top))
+        Ok(answers::top_result(top))
     }
 
     /// One resource sample of a container. The engine takes two readings
@@ -395,8 +397,8 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; engine failures
     /// as classified.
-    #[instrument(skip_all, fields(container_id = %uuid))]
-    pub async fn stats(&self, uuid: &str) -> Result<StatsResult, DockerError> {
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %uuid))]
+    pub async fn stats(&self, uuid: &ContainerUuid) -> Result<StatsResult, DockerError> {
         let managed = self.find(uuid).await?;
         // Not one-shot: a one-shot sample has no previous reading to compute
         // the CPU percentage from.
@@ -414,14 +416,14 @@ impl Engine {
             target: managed.target(),
             missing: "a sample",
         })?;
-        Ok(convert::stats_result(&sample))
+        Ok(answers::stats_result(&sample))
     }
 }
 
 /// The engine's `t` for a stop or restart, and how long the call may take:
 /// the grace before SIGKILL plus an ordinary call's limit.
-fn stop_limits(timeout: Option<u32>) -> Result<(Option<i32>, Duration), DockerError> {
-    let Some(seconds) = timeout else {
+fn stop_limits(timeout: Option<Duration>) -> Result<(Option<i32>, Duration), DockerError> {
+    let Some(seconds) = timeout.map(|t| t.as_secs()) else {
         return Ok((None, DOCKER_CALL_TIMEOUT.saturating_add(DEFAULT_STOP_GRACE)));
     };
     if seconds > MAX_STOP_TIMEOUT_SECS {
@@ -432,6 +434,6 @@ fn stop_limits(timeout: Option<u32>) -> Result<(Option<i32>, Duration), DockerEr
     }
     // Bounded just above, so the conversion cannot saturate.
     let t = i32::try_from(seconds).unwrap_or(i32::MAX);
-    let grace = Duration::from_secs(u64::from(seconds));
+    let grace = Duration::from_secs(seconds);
     Ok((Some(t), DOCKER_CALL_TIMEOUT.saturating_add(grace)))
 }

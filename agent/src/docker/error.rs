@@ -11,6 +11,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use nest_core::ErrorKind;
 
+use crate::model::ContainerUuid;
+
 /// A failure of an operation on the local Docker engine.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -28,7 +30,7 @@ pub enum DockerError {
     /// The request was refused before it reached the engine.
     #[error("invalid {field}: {reason}")]
     Invalid {
-        /// The offending field, as the wire names it (`spec.ports[0].host_port`).
+        /// The offending field, as the wire names it (`spec.labels[0].key`).
         field: String,
         /// Why the value is refused.
         reason: String,
@@ -51,7 +53,7 @@ pub enum DockerError {
     #[error("container {uuid} not found")]
     ContainerNotFound {
         /// Nest's container uuid.
-        uuid: String,
+        uuid: ContainerUuid,
     },
 
     /// The image of a new container is not on this instance, and the request

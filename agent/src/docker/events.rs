@@ -12,13 +12,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::{Stream, StreamExt};
-use nest_relay::proto::ContainerEvent;
 
 use super::error::DockerError;
 use super::{
     Engine, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID, LABEL_MANAGED_BY, MANAGED_BY, container_name,
-    convert,
 };
+use crate::log_fields::CONTAINER_ID;
+use crate::model::{ContainerEvent, ContainerUuid};
 
 /// Engine actions passed on to Nest; the rest (exec_*, attach, resize, top,
 /// ...) are the agent's own doing or irrelevant to a container's state.
@@ -96,7 +96,7 @@ impl Engine {
             })
     }
 
-    /// The wire event for one engine event, or `None` when it is not one
+    /// The agent's event for one engine event, or `None` when it is not one
     /// Nest tracks or not about a container of this agent.
     async fn container_event(&self, message: EventMessage) -> Option<ContainerEvent> {
         if message.typ != Some(EventMessageTypeEnum::CONTAINER) {
@@ -110,7 +110,8 @@ impl Engine {
         }
         let actor = message.actor?;
         let attributes = actor.attributes.unwrap_or_default();
-        let uuid = attributes.get(LABEL_CONTAINER_UUID)?.clone();
+        // A uuid this agent would refuse is one it cannot have created.
+        let uuid = ContainerUuid::parse(attributes.get(LABEL_CONTAINER_UUID)?).ok()?;
         // The engine filtered on the labels; the name must match as well,
         // exactly as for every other operation.
         if attributes.get(NAME_ATTRIBUTE) != Some(&container_name(&uuid))
@@ -135,10 +136,10 @@ impl Engine {
             None
         } else {
             match self.find_by_ref(&uuid, &docker_id).await {
-                Ok(managed) => Some(convert::container_state(&managed.inspect)),
+                Ok(managed) => Some(managed.state()),
                 Err(err) => {
                     tracing::debug!(
-                        container_id = %uuid,
+                        { CONTAINER_ID } = %uuid,
                         error = %err,
                         "container state unreadable after event {action}"
                     );

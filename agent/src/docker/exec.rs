@@ -5,29 +5,27 @@
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use futures_util::StreamExt;
-use nest_relay::proto::{EnvVar, ExecCapture, ExecCaptured, ExecStream, OutputKind};
 use tracing::instrument;
 
 use super::error::DockerError;
-use super::streams::{
-    InteractiveSession, SessionControl, Target, chunk_stream, chunks, terminal_size,
-};
+use super::streams::{InteractiveSession, SessionControl, Target, chunk_stream, chunks};
 use super::{
     DOCKER_CALL_TIMEOUT, EXEC_CAPTURE_TIMEOUT, EXIT_STATUS_TIMEOUT, Engine, Managed, bounded, spec,
 };
+use crate::log_fields::CONTAINER_ID;
+use crate::model::{
+    ContainerUuid, EnvVar, ExecCapture, ExecCaptured, ExecStream, OutputKind, TerminalSize,
+};
 
-/// What an exec runs, once checked.
+/// What an exec runs, before it is checked.
 struct ExecRequest<'a> {
-    uuid: &'a str,
+    uuid: &'a ContainerUuid,
     command: &'a [String],
     env: &'a [EnvVar],
-    workdir: &'a str,
-    user: &'a str,
+    workdir: Option<&'a str>,
+    user: Option<&'a str>,
     tty: bool,
     stdin: bool,
-    /// Initial terminal size, or 0 × 0 for the engine's default.
-    width: u32,
-    height: u32,
 }
 
 impl Engine {
@@ -40,7 +38,7 @@ impl Engine {
     /// agent does not own; `Conflict` when it is not running; `Timeout`
     /// when the command runs longer than [`EXEC_CAPTURE_TIMEOUT`] (the
     /// process is left running).
-    #[instrument(skip_all, fields(container_id = %req.uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid))]
     pub async fn exec_capture(
         &self,
         req: ExecCapture,
@@ -51,12 +49,10 @@ impl Engine {
                 uuid: &req.uuid,
                 command: &req.command,
                 env: &req.env,
-                workdir: &req.workdir,
-                user: &req.user,
+                workdir: req.workdir.as_deref(),
+                user: req.user.as_deref(),
                 tty: false,
                 stdin: false,
-                width: 0,
-                height: 0,
             })
             .await?;
         let describe = format!("exec {exec_id} in container {}", managed.uuid);
@@ -85,7 +81,7 @@ impl Engine {
                         captured.truncated = true;
                     }
                     room -= keep;
-                    let sink = if chunk.kind == OutputKind::Stderr as i32 {
+                    let sink = if chunk.kind == OutputKind::Stderr {
                         &mut captured.stderr
                     } else {
                         &mut captured.stdout
@@ -121,13 +117,12 @@ impl Engine {
 
     /// Starts `req.command` in a running container with its stdin, stdout
     /// and stderr connected to the returned session, on a terminal of
-    /// `req.width` × `req.height` when `req.tty` is set.
+    /// `req.size` (or the engine's default) when `req.tty` is set.
     ///
     /// # Errors
-    /// `Invalid` for an empty command or a terminal size beyond 65535;
-    /// `NotFound` for a container this agent does not own; `Conflict` when
-    /// it is not running.
-    #[instrument(skip_all, fields(container_id = %req.uuid, tty = req.tty))]
+    /// `Invalid` for an empty command; `NotFound` for a container this
+    /// agent does not own; `Conflict` when it is not running.
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid, tty = req.tty))]
     pub async fn exec_interactive(
         &self,
         req: ExecStream,
@@ -137,12 +132,10 @@ impl Engine {
                 uuid: &req.uuid,
                 command: &req.command,
                 env: &req.env,
-                workdir: &req.workdir,
-                user: &req.user,
+                workdir: req.workdir.as_deref(),
+                user: req.user.as_deref(),
                 tty: req.tty,
                 stdin: req.stdin,
-                width: req.width,
-                height: req.height,
             })
             .await?;
         let describe = format!("exec {exec_id} in container {}", managed.uuid);
@@ -177,9 +170,9 @@ impl Engine {
         // The size can only be set once the process exists, i.e. now. A
         // process that exits at once cannot be resized any more; that is no
         // reason to fail a session whose output is already there.
-        if req.tty
-            && (req.width, req.height) != (0, 0)
-            && let Err(err) = control.resize(req.width, req.height).await
+        let size: Option<TerminalSize> = req.size.filter(|_| req.tty);
+        if let Some(size) = size
+            && let Err(err) = control.resize(size).await
         {
             tracing::debug!(error = %err, "initial terminal resize failed");
         }
@@ -195,14 +188,9 @@ impl Engine {
         if req.command.is_empty() {
             return Err(DockerError::invalid("command", "must not be empty"));
         }
-        if req.tty && (req.width, req.height) != (0, 0) {
-            // Checked before the process exists, so a bad size starts nothing.
-            terminal_size(req.width, req.height)?;
-        }
         spec::check_workdir("workdir", req.workdir)?;
         let env = spec::env_strings("env", req.env)?;
         let managed = self.find(req.uuid).await?;
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         let config = ExecConfig {
             attach_stdin: Some(req.stdin),
             attach_stdout: Some(true),
@@ -210,8 +198,8 @@ impl Engine {
             tty: Some(req.tty),
             env: (!env.is_empty()).then_some(env),
             cmd: Some(req.command.to_vec()),
-            user: non_empty(req.user),
-            working_dir: non_empty(req.workdir),
+            user: req.user.map(str::to_owned),
+            working_dir: req.workdir.map(str::to_owned),
             ..Default::default()
         };
         let created = bounded(

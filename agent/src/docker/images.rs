@@ -7,11 +7,12 @@
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{CreateImageOptionsBuilder, ImportImageOptionsBuilder};
 use futures_util::{Stream, StreamExt};
-use nest_relay::proto::ImagePulled;
+use nest_core::secret::Secret;
 use tracing::instrument;
 
 use super::error::DockerError;
 use super::{DOCKER_CALL_TIMEOUT, Engine, LOAD_IMAGE_TIMEOUT, PULL_TIMEOUT, bounded, spec};
+use crate::model::ImagePulled;
 
 /// Tag pulled when a reference names none; without it the engine would pull
 /// every tag of the repository.
@@ -19,7 +20,7 @@ const DEFAULT_TAG: &str = "latest";
 
 impl Engine {
     /// Pulls `reference` from its registry, with `registry_auth` (the
-    /// engine's `X-Registry-Auth` JSON, empty for none).
+    /// engine's `X-Registry-Auth` JSON; `None` or blank for none).
     ///
     /// # Errors
     /// `Invalid` for an empty reference or malformed credentials; for a
@@ -30,7 +31,7 @@ impl Engine {
     pub async fn pull_image(
         &self,
         reference: &str,
-        registry_auth: &str,
+        registry_auth: Option<&Secret<String>>,
     ) -> Result<ImagePulled, DockerError> {
         spec::check_image("reference", reference)?;
         let credentials = parse_registry_auth(registry_auth)?;
@@ -131,11 +132,13 @@ fn split_reference(reference: &str) -> (&str, Option<&'static str>) {
     }
 }
 
-/// Reads the engine's `X-Registry-Auth` JSON; empty means no credentials.
-fn parse_registry_auth(auth: &str) -> Result<Option<DockerCredentials>, DockerError> {
-    if auth.trim().is_empty() {
+/// Reads the engine's `X-Registry-Auth` JSON; blank means no credentials.
+fn parse_registry_auth(
+    auth: Option<&Secret<String>>,
+) -> Result<Option<DockerCredentials>, DockerError> {
+    let Some(auth) = auth.map(Secret::expose).filter(|a| !a.trim().is_empty()) else {
         return Ok(None);
-    }
+    };
     serde_json::from_str(auth)
         .map(Some)
         .map_err(|err| DockerError::RegistryAuth {
@@ -164,13 +167,19 @@ mod tests {
 
     #[test]
     fn registry_auth_errors_do_not_quote_the_secret() {
-        let err = parse_registry_auth(r#"{"password": 12345678}"#).expect_err("not a string");
+        let auth = |json: &str| Secret::new(json.to_owned());
+        let err = parse_registry_auth(Some(&auth(r#"{"password": 12345678}"#)))
+            .expect_err("not a string");
         assert!(!err.to_string().contains("12345678"), "{err}");
         assert!(matches!(err, DockerError::RegistryAuth { .. }));
-        let creds = parse_registry_auth(r#"{"username":"u","password":"p"}"#)
+        let creds = parse_registry_auth(Some(&auth(r#"{"username":"u","password":"p"}"#)))
             .expect("valid")
             .expect("present");
         assert_eq!(creds.username.as_deref(), Some("u"));
-        assert_eq!(parse_registry_auth("").expect("empty is fine"), None);
+        assert_eq!(parse_registry_auth(None).expect("none is fine"), None);
+        assert_eq!(
+            parse_registry_auth(Some(&auth("  "))).expect("blank is fine"),
+            None
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The only module of nest-agent that talks to dockerd.
 //!
-//! [`Engine`] carries out the relay's commands and streams on the local
-//! Docker engine through bollard, and speaks only Nest's wire types
-//! (`nest_relay::proto`) and [`DockerError`] to its callers: no bollard type
-//! leaves this module.
+//! [`Engine`] carries out the agent's commands and streams on the local
+//! Docker engine through bollard, and speaks only the agent's own types
+//! ([`crate::model`]) and [`DockerError`] to its callers: no bollard type
+//! leaves this module, and no wire type enters it.
 //!
 //! Ownership is the rule everything here follows: the agent only ever
 //! touches containers it created. Each one is named `nest-<uuid>` in the
@@ -18,15 +18,15 @@
 //! Layout:
 //! - `error.rs`: [`DockerError`] and the classification of engine failures.
 //! - `spec.rs`: checks a `ContainerSpec` and builds the engine's create body.
-//! - `convert.rs`: engine answers into wire types (state, stats, top).
+//! - `answers.rs`: engine answers into the agent's reports (state, stats, top).
 //! - `containers.rs`: the container lifecycle and one-shot queries.
 //! - `images.rs`: pull and load.
 //! - `exec.rs`: captured and interactive exec.
 //! - `streams.rs`: logs, attach, and [`InteractiveSession`].
 //! - `events.rs`: the engine's event feed, narrowed to this agent.
 
+mod answers;
 mod containers;
-mod convert;
 mod error;
 mod events;
 mod exec;
@@ -43,10 +43,12 @@ use bollard::models::ContainerInspectResponse;
 use bollard::{API_DEFAULT_VERSION, Docker};
 use nest_core::ErrorKind;
 use nest_core::ids::InstanceId;
-use nest_relay::proto;
+
+use crate::log_fields::INSTANCE_ID;
+use crate::model::{ContainerState, ContainerUuid, Pong};
 
 pub use error::DockerError;
-pub use spec::{MAX_CPU_MILLIS, MAX_MEMORY_BYTES, MAX_UUID_LEN, MIN_CPU_MILLIS, MIN_MEMORY_BYTES};
+pub use spec::{MAX_CPU_MILLIS, MAX_MEMORY_BYTES, MIN_CPU_MILLIS, MIN_MEMORY_BYTES};
 pub use streams::{ChunkStream, InteractiveSession, SessionControl};
 
 /// Label holding Nest's container uuid.
@@ -84,7 +86,7 @@ pub const EXIT_STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The engine name of the container with `uuid`.
-pub fn container_name(uuid: &str) -> String {
+pub fn container_name(uuid: &ContainerUuid) -> String {
     format!("{CONTAINER_NAME_PREFIX}{uuid}")
 }
 
@@ -117,7 +119,7 @@ impl std::fmt::Debug for Engine {
 
 /// A container this agent owns, as found by [`Engine::find`].
 pub(crate) struct Managed {
-    uuid: String,
+    uuid: ContainerUuid,
     id: String,
     inspect: ContainerInspectResponse,
 }
@@ -136,10 +138,15 @@ impl Managed {
     fn target(&self) -> String {
         container_target(&self.uuid)
     }
+
+    /// The container's state, as its inspect shows it.
+    fn state(&self) -> ContainerState {
+        answers::container_state(&self.uuid, &self.inspect)
+    }
 }
 
 /// How errors name a container.
-fn container_target(uuid: &str) -> String {
+fn container_target(uuid: &ContainerUuid) -> String {
     format!("container {uuid}")
 }
 
@@ -218,7 +225,7 @@ impl Engine {
             api: docker.client_version().to_string(),
         };
         tracing::info!(
-            instance_id = %instance_id,
+            { INSTANCE_ID } = %instance_id,
             docker_version = %versions.docker,
             api_version = %versions.api,
             "connected to the docker engine"
@@ -250,9 +257,9 @@ impl Engine {
     /// # Errors
     /// `Unavailable` when the engine does not answer, `Timeout` after
     /// [`DOCKER_CALL_TIMEOUT`].
-    pub async fn ping(&self) -> Result<proto::Pong, DockerError> {
+    pub async fn ping(&self) -> Result<Pong, DockerError> {
         bounded("ping", "engine", DOCKER_CALL_TIMEOUT, self.docker.ping()).await?;
-        Ok(proto::Pong {
+        Ok(Pong {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             docker_version: self.versions.docker.clone(),
             docker_api_version: self.versions.api.clone(),
@@ -260,14 +267,17 @@ impl Engine {
     }
 
     /// Finds the container with `uuid` and checks that this agent owns it.
-    async fn find(&self, uuid: &str) -> Result<Managed, DockerError> {
-        spec::check_uuid("uuid", uuid)?;
+    async fn find(&self, uuid: &ContainerUuid) -> Result<Managed, DockerError> {
         self.find_by_ref(uuid, &container_name(uuid)).await
     }
 
     /// Inspects `reference` (an engine name or id) and checks that it is the
     /// container with `uuid` and that this agent owns it.
-    async fn find_by_ref(&self, uuid: &str, reference: &str) -> Result<Managed, DockerError> {
+    async fn find_by_ref(
+        &self,
+        uuid: &ContainerUuid,
+        reference: &str,
+    ) -> Result<Managed, DockerError> {
         let inspected = bounded(
             "inspect",
             &container_target(uuid),
@@ -278,16 +288,12 @@ impl Engine {
         let inspect = match inspected {
             Ok(inspect) => inspect,
             Err(err) if err.kind() == ErrorKind::NotFound => {
-                return Err(DockerError::ContainerNotFound {
-                    uuid: uuid.to_owned(),
-                });
+                return Err(DockerError::ContainerNotFound { uuid: uuid.clone() });
             }
             Err(err) => return Err(err),
         };
         if !self.owns(uuid, &inspect) {
-            return Err(DockerError::ContainerNotFound {
-                uuid: uuid.to_owned(),
-            });
+            return Err(DockerError::ContainerNotFound { uuid: uuid.clone() });
         }
         let id = inspect.id.clone().ok_or_else(|| DockerError::Malformed {
             operation: "inspect",
@@ -295,7 +301,7 @@ impl Engine {
             missing: "the container id",
         })?;
         Ok(Managed {
-            uuid: uuid.to_owned(),
+            uuid: uuid.clone(),
             id,
             inspect,
         })
@@ -303,11 +309,11 @@ impl Engine {
 
     /// Whether the inspected container is `nest-<uuid>`, created by this
     /// agent: name and all three ownership labels must match.
-    fn owns(&self, uuid: &str, inspect: &ContainerInspectResponse) -> bool {
+    fn owns(&self, uuid: &ContainerUuid, inspect: &ContainerInspectResponse) -> bool {
         let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
         let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
         let name = inspect.name.as_deref().map(|n| n.trim_start_matches('/'));
-        label(LABEL_CONTAINER_UUID) == Some(uuid)
+        label(LABEL_CONTAINER_UUID) == Some(uuid.as_str())
             && label(LABEL_INSTANCE_ID) == Some(self.instance_id.as_str())
             && label(LABEL_MANAGED_BY) == Some(MANAGED_BY)
             && name == Some(container_name(uuid).as_str())
@@ -315,8 +321,8 @@ impl Engine {
 
     /// The current state of a container found earlier, re-read by id so that
     /// a container renamed or replaced in between is not mistaken for it.
-    async fn state_of(&self, managed: &Managed) -> Result<proto::ContainerState, DockerError> {
+    async fn state_of(&self, managed: &Managed) -> Result<ContainerState, DockerError> {
         let fresh = self.find_by_ref(&managed.uuid, &managed.id).await?;
-        Ok(convert::container_state(&fresh.inspect))
+        Ok(fresh.state())
     }
 }

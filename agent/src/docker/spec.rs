@@ -1,28 +1,31 @@
-//! Checks a [`ContainerSpec`] and turns it into the engine's create body.
+//! Checks a [`ContainerSpec`] against what the engine and Nest's
+//! ownership labels allow, and turns it into the engine's create body.
 //!
-//! Everything here is pure: no engine calls, so a refused spec provably
-//! changes nothing. Engine-side limits the agent cannot know (more CPUs than
-//! the instance has, a host port already taken) are left to the engine,
-//! whose 400/409 answers are classified in `error.rs`.
+//! The spec's shape (uuid, ports, restart policy) was checked when it was
+//! read off the wire; what is checked here are the engine's and the
+//! agent's own rules: image references, paths, environment names, label
+//! keys, resource limits. Everything is pure: no engine calls, so a
+//! refused spec provably changes nothing. Engine-side limits the agent
+//! cannot know (more CPUs than the instance has, a host port already
+//! taken) are left to the engine, whose 400/409 answers are classified in
+//! `error.rs`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::num::NonZeroU16;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding as EnginePortBinding, PortMap, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, PortBinding as EnginePortBinding, PortMap,
+    RestartPolicy as EngineRestartPolicy, RestartPolicyNameEnum,
 };
 use nest_core::ids::InstanceId;
-use nest_relay::proto::{self, ContainerSpec};
 
 use super::error::DockerError;
 use super::{
     LABEL_CONTAINER_NAME, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID, LABEL_MANAGED_BY, MANAGED_BY,
     RESERVED_LABEL_PREFIX,
 };
+use crate::model::{ContainerSpec, EnvVar, PortBinding, Protocol, RestartPolicy};
 
-/// Longest container uuid accepted; Nest's uuids are 36 characters.
-pub const MAX_UUID_LEN: usize = 64;
 /// Smallest CPU limit in millicores; the engine refuses less than 0.01 CPU.
 pub const MIN_CPU_MILLIS: u64 = 10;
 /// Largest CPU limit in millicores (1024 vCPUs); more is surely a mistake.
@@ -31,36 +34,6 @@ pub const MAX_CPU_MILLIS: u64 = 1024 * 1000;
 pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
 /// Largest memory limit in bytes (1 PiB); more is surely a mistake.
 pub const MAX_MEMORY_BYTES: u64 = 1 << 50;
-
-/// Checks a uuid that names a container.
-///
-/// The uuid ends up in the engine's container name and in URL paths, so it
-/// is held to the engine's name alphabet; this also keeps `/` and `?` out of
-/// request paths.
-pub(crate) fn check_uuid(field: &str, uuid: &str) -> Result<(), DockerError> {
-    if uuid.is_empty() {
-        return Err(DockerError::invalid(field, "must not be empty"));
-    }
-    if uuid.len() > MAX_UUID_LEN {
-        return Err(DockerError::invalid(
-            field,
-            format!(
-                "is {} characters long; at most {MAX_UUID_LEN} are allowed",
-                uuid.len()
-            ),
-        ));
-    }
-    if let Some(bad) = uuid
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(DockerError::invalid(
-            field,
-            format!("holds {bad:?}; only ASCII letters, digits, '-', '_' and '.' are allowed"),
-        ));
-    }
-    Ok(())
-}
 
 /// Checks an image reference enough to keep it a single, printable token.
 pub(crate) fn check_image(field: &str, image: &str) -> Result<(), DockerError> {
@@ -76,8 +49,8 @@ pub(crate) fn check_image(field: &str, image: &str) -> Result<(), DockerError> {
     Ok(())
 }
 
-/// Turns `EnvVar`s into the engine's `NAME=value` strings.
-pub(crate) fn env_strings(field: &str, env: &[proto::EnvVar]) -> Result<Vec<String>, DockerError> {
+/// Turns [`EnvVar`]s into the engine's `NAME=value` strings.
+pub(crate) fn env_strings(field: &str, env: &[EnvVar]) -> Result<Vec<String>, DockerError> {
     env.iter()
         .enumerate()
         .map(|(i, var)| {
@@ -92,22 +65,22 @@ pub(crate) fn env_strings(field: &str, env: &[proto::EnvVar]) -> Result<Vec<Stri
         .collect()
 }
 
-/// Checks a working directory: empty (the image's) or absolute, as the
+/// Checks a working directory: the image's (`None`) or absolute, as the
 /// engine requires.
-pub(crate) fn check_workdir(field: &str, workdir: &str) -> Result<(), DockerError> {
-    if !workdir.is_empty() && !workdir.starts_with('/') {
+pub(crate) fn check_workdir(field: &str, workdir: Option<&str>) -> Result<(), DockerError> {
+    if workdir.is_some_and(|w| !w.starts_with('/')) {
         return Err(DockerError::invalid(field, "must be an absolute path"));
     }
     Ok(())
 }
 
-/// The engine's port key, `<port>/<proto>`.
-pub(crate) fn port_key(port: u32, protocol: proto::Protocol) -> String {
-    let proto = match protocol {
-        proto::Protocol::Tcp => "tcp",
-        proto::Protocol::Udp => "udp",
+/// The engine's port key, `<port>/<protocol>`.
+pub(crate) fn port_key(port: NonZeroU16, protocol: Protocol) -> String {
+    let name = match protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
     };
-    format!("{port}/{proto}")
+    format!("{port}/{name}")
 }
 
 /// Checks `spec` and builds the create body with Nest's ownership labels.
@@ -115,26 +88,23 @@ pub(crate) fn create_body(
     spec: &ContainerSpec,
     instance_id: &InstanceId,
 ) -> Result<ContainerCreateBody, DockerError> {
-    check_uuid("spec.uuid", &spec.uuid)?;
     check_image("spec.image", &spec.image)?;
-    check_workdir("spec.workdir", &spec.workdir)?;
+    check_workdir("spec.workdir", spec.workdir.as_deref())?;
     let env = env_strings("spec.env", &spec.env)?;
     let labels = labels(spec, instance_id)?;
-    let (exposed_ports, port_bindings) = ports(&spec.ports)?;
+    let (exposed_ports, port_bindings) = ports(&spec.ports);
     let nano_cpus = nano_cpus(spec.cpu_millis)?;
     let memory = memory(spec.memory_bytes)?;
-    let restart_policy = restart_policy(spec.restart_policy, spec.restart_max_retries)?;
 
-    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let non_empty_list = |v: &[String]| (!v.is_empty()).then(|| v.to_vec());
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: non_empty_list(&spec.command),
         entrypoint: non_empty_list(&spec.entrypoint),
         env: (!env.is_empty()).then_some(env),
-        working_dir: non_empty(&spec.workdir),
-        hostname: non_empty(&spec.hostname),
-        user: non_empty(&spec.user),
+        working_dir: spec.workdir.clone(),
+        hostname: spec.hostname.clone(),
+        user: spec.user.clone(),
         tty: Some(spec.tty),
         // `attach` with stdin needs the container's stdin open and attached;
         // StdinOnce stays false so that one client leaving does not close
@@ -150,7 +120,7 @@ pub(crate) fn create_body(
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             nano_cpus,
             memory,
-            restart_policy: Some(restart_policy),
+            restart_policy: Some(restart_policy(spec.restart_policy)),
             ..Default::default()
         }),
         ..Default::default()
@@ -181,50 +151,29 @@ fn labels(
         }
         labels.insert(label.key.clone(), label.value.clone());
     }
-    labels.insert(LABEL_CONTAINER_UUID.to_owned(), spec.uuid.clone());
+    labels.insert(LABEL_CONTAINER_UUID.to_owned(), spec.uuid.to_string());
     labels.insert(LABEL_INSTANCE_ID.to_owned(), instance_id.to_string());
     labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
     // The engine name is always `nest-<uuid>`, so the human name is kept
     // where `docker ps --format` can still show it.
-    if !spec.name.is_empty() {
-        labels.insert(LABEL_CONTAINER_NAME.to_owned(), spec.name.clone());
+    if let Some(name) = &spec.name {
+        labels.insert(LABEL_CONTAINER_NAME.to_owned(), name.clone());
     }
     Ok(labels)
 }
 
-/// Exposed ports and their bindings, keyed `<port>/<proto>`.
-fn ports(ports: &[proto::PortBinding]) -> Result<(Vec<String>, PortMap), DockerError> {
+/// Exposed ports and their bindings, keyed `<port>/<protocol>`.
+fn ports(ports: &[PortBinding]) -> (Vec<String>, PortMap) {
     let mut exposed = Vec::new();
     let mut bindings = PortMap::new();
-    for (i, port) in ports.iter().enumerate() {
-        let field = |name: &str| format!("spec.ports[{i}].{name}");
-        if !(1..=65535).contains(&port.container_port) {
-            return Err(DockerError::invalid(
-                field("container_port"),
-                format!("{} is outside 1..=65535", port.container_port),
-            ));
-        }
-        if port.host_port > 65535 {
-            return Err(DockerError::invalid(
-                field("host_port"),
-                format!("{} is outside 0..=65535", port.host_port),
-            ));
-        }
-        if !port.host_ip.is_empty() && port.host_ip.parse::<IpAddr>().is_err() {
-            return Err(DockerError::invalid(
-                field("host_ip"),
-                format!("{:?} is not an IP address", port.host_ip),
-            ));
-        }
-        let protocol = proto::Protocol::try_from(port.protocol).map_err(|unknown| {
-            DockerError::invalid(field("protocol"), format!("unknown protocol {}", unknown.0))
-        })?;
-        let key = port_key(port.container_port, protocol);
+    for port in ports {
+        let key = port_key(port.container_port, port.protocol);
         if !exposed.contains(&key) {
             exposed.push(key.clone());
         }
         let binding = EnginePortBinding {
-            host_ip: Some(port.host_ip.clone()),
+            // An empty host IP binds every address.
+            host_ip: Some(port.host_ip.map(|ip| ip.to_string()).unwrap_or_default()),
             // An empty host port is how the engine is asked to choose one.
             host_port: Some(if port.host_port == 0 {
                 String::new()
@@ -238,7 +187,7 @@ fn ports(ports: &[proto::PortBinding]) -> Result<(Vec<String>, PortMap), DockerE
             .get_or_insert_with(Vec::new)
             .push(binding);
     }
-    Ok((exposed, bindings))
+    (exposed, bindings)
 }
 
 /// `cpu_millis` as the engine's NanoCPUs; 0 means unlimited.
@@ -276,50 +225,42 @@ pub(super) fn memory(memory_bytes: u64) -> Result<Option<i64>, DockerError> {
     Ok(Some(i64::try_from(memory_bytes).unwrap_or(i64::MAX)))
 }
 
-/// The restart policy; retries only make sense with on-failure, and the
-/// engine refuses them otherwise.
-fn restart_policy(policy: i32, max_retries: u32) -> Result<RestartPolicy, DockerError> {
-    let policy = proto::RestartPolicy::try_from(policy).map_err(|unknown| {
-        DockerError::invalid(
-            "spec.restart_policy",
-            format!("unknown policy {}", unknown.0),
-        )
-    })?;
-    if max_retries != 0 && policy != proto::RestartPolicy::OnFailure {
-        return Err(DockerError::invalid(
-            "spec.restart_max_retries",
-            "is only allowed with RESTART_POLICY_ON_FAILURE",
-        ));
-    }
-    let name = match policy {
-        proto::RestartPolicy::No => RestartPolicyNameEnum::NO,
-        proto::RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
-        proto::RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-        proto::RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+/// The engine's restart policy; only on-failure carries a retry count.
+fn restart_policy(policy: RestartPolicy) -> EngineRestartPolicy {
+    let (name, maximum_retry_count) = match policy {
+        RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+        RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+        RestartPolicy::OnFailure { max_retries } => (
+            RestartPolicyNameEnum::ON_FAILURE,
+            Some(i64::from(max_retries)),
+        ),
+        RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
     };
-    Ok(RestartPolicy {
+    EngineRestartPolicy {
         name: Some(name),
-        maximum_retry_count: (policy == proto::RestartPolicy::OnFailure)
-            .then_some(i64::from(max_retries)),
-    })
+        maximum_retry_count,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
     use super::*;
     use crate::docker::container_name;
+    use crate::model::{ContainerUuid, Label};
     use nest_core::ErrorKind;
 
     fn instance() -> InstanceId {
         InstanceId::parse("i-1").expect("valid instance id")
     }
 
+    fn uuid() -> ContainerUuid {
+        ContainerUuid::parse("c1").expect("valid uuid")
+    }
+
     fn spec() -> ContainerSpec {
-        ContainerSpec {
-            uuid: "c1".to_owned(),
-            image: "busybox:1".to_owned(),
-            ..Default::default()
-        }
+        ContainerSpec::new(uuid(), "busybox:1")
     }
 
     fn refused(spec: &ContainerSpec) -> String {
@@ -339,13 +280,13 @@ mod tests {
         assert_eq!(labels[LABEL_CONTAINER_UUID], "c1");
         assert_eq!(labels[LABEL_INSTANCE_ID], "i-1");
         assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
-        assert_eq!(container_name("c1"), "nest-c1");
+        assert_eq!(container_name(&uuid()), "nest-c1");
     }
 
     #[test]
     fn reserved_label_prefix_is_refused() {
         let mut s = spec();
-        s.labels.push(proto::Label {
+        s.labels.push(Label {
             key: "nest.container.uuid".to_owned(),
             value: "other".to_owned(),
         });
@@ -353,35 +294,25 @@ mod tests {
     }
 
     #[test]
-    fn bad_uuid_image_and_ports_are_refused() {
-        let mut s = spec();
-        s.uuid = "../x".to_owned();
-        assert!(refused(&s).contains("spec.uuid"));
+    fn bad_image_workdir_env_and_limits_are_refused() {
         let mut s = spec();
         s.image = String::new();
         assert!(refused(&s).contains("spec.image"));
         let mut s = spec();
-        s.ports.push(proto::PortBinding {
-            container_port: 0,
-            ..Default::default()
-        });
-        assert!(refused(&s).contains("container_port"));
+        s.workdir = Some("relative".to_owned());
+        assert!(refused(&s).contains("spec.workdir"));
         let mut s = spec();
-        s.ports.push(proto::PortBinding {
-            container_port: 80,
-            host_port: 70000,
-            ..Default::default()
+        s.env.push(EnvVar {
+            name: "A=B".to_owned(),
+            value: String::new(),
         });
-        assert!(refused(&s).contains("host_port"));
+        assert!(refused(&s).contains("spec.env[0].name"));
         let mut s = spec();
         s.cpu_millis = 1;
         assert!(refused(&s).contains("cpu_millis"));
         let mut s = spec();
         s.memory_bytes = 1024;
         assert!(refused(&s).contains("memory_bytes"));
-        let mut s = spec();
-        s.restart_max_retries = 3;
-        assert!(refused(&s).contains("restart_max_retries"));
     }
 
     #[test]
@@ -389,13 +320,12 @@ mod tests {
         let mut s = spec();
         s.cpu_millis = 1500;
         s.memory_bytes = 64 * 1024 * 1024;
-        s.restart_policy = proto::RestartPolicy::OnFailure as i32;
-        s.restart_max_retries = 5;
-        s.ports.push(proto::PortBinding {
-            host_ip: "127.0.0.1".to_owned(),
+        s.restart_policy = RestartPolicy::OnFailure { max_retries: 5 };
+        s.ports.push(PortBinding {
+            host_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             host_port: 0,
-            container_port: 53,
-            protocol: proto::Protocol::Udp as i32,
+            container_port: NonZeroU16::new(53).expect("non-zero"),
+            protocol: Protocol::Udp,
         });
         let body = create_body(&s, &instance()).expect("valid spec");
         let host = body.host_config.expect("host config is always set");
@@ -409,5 +339,18 @@ mod tests {
         let binding = &bindings["53/udp"].as_ref().expect("bound")[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn unset_strings_stay_unset_and_policies_without_retries_carry_none() {
+        let body = create_body(&spec(), &instance()).expect("valid spec");
+        assert_eq!(
+            (body.working_dir, body.hostname, body.user, body.cmd),
+            (None, None, None, None)
+        );
+        let host = body.host_config.expect("host config is always set");
+        let restart = host.restart_policy.expect("restart policy is always set");
+        assert_eq!(restart.name, Some(RestartPolicyNameEnum::NO));
+        assert_eq!(restart.maximum_retry_count, None);
     }
 }

@@ -7,7 +7,7 @@
 //! [`MAX_CHUNK_BYTES`], tagged stdout/stderr, or console for a terminal.
 
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
@@ -15,12 +15,13 @@ use bollard::query_parameters::{
     ResizeExecOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt, stream};
-use nest_relay::proto::{AttachStream, Chunk, LogsStream, OutputKind};
 use tokio::io::AsyncWrite;
 use tracing::instrument;
 
 use super::error::DockerError;
 use super::{DOCKER_CALL_TIMEOUT, EXIT_STATUS_TIMEOUT, Engine, MAX_CHUNK_BYTES, bounded};
+use crate::log_fields::CONTAINER_ID;
+use crate::model::{AttachStream, Chunk, ContainerUuid, LogsRequest, OutputKind, TerminalSize};
 
 /// A stream of output chunks from the engine; it ends when the engine
 /// closes the output, and an `Err` item is the last one.
@@ -56,8 +57,8 @@ impl InteractiveSession {
     ///
     /// # Errors
     /// As [`SessionControl::resize`].
-    pub async fn resize(&self, width: u32, height: u32) -> Result<(), DockerError> {
-        self.control.resize(width, height).await
+    pub async fn resize(&self, size: TerminalSize) -> Result<(), DockerError> {
+        self.control.resize(size).await
     }
 
     /// The exit code once the output has ended; see
@@ -81,9 +82,12 @@ pub struct SessionControl {
 #[derive(Clone, Debug)]
 pub(crate) enum Target {
     /// An exec instance, by its engine id.
-    Exec { uuid: String, exec_id: String },
+    Exec {
+        uuid: ContainerUuid,
+        exec_id: String,
+    },
     /// A container's main process, by the container's engine id.
-    Container { uuid: String, id: String },
+    Container { uuid: ContainerUuid, id: String },
 }
 
 impl std::fmt::Debug for SessionControl {
@@ -106,13 +110,12 @@ impl SessionControl {
         }
     }
 
-    /// Resizes the session's terminal to `width` columns by `height` rows.
+    /// Resizes the session's terminal to `size`.
     ///
     /// # Errors
-    /// `Invalid` for a size of 0 or beyond 65535; `Conflict` or `NotFound`
-    /// from the engine once the process is gone.
-    pub async fn resize(&self, width: u32, height: u32) -> Result<(), DockerError> {
-        let (w, h) = terminal_size(width, height)?;
+    /// `Conflict` or `NotFound` from the engine once the process is gone.
+    pub async fn resize(&self, size: TerminalSize) -> Result<(), DockerError> {
+        let (w, h) = terminal_size(size);
         let docker = &self.engine.docker;
         match &self.target {
             Target::Exec { exec_id, .. } => {
@@ -206,22 +209,17 @@ impl SessionControl {
 
 impl Engine {
     /// A container's logs: `tail` lines (all when absent) since `since`
-    /// (Unix seconds, 0 for the start), with timestamps if asked, and new
-    /// output as it comes when `follow` is set. Asking for neither stdout nor
-    /// stderr means both, as `docker logs` does.
+    /// (the start when absent), with timestamps if asked, and new output as
+    /// it comes when `follow` is set. Asking for neither stdout nor stderr
+    /// means both, as `docker logs` does.
     ///
     /// # Errors
     /// `NotFound` for a container this agent does not own; `Invalid` for a
     /// `since` outside the engine's range. Failures while streaming arrive
     /// as the stream's last item.
-    #[instrument(skip_all, fields(container_id = %req.uuid, follow = req.follow))]
-    pub async fn logs(&self, req: LogsStream) -> Result<ChunkStream, DockerError> {
-        let since = i32::try_from(req.since)
-            .ok()
-            .filter(|s| *s >= 0)
-            .ok_or_else(|| {
-                DockerError::invalid("since", format!("{} is outside 0..=2^31-1", req.since))
-            })?;
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid, follow = req.follow))]
+    pub async fn logs(&self, req: LogsRequest) -> Result<ChunkStream, DockerError> {
+        let since = since_seconds(req.since)?;
         let managed = self.find(&req.uuid).await?;
         let both = !req.stdout && !req.stderr;
         let mut options = LogsOptionsBuilder::default()
@@ -249,7 +247,7 @@ impl Engine {
     /// # Errors
     /// `NotFound` for a container this agent does not own; engine failures
     /// as classified.
-    #[instrument(skip_all, fields(container_id = %req.uuid))]
+    #[instrument(skip_all, fields({ CONTAINER_ID } = %req.uuid))]
     pub async fn attach(&self, req: AttachStream) -> Result<InteractiveSession, DockerError> {
         let managed = self.find(&req.uuid).await?;
         let both = !req.stdout && !req.stderr;
@@ -281,16 +279,25 @@ impl Engine {
     }
 }
 
-/// Checks a terminal size and converts it to the engine's integers.
-pub(crate) fn terminal_size(width: u32, height: u32) -> Result<(i32, i32), DockerError> {
-    let dimension = |field: &str, value: u32| {
-        u16::try_from(value)
-            .ok()
-            .filter(|v| *v > 0)
-            .map(i32::from)
-            .ok_or_else(|| DockerError::invalid(field, format!("{value} is outside 1..=65535")))
+/// A terminal size as the engine's integers.
+fn terminal_size(size: TerminalSize) -> (i32, i32) {
+    (i32::from(size.width.get()), i32::from(size.height.get()))
+}
+
+/// `since` as the engine's Unix seconds, which it reads as a 32-bit
+/// number; 0 means from the start.
+fn since_seconds(since: Option<SystemTime>) -> Result<i32, DockerError> {
+    let Some(since) = since else {
+        return Ok(0);
     };
-    Ok((dimension("width", width)?, dimension("height", height)?))
+    let seconds = match since.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::from(after.as_secs()),
+        Err(before) => -i128::from(before.duration().as_secs()),
+    };
+    i32::try_from(seconds)
+        .ok()
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| DockerError::invalid("since", format!("{seconds} is outside 0..=2^31-1")))
 }
 
 /// Adapts bollard's output frames into chunks.
@@ -330,7 +337,7 @@ pub(crate) fn chunks(frame: LogOutput, tty: bool) -> impl Iterator<Item = Chunk>
         bytes
             .chunks(MAX_CHUNK_BYTES)
             .map(|piece| Chunk {
-                kind: kind as i32,
+                kind,
                 data: piece.to_vec(),
             })
             .collect::<Vec<_>>()
@@ -348,8 +355,21 @@ mod tests {
         };
         let out: Vec<Chunk> = chunks(frame, false).collect();
         assert_eq!(out.len(), 3);
-        assert!(out.iter().all(|c| c.kind == OutputKind::Stderr as i32));
+        assert!(out.iter().all(|c| c.kind == OutputKind::Stderr));
         assert_eq!(out[2].data.len(), 1);
+    }
+
+    #[test]
+    fn since_must_fit_the_engine() {
+        assert_eq!(since_seconds(None).expect("from the start"), 0);
+        let minute = UNIX_EPOCH + Duration::from_secs(60);
+        assert_eq!(since_seconds(Some(minute)).expect("fits"), 60);
+        let far = UNIX_EPOCH + Duration::from_secs(1 << 31);
+        let err = since_seconds(Some(far)).expect_err("too far");
+        assert_eq!(
+            err.to_string(),
+            "invalid since: 2147483648 is outside 0..=2^31-1"
+        );
     }
 
     #[test]
@@ -359,7 +379,7 @@ mod tests {
         };
         let out: Vec<Chunk> = chunks(frame, true).collect();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].kind, OutputKind::Console as i32);
+        assert_eq!(out[0].kind, OutputKind::Console);
         assert_eq!(out[0].data, b"hi\n");
     }
 }

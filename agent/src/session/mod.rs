@@ -1,28 +1,46 @@
 //! One session with the relay: hello with the inventory, then commands,
 //! streams, events, heartbeats and certificate renewal until it breaks.
+//!
+//! - this file: dialling, the hello exchange, heartbeats and renewal; it
+//!   is the edge where messages cross [`crate::convert`];
+//! - [`commands`]: carrying out commands, ordered per container;
+//! - [`streams`]: logs, exec, attach and image loads with flow control.
 
-use std::time::Duration;
+pub mod commands;
+pub mod streams;
+
+use std::time::{Duration, SystemTime};
 
 use nest_core::ErrorKind;
+use nest_core::process::error_chain;
 use nest_relay::client::dial;
-use nest_relay::proto::{self, agent_message, agent_relay_client::AgentRelayClient, relay_message};
+use nest_relay::proto::agent_relay_client::AgentRelayClient;
 use nest_relay::version::{self, PROTOCOL_VERSION, RELEASE};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::commands::{Dispatcher, error_chain};
 use crate::config::AgentConfig;
+use crate::convert;
 use crate::credentials::{self, Credentials};
 use crate::docker::Engine;
-use crate::streams::Streams;
+use crate::log_fields::INSTANCE_ID;
+use crate::model::{ContainerEvent, Hello, Inbound, Outbound, RenewOutcome};
+
+use self::commands::Dispatcher;
+use self::streams::Streams;
 
 /// Messages queued towards the relay; producers wait when it is full.
 const OUTBOUND_CAPACITY: usize = 256;
 /// How long the relay may take to answer hello.
 const HELLO_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest heartbeat interval accepted from the relay.
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+/// Largest message either side may send, in bytes.
+const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Heartbeats the relay may miss before the session is considered dead.
 const MISSED_HEARTBEATS: u32 = 3;
 /// Retry delay after a failed renewal attempt.
@@ -79,23 +97,17 @@ pub struct SessionContext<'a> {
     /// The local engine.
     pub engine: &'a Engine,
     /// Events waiting to be sent.
-    pub events: &'a mut mpsc::Receiver<proto::ContainerEvent>,
+    pub events: &'a mut mpsc::Receiver<ContainerEvent>,
     /// Tracks every task the session starts.
     pub tasks: &'a TaskTracker,
     /// Cancelled when the agent shuts down.
     pub shutdown: &'a CancellationToken,
 }
 
-fn heartbeat(seq: u64) -> proto::AgentMessage {
-    let sent_at_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    proto::AgentMessage {
-        kind: Some(agent_message::Kind::Heartbeat(proto::Heartbeat {
-            seq,
-            sent_at_ms,
-        })),
+fn heartbeat(seq: u64) -> Outbound {
+    Outbound::Heartbeat {
+        seq,
+        sent_at: SystemTime::now(),
     }
 }
 
@@ -104,11 +116,14 @@ fn until(at: OffsetDateTime) -> Duration {
     Duration::try_from(left).unwrap_or(Duration::ZERO)
 }
 
-/// Runs one session to its end. `credentials` is updated when the
-/// certificate is renewed during the session.
+/// Runs one session to its end, in a `session` span naming the instance;
+/// the spans of its commands and streams are children of it.
+/// `credentials` is updated when the certificate is renewed during the
+/// session.
 ///
 /// # Errors
 /// [`SessionError`] saying why the session could not start or broke.
+#[tracing::instrument(name = "session", skip_all, fields({ INSTANCE_ID } = %ctx.config.instance_id))]
 pub async fn run(
     ctx: SessionContext<'_>,
     credentials: &mut Credentials,
@@ -118,41 +133,40 @@ pub async fn run(
         .await
         .map_err(SessionError::Connect)?;
     let mut client = AgentRelayClient::new(channel)
-        .max_decoding_message_size(8 * 1024 * 1024)
-        .max_encoding_message_size(8 * 1024 * 1024);
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let inventory = ctx.engine.list().await.map_err(SessionError::Inventory)?;
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let hello = proto::AgentMessage {
-        kind: Some(agent_message::Kind::Hello(proto::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            agent_version: RELEASE.to_owned(),
-            inventory,
-            docker_version: ctx.engine.docker_version().to_owned(),
-            docker_api_version: ctx.engine.api_version().to_owned(),
-        })),
-    };
+    let hello = Outbound::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: RELEASE.to_owned(),
+        inventory,
+        docker_version: ctx.engine.docker_version().to_owned(),
+        docker_api_version: ctx.engine.api_version().to_owned(),
+    });
     out_tx
         .send(hello)
         .await
         .map_err(|_| SessionError::Protocol("outbound queue closed".to_owned()))?;
     let mut inbound = client
-        .connect(ReceiverStream::new(out_rx))
+        .connect(ReceiverStream::new(out_rx).map(convert::agent_message))
         .await
         .map_err(|s| SessionError::Connect(s.into()))?
         .into_inner();
 
-    let ack = match tokio::time::timeout(HELLO_ACK_TIMEOUT, inbound.message()).await {
-        Ok(Ok(Some(proto::RelayMessage {
-            kind: Some(relay_message::Kind::HelloAck(ack)),
-        }))) => ack,
-        Ok(Ok(_)) => {
+    let first = match tokio::time::timeout(HELLO_ACK_TIMEOUT, inbound.message()).await {
+        Ok(Ok(first)) => first.and_then(convert::relay_message),
+        Ok(Err(status)) => return Err(SessionError::Connect(status.into())),
+        Err(_) => return Err(SessionError::Silent(HELLO_ACK_TIMEOUT)),
+    };
+    let ack = match first {
+        Some(Inbound::HelloAck(ack)) => ack,
+        _ => {
             return Err(SessionError::Protocol(
                 "expected hello_ack first".to_owned(),
             ));
         }
-        Ok(Err(status)) => return Err(SessionError::Connect(status.into())),
-        Err(_) => return Err(SessionError::Silent(HELLO_ACK_TIMEOUT)),
     };
     if !version::is_supported(ack.protocol_version) {
         return Err(SessionError::Protocol(format!(
@@ -162,10 +176,10 @@ pub async fn run(
             PROTOCOL_VERSION
         )));
     }
-    let heartbeat_interval = Duration::from_millis(u64::from(ack.heartbeat_interval_ms.max(100)));
+    let heartbeat_interval = ack.heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
     tracing::info!(
         relay_version = %ack.relay_version,
-        instance_id = %ack.instance_id,
+        { INSTANCE_ID } = %ack.instance_id,
         "connected to the relay"
     );
 
@@ -205,8 +219,7 @@ pub async fn run(
                 let _ = out_tx.try_send(heartbeat(seq));
             }
             Some(event) = ctx.events.recv() => {
-                let message = proto::AgentMessage { kind: Some(agent_message::Kind::Event(event)) };
-                if out_tx.send(message).await.is_err() {
+                if out_tx.send(Outbound::Event(event)).await.is_err() {
                     return Ok(SessionEnd::Closed);
                 }
             }
@@ -214,12 +227,7 @@ pub async fn run(
                 renew_seq += 1;
                 match credentials.csr_pem(&ctx.config.instance_id) {
                     Ok(csr_pem) => {
-                        let message = proto::AgentMessage {
-                            kind: Some(agent_message::Kind::Renew(proto::RenewRequest {
-                                request_id: renew_seq,
-                                csr_pem,
-                            })),
-                        };
+                        let message = Outbound::Renew { renewal_id: renew_seq, csr_pem };
                         if out_tx.send(message).await.is_err() {
                             return Ok(SessionEnd::Closed);
                         }
@@ -239,17 +247,21 @@ pub async fn run(
                     Err(status) => return Err(SessionError::Transport(status)),
                 };
                 last_heard = tokio::time::Instant::now();
-                match message.kind {
-                    Some(relay_message::Kind::Command(request)) => dispatcher.dispatch(request),
-                    Some(relay_message::Kind::Stream(request)) => streams.handle(request),
-                    Some(relay_message::Kind::Credit(credit)) => streams.credit(&credit),
-                    Some(relay_message::Kind::Renewed(renewed)) => {
-                        if renewal_pending != Some(renewed.request_id) {
+                let Some(message) = convert::relay_message(message) else {
+                    continue;
+                };
+                match message {
+                    Inbound::Command(request) => dispatcher.dispatch(request),
+                    Inbound::StreamOpen(request) => streams.open(request),
+                    Inbound::StreamInput { stream, input } => streams.input(stream, input),
+                    Inbound::Credit { stream, frames } => streams.credit(stream, frames),
+                    Inbound::Renewed { renewal_id, outcome } => {
+                        if renewal_pending != Some(renewal_id) {
                             continue;
                         }
                         renewal_pending = None;
-                        let next = match renewed.outcome {
-                            Some(proto::renew_response::Outcome::CertificatePem(pem)) => {
+                        let next = match outcome {
+                            RenewOutcome::Certificate(pem) => {
                                 match credentials::store_certificate(
                                     &ctx.config.state_dir,
                                     &ctx.config.instance_id,
@@ -267,16 +279,16 @@ pub async fn run(
                                     }
                                 }
                             }
-                            Some(proto::renew_response::Outcome::Error(e)) => {
-                                tracing::warn!(error = %e.message, "certificate renewal refused");
+                            RenewOutcome::Refused(failure) => {
+                                tracing::warn!(error = %failure.message, "certificate renewal refused");
                                 tokio::time::Instant::now() + RENEW_RETRY
                             }
-                            None => tokio::time::Instant::now() + RENEW_RETRY,
+                            RenewOutcome::Empty => tokio::time::Instant::now() + RENEW_RETRY,
                         };
                         renew_sleep.as_mut().reset(next);
                     }
-                    Some(relay_message::Kind::Heartbeat(_)) | None => {}
-                    Some(relay_message::Kind::HelloAck(_)) => {
+                    Inbound::Heartbeat => {}
+                    Inbound::HelloAck(_) => {
                         tracing::debug!("ignoring a second hello_ack");
                     }
                 }

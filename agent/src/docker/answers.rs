@@ -1,43 +1,45 @@
-//! Turns the engine's answers into Nest's wire types.
+//! Turns the engine's answers into the agent's reports.
 //!
 //! Pure functions over bollard models. Engine answers are external input:
 //! every number is converted with a checked conversion and a missing or
 //! malformed field becomes an empty value, never a panic.
 
-use bollard::models::{
-    ContainerInspectResponse, ContainerStatsResponse, ContainerTopResponse, PortMap,
-};
-use nest_relay::proto::{self, ContainerState, StatsResult, TopResult, top_result};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroU16;
 
-use super::LABEL_CONTAINER_UUID;
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerStatsResponse,
+    ContainerTopResponse, PortMap,
+};
+
+use crate::model::{
+    ContainerState, ContainerUuid, EngineStatus, PortBinding, Protocol, StatsResult, TopResult,
+};
 
 /// How the engine spells "never" in `StartedAt`/`FinishedAt`.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-/// The wire state of an inspected container.
-pub(crate) fn container_state(inspect: &ContainerInspectResponse) -> ContainerState {
+/// The state of the inspected container `uuid`, whose ownership labels the
+/// caller has checked.
+pub(crate) fn container_state(
+    uuid: &ContainerUuid,
+    inspect: &ContainerInspectResponse,
+) -> ContainerState {
     let config = inspect.config.as_ref();
     let state = inspect.state.as_ref();
-    let labels = config.and_then(|c| c.labels.as_ref());
-    let mut wire_labels: Vec<proto::Label> = labels
+    let labels: BTreeMap<String, String> = config
+        .and_then(|c| c.labels.as_ref())
         .into_iter()
         .flatten()
-        .map(|(key, value)| proto::Label {
-            key: key.clone(),
-            value: value.clone(),
-        })
+        .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
-    wire_labels.sort_by(|a, b| a.key.cmp(&b.key));
     let time = |t: Option<&String>| {
-        t.filter(|t| t.as_str() != ZERO_TIME)
+        t.filter(|t| !t.is_empty() && t.as_str() != ZERO_TIME)
             .cloned()
-            .unwrap_or_default()
     };
     ContainerState {
-        uuid: labels
-            .and_then(|l| l.get(LABEL_CONTAINER_UUID))
-            .cloned()
-            .unwrap_or_default(),
+        uuid: uuid.clone(),
         docker_id: inspect.id.clone().unwrap_or_default(),
         name: inspect
             .name
@@ -45,10 +47,7 @@ pub(crate) fn container_state(inspect: &ContainerInspectResponse) -> ContainerSt
             .map(|n| n.trim_start_matches('/').to_owned())
             .unwrap_or_default(),
         image: config.and_then(|c| c.image.clone()).unwrap_or_default(),
-        status: state
-            .and_then(|s| s.status)
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        status: state.and_then(|s| s.status).and_then(engine_status),
         running: state.and_then(|s| s.running).unwrap_or(false),
         exit_code: state.and_then(|s| s.exit_code).unwrap_or(0),
         started_at: time(state.and_then(|s| s.started_at.as_ref())),
@@ -64,51 +63,77 @@ pub(crate) fn container_state(inspect: &ContainerInspectResponse) -> ContainerSt
             .and_then(|n| n.ports.as_ref())
             .map(bound_ports)
             .unwrap_or_default(),
-        labels: wire_labels,
-        error: state.and_then(|s| s.error.clone()).unwrap_or_default(),
+        labels,
+        error: state
+            .and_then(|s| s.error.clone())
+            .filter(|e| !e.is_empty()),
         pid: state
             .and_then(|s| s.pid)
             .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0),
+            .filter(|p| *p != 0),
     }
 }
 
+/// The engine's state word; `None` for the empty one.
+fn engine_status(status: ContainerStateStatusEnum) -> Option<EngineStatus> {
+    Some(match status {
+        ContainerStateStatusEnum::EMPTY => return None,
+        ContainerStateStatusEnum::CREATED => EngineStatus::Created,
+        ContainerStateStatusEnum::RUNNING => EngineStatus::Running,
+        ContainerStateStatusEnum::PAUSED => EngineStatus::Paused,
+        ContainerStateStatusEnum::RESTARTING => EngineStatus::Restarting,
+        ContainerStateStatusEnum::REMOVING => EngineStatus::Removing,
+        ContainerStateStatusEnum::STOPPING => EngineStatus::Stopping,
+        ContainerStateStatusEnum::EXITED => EngineStatus::Exited,
+        ContainerStateStatusEnum::DEAD => EngineStatus::Dead,
+    })
+}
+
 /// The host ports actually bound, from `NetworkSettings.Ports`; empty while
-/// the container is not running. Entries the wire cannot express (sctp,
-/// unparsable numbers) are left out.
-fn bound_ports(ports: &PortMap) -> Vec<proto::PortBinding> {
+/// the container is not running. Entries Nest cannot express (sctp,
+/// unparsable numbers or addresses) are left out.
+fn bound_ports(ports: &PortMap) -> Vec<PortBinding> {
     let mut out = Vec::new();
     for (key, bindings) in ports {
         let Some((port, protocol)) = key.split_once('/') else {
             continue;
         };
         let protocol = match protocol {
-            "tcp" => proto::Protocol::Tcp,
-            "udp" => proto::Protocol::Udp,
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
             _ => continue,
         };
-        let Ok(container_port) = port.parse::<u32>() else {
+        let Some(container_port) = port.parse::<u16>().ok().and_then(NonZeroU16::new) else {
             continue;
         };
         for binding in bindings.iter().flatten() {
-            let Some(Ok(host_port)) = binding.host_port.as_deref().map(str::parse::<u32>) else {
+            let Some(Ok(host_port)) = binding.host_port.as_deref().map(str::parse::<u16>) else {
                 continue;
             };
-            out.push(proto::PortBinding {
-                host_ip: binding.host_ip.clone().unwrap_or_default(),
+            let host_ip = match binding.host_ip.as_deref() {
+                None | Some("") => None,
+                Some(ip) => match ip.parse::<IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => continue,
+                },
+            };
+            out.push(PortBinding {
+                host_ip,
                 host_port,
                 container_port,
-                protocol: protocol as i32,
+                protocol,
             });
         }
     }
-    out.sort_by(|a, b| {
-        (a.container_port, a.protocol, &a.host_ip, a.host_port).cmp(&(
-            b.container_port,
-            b.protocol,
-            &b.host_ip,
-            b.host_port,
-        ))
+    // The order the wire has always had: by container port, protocol,
+    // host address as text, then host port.
+    out.sort_by_cached_key(|p| {
+        (
+            p.container_port,
+            p.protocol,
+            p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            p.host_port,
+        )
     });
     out
 }
@@ -117,12 +142,7 @@ fn bound_ports(ports: &PortMap) -> Vec<proto::PortBinding> {
 pub(crate) fn top_result(top: ContainerTopResponse) -> TopResult {
     TopResult {
         titles: top.titles.unwrap_or_default(),
-        processes: top
-            .processes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|cells| top_result::Row { cells })
-            .collect(),
+        processes: top.processes.unwrap_or_default(),
     }
 }
 
@@ -226,9 +246,10 @@ mod tests {
     };
 
     use super::*;
+    use crate::docker::LABEL_CONTAINER_UUID;
 
     #[test]
-    fn inspect_becomes_wire_state() {
+    fn inspect_becomes_a_container_state() {
         let mut ports: PortMap = HashMap::new();
         ports.insert(
             "80/tcp".to_owned(),
@@ -263,15 +284,19 @@ mod tests {
             }),
             ..Default::default()
         };
-        let state = container_state(&inspect);
-        assert_eq!(state.uuid, "c1");
+        let uuid = ContainerUuid::parse("c1").expect("valid uuid");
+        let state = container_state(&uuid, &inspect);
+        assert_eq!(state.uuid, uuid);
         assert_eq!(state.name, "nest-c1");
-        assert_eq!(state.status, "running");
-        assert_eq!(state.pid, 42);
-        assert_eq!(state.finished_at, "");
+        assert_eq!(state.status, Some(EngineStatus::Running));
+        assert_eq!(state.pid, Some(42));
+        assert_eq!(state.started_at.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(state.finished_at, None);
         assert_eq!(state.ports.len(), 1);
         assert_eq!(state.ports[0].host_port, 32768);
-        assert_eq!(state.ports[0].container_port, 80);
+        assert_eq!(state.ports[0].container_port.get(), 80);
+        assert_eq!(state.ports[0].host_ip, Some([0, 0, 0, 0].into()));
+        assert_eq!(state.labels[LABEL_CONTAINER_UUID], "c1");
     }
 
     #[test]

@@ -6,36 +6,64 @@
 //! credit as frames leave it. Input: the relay spends credit we grant, and
 //! we grant one back per frame consumed, so a slow `docker load` or a
 //! process not reading stdin stalls only its own stream.
+//!
+//! Openings and input arrive already read off the wire
+//! ([`crate::convert`]); frames leave as [`Outbound`] messages.
+//!
+//! Each stream runs in a `stream` span that carries the service's
+//! `request_id`, the relay's `stream_id` and, when the stream is about a
+//! container, the `container_id`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Stream, StreamExt};
 use nest_core::ErrorKind;
-use nest_relay::convert::WireErrorKind;
-use nest_relay::proto::{self, agent_message, stream_input, stream_open, stream_output};
+use nest_core::process::error_chain;
 use nest_relay::version::{MAX_CHUNK_BYTES, STREAM_WINDOW_FRAMES};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span, field};
 
-use crate::commands::{ResultSink, error_chain};
-use crate::docker::{DockerError, Engine};
+use super::commands::OutboundSink;
+use crate::convert::ConvertError;
+use crate::docker::{DockerError, Engine, InteractiveSession};
+use crate::log_fields::{CONTAINER_ID, REQUEST_ID, STREAM_ID};
+use crate::model::{
+    Chunk, Failure, Outbound, OutputKind, StreamId, StreamInput, StreamOpen, StreamOpenRequest,
+    StreamOutput,
+};
 
 /// Input frames buffered per stream: the relay's window plus slack for
 /// control frames (resize, close) that need no credit.
 const INPUT_CAPACITY: usize = STREAM_WINDOW_FRAMES as usize + 8;
 /// Streams one session may have open.
 const MAX_STREAMS: usize = 256;
+/// How the `stream` span names a stream whose opening the conversion refused.
+const REFUSED_STREAM: &str = "refused";
+
+/// The span the stream `request` opens runs in, a child of the current
+/// (session) span.
+fn stream_span(request: &StreamOpenRequest) -> Span {
+    let open = request.open.as_ref().ok();
+    tracing::info_span!(
+        "stream",
+        { REQUEST_ID } = request.request_id.as_ref().map(field::display),
+        { STREAM_ID } = request.id.0,
+        stream = open.map_or(REFUSED_STREAM, StreamOpen::name),
+        { CONTAINER_ID } = open.and_then(StreamOpen::container).map(field::display),
+    )
+}
 
 struct StreamHandle {
-    input: mpsc::Sender<stream_input::Kind>,
+    input: mpsc::Sender<StreamInput>,
     output_credit: Arc<Semaphore>,
     cancel: CancellationToken,
 }
 
-type StreamMap = Arc<Mutex<HashMap<u64, StreamHandle>>>;
+type StreamMap = Arc<Mutex<HashMap<StreamId, StreamHandle>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Nothing awaits or panics under this lock.
@@ -45,7 +73,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The streams of one session.
 pub struct Streams {
     engine: Engine,
-    out: ResultSink,
+    out: OutboundSink,
     tasks: TaskTracker,
     cancel: CancellationToken,
     open: StreamMap,
@@ -55,7 +83,7 @@ impl Streams {
     /// Streams for a session whose messages go to `out`.
     pub fn new(
         engine: Engine,
-        out: ResultSink,
+        out: OutboundSink,
         tasks: TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
@@ -68,47 +96,56 @@ impl Streams {
         }
     }
 
-    /// Handles a stream request from the relay (open or input).
-    pub fn handle(&self, request: proto::StreamRequest) {
-        let stream_id = request.stream_id;
-        match request.kind {
-            Some(proto::stream_request::Kind::Open(open)) => self.open(stream_id, open),
-            Some(proto::stream_request::Kind::Input(input)) => {
-                let Some(kind) = input.kind else { return };
-                let mut open = lock(&self.open);
-                let Some(handle) = open.get(&stream_id) else {
-                    return; // already finished
-                };
-                if matches!(kind, stream_input::Kind::Cancel(_)) {
-                    handle.cancel.cancel();
-                    open.remove(&stream_id);
-                    return;
-                }
-                if handle.input.try_send(kind).is_err() {
-                    tracing::warn!(
-                        stream_id,
-                        "relay overran a stream's input window; cancelling it"
-                    );
-                    handle.cancel.cancel();
-                    open.remove(&stream_id);
-                }
+    /// Input from the relay for an open stream. Input for a stream that
+    /// has already finished is dropped; input that could not be read is
+    /// dropped too (a bad resize never mattered to the stream).
+    pub fn input(&self, stream_id: StreamId, input: Result<StreamInput, ConvertError>) {
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => {
+                tracing::debug!(
+                    { STREAM_ID } = stream_id.0,
+                    error = %error_chain(&e),
+                    "ignoring unreadable stream input"
+                );
+                return;
             }
-            None => {}
+        };
+        let mut open = lock(&self.open);
+        let Some(handle) = open.get(&stream_id) else {
+            return; // already finished
+        };
+        if input == StreamInput::Cancel {
+            handle.cancel.cancel();
+            open.remove(&stream_id);
+            return;
+        }
+        if handle.input.try_send(input).is_err() {
+            tracing::warn!(
+                { STREAM_ID } = stream_id.0,
+                "relay overran a stream's input window; cancelling it"
+            );
+            handle.cancel.cancel();
+            open.remove(&stream_id);
         }
     }
 
-    /// Credit from the relay for more output frames.
-    pub fn credit(&self, credit: &proto::StreamCredit) {
-        if let Some(handle) = lock(&self.open).get(&credit.stream_id) {
+    /// Credit from the relay for `frames` more output frames on a stream.
+    pub fn credit(&self, stream_id: StreamId, frames: u32) {
+        if let Some(handle) = lock(&self.open).get(&stream_id) {
             let room = (STREAM_WINDOW_FRAMES as usize * 4)
                 .saturating_sub(handle.output_credit.available_permits());
             handle
                 .output_credit
-                .add_permits((credit.frames as usize).min(room));
+                .add_permits((frames as usize).min(room));
         }
     }
 
-    fn open(&self, stream_id: u64, open: proto::StreamOpenRequest) {
+    /// Opens the stream `request` asks for, in its own span (see the module
+    /// docs); its frames are sent as they come.
+    pub fn open(&self, request: StreamOpenRequest) {
+        let span = stream_span(&request);
+        let stream_id = request.id;
         let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
         let output_credit = Arc::new(Semaphore::new(STREAM_WINDOW_FRAMES as usize));
         let cancel = self.cancel.child_token();
@@ -123,11 +160,18 @@ impl Streams {
             if streams.len() >= MAX_STREAMS || streams.contains_key(&stream_id) {
                 drop(streams);
                 let sender = sender;
-                self.tasks.spawn(async move {
-                    sender
-                        .finish(Err(ErrorKind::Unavailable.error("too many open streams")))
-                        .await;
-                });
+                self.tasks.spawn(
+                    async move {
+                        tracing::info!("stream refused: too many open streams");
+                        sender
+                            .finish(Err(Failure::new(
+                                ErrorKind::Unavailable,
+                                "too many open streams",
+                            )))
+                            .await;
+                    }
+                    .instrument(span),
+                );
                 return;
             }
             streams.insert(
@@ -141,41 +185,46 @@ impl Streams {
         }
         let engine = self.engine.clone();
         let streams = self.open.clone();
-        let request_id = open.request_id;
-        let kind = open.open.and_then(|o| o.kind);
-        self.tasks.spawn(async move {
-            let outcome = tokio::select! {
-                () = cancel.cancelled() => None,
-                outcome = run_stream(&engine, kind, &sender, input_rx) => Some(outcome),
+        let open = request.open;
+        let task = async move {
+            let outcome = match open {
+                Err(refused) => Some(Err(Failure::new(refused.kind(), error_chain(&refused)))),
+                Ok(open) => tokio::select! {
+                    () = cancel.cancelled() => None,
+                    outcome = run_stream(&engine, open, &sender, input_rx) => {
+                        Some(outcome.map_err(|e| Failure::new(e.kind(), error_chain(&e))))
+                    }
+                },
             };
             lock(&streams).remove(&stream_id);
             match outcome {
-                None => tracing::debug!(stream_id, %request_id, "stream cancelled"),
-                Some(Ok(exit_code)) => sender.finish(Ok(exit_code)).await,
-                Some(Err(e)) => {
-                    let message = error_chain(&e);
-                    tracing::info!(stream_id, %request_id, error = %message, "stream failed");
-                    sender.finish(Err(e.kind().error(message))).await;
+                None => tracing::debug!("stream cancelled"),
+                Some(Ok(exit_code)) => {
+                    tracing::debug!(?exit_code, "stream done");
+                    sender.finish(Ok(exit_code)).await;
+                }
+                Some(Err(failure)) => {
+                    tracing::info!(error = %failure.message, "stream failed");
+                    sender.finish(Err(failure)).await;
                 }
             }
-        });
+        };
+        self.tasks.spawn(task.instrument(span));
     }
 }
 
 /// Returns input credit to the relay as stdin frames are consumed.
 #[derive(Clone)]
 struct InputCredit {
-    stream_id: u64,
-    out: ResultSink,
+    stream_id: StreamId,
+    out: OutboundSink,
 }
 
 impl InputCredit {
     async fn grant(&self, frames: u32) {
-        let message = proto::AgentMessage {
-            kind: Some(agent_message::Kind::Credit(proto::StreamCredit {
-                stream_id: self.stream_id,
-                frames,
-            })),
+        let message = Outbound::Credit {
+            stream: self.stream_id,
+            frames,
         };
         let _ = self.out.send(message).await;
     }
@@ -183,26 +232,24 @@ impl InputCredit {
 
 /// Sends a stream's frames, spending output credit on data.
 struct FrameSender {
-    stream_id: u64,
-    out: ResultSink,
+    stream_id: StreamId,
+    out: OutboundSink,
     credit: Arc<Semaphore>,
     cancel: CancellationToken,
 }
 
 impl FrameSender {
-    async fn send(&self, kind: stream_output::Kind) -> bool {
-        let message = proto::AgentMessage {
-            kind: Some(agent_message::Kind::Stream(proto::StreamFrame {
-                stream_id: self.stream_id,
-                output: Some(proto::StreamOutput { kind: Some(kind) }),
-            })),
+    async fn send(&self, output: StreamOutput) -> bool {
+        let message = Outbound::Stream {
+            stream: self.stream_id,
+            output,
         };
         self.out.send(message).await.is_ok()
     }
 
     /// Sends one chunk of output (splitting it to the frame limit), waiting
     /// for credit. Returns false when the stream or session is gone.
-    async fn chunk(&self, chunk: proto::Chunk) -> bool {
+    async fn chunk(&self, chunk: Chunk) -> bool {
         for piece in chunk.data.chunks(MAX_CHUNK_BYTES) {
             let permit = tokio::select! {
                 () = self.cancel.cancelled() => return false,
@@ -212,7 +259,7 @@ impl FrameSender {
                 Ok(permit) => permit.forget(),
                 Err(_) => return false,
             }
-            let frame = stream_output::Kind::Chunk(proto::Chunk {
+            let frame = StreamOutput::Chunk(Chunk {
                 kind: chunk.kind,
                 data: piece.to_vec(),
             });
@@ -224,8 +271,7 @@ impl FrameSender {
     }
 
     async fn started(&self) -> bool {
-        self.send(stream_output::Kind::Started(proto::Empty {}))
-            .await
+        self.send(StreamOutput::Started).await
     }
 
     fn input_credit(&self) -> InputCredit {
@@ -235,19 +281,19 @@ impl FrameSender {
         }
     }
 
-    async fn finish(&self, outcome: Result<Option<i64>, proto::Error>) {
-        let kind = match outcome {
-            Ok(exit_code) => stream_output::Kind::End(proto::End { exit_code }),
-            Err(error) => stream_output::Kind::Error(error),
+    async fn finish(&self, outcome: Result<Option<i64>, Failure>) {
+        let output = match outcome {
+            Ok(exit_code) => StreamOutput::End { exit_code },
+            Err(failure) => StreamOutput::Failed(failure),
         };
-        self.send(kind).await;
+        self.send(output).await;
     }
 }
 
 /// Forwards an engine output stream; returns false if the reader went away.
 async fn forward_output(
     sender: &FrameSender,
-    mut output: impl Stream<Item = Result<proto::Chunk, DockerError>> + Unpin,
+    mut output: impl Stream<Item = Result<Chunk, DockerError>> + Unpin,
 ) -> Result<bool, DockerError> {
     while let Some(chunk) = output.next().await {
         if !sender.chunk(chunk?).await {
@@ -259,38 +305,32 @@ async fn forward_output(
 
 async fn run_stream(
     engine: &Engine,
-    kind: Option<stream_open::Kind>,
+    open: StreamOpen,
     sender: &FrameSender,
-    input: mpsc::Receiver<stream_input::Kind>,
+    input: mpsc::Receiver<StreamInput>,
 ) -> Result<Option<i64>, DockerError> {
-    let Some(kind) = kind else {
-        return Err(DockerError::invalid(
-            "open",
-            "the stream open names nothing to stream",
-        ));
-    };
-    match kind {
-        stream_open::Kind::Logs(request) => {
+    match open {
+        StreamOpen::Logs(request) => {
             let output = engine.logs(request).await?;
             sender.started().await;
             forward_output(sender, Box::pin(output)).await?;
             Ok(None)
         }
-        stream_open::Kind::Exec(request) => {
+        StreamOpen::Exec(request) => {
             let session = engine.exec_interactive(request).await?;
             interactive(sender, session, input).await
         }
-        stream_open::Kind::Attach(request) => {
+        StreamOpen::Attach(request) => {
             let session = engine.attach(request).await?;
             interactive(sender, session, input).await
         }
-        stream_open::Kind::LoadImage(_) => {
+        StreamOpen::LoadImage => {
             sender.started().await;
             let archive = input_bytes(sender.input_credit(), input);
             let text = engine.load_image(archive).await?;
             sender
-                .chunk(proto::Chunk {
-                    kind: proto::OutputKind::Stdout as i32,
+                .chunk(Chunk {
+                    kind: OutputKind::Stdout,
                     data: text.into_bytes(),
                 })
                 .await;
@@ -303,19 +343,19 @@ async fn run_stream(
 /// granting the relay one credit back per frame taken.
 fn input_bytes(
     credit: InputCredit,
-    input: mpsc::Receiver<stream_input::Kind>,
+    input: mpsc::Receiver<StreamInput>,
 ) -> impl Stream<Item = Vec<u8>> + Send + 'static {
     futures_util::stream::unfold((input, credit), |(mut input, credit)| async move {
         loop {
             match input.recv().await? {
-                stream_input::Kind::Stdin(data) => {
+                StreamInput::Stdin(data) => {
                     credit.grant(1).await;
                     return Some((data, (input, credit)));
                 }
-                stream_input::Kind::CloseStdin(_) | stream_input::Kind::Cancel(_) => {
+                StreamInput::CloseStdin | StreamInput::Cancel => {
                     return None;
                 }
-                stream_input::Kind::Resize(_) => {}
+                StreamInput::Resize(_) => {}
             }
         }
     })
@@ -323,10 +363,10 @@ fn input_bytes(
 
 async fn interactive(
     sender: &FrameSender,
-    session: crate::docker::InteractiveSession,
-    mut input: mpsc::Receiver<stream_input::Kind>,
+    session: InteractiveSession,
+    mut input: mpsc::Receiver<StreamInput>,
 ) -> Result<Option<i64>, DockerError> {
-    let crate::docker::InteractiveSession {
+    let InteractiveSession {
         output,
         input: mut stdin,
         control,
@@ -334,25 +374,25 @@ async fn interactive(
     sender.started().await;
     let credit = sender.input_credit();
     let pump_input = async {
-        while let Some(kind) = input.recv().await {
-            match kind {
-                stream_input::Kind::Stdin(data) => {
+        while let Some(next) = input.recv().await {
+            match next {
+                StreamInput::Stdin(data) => {
                     let written = stdin.write_all(&data).await.and(stdin.flush().await);
                     credit.grant(1).await;
                     if written.is_err() {
                         break; // the process closed its stdin; keep reading output
                     }
                 }
-                stream_input::Kind::Resize(size) => {
-                    if let Err(e) = control.resize(size.width, size.height).await {
+                StreamInput::Resize(size) => {
+                    if let Err(e) = control.resize(size).await {
                         // Docker's CLI treats resize failures as non-fatal too.
                         tracing::debug!(error = %e, "resize failed");
                     }
                 }
-                stream_input::Kind::CloseStdin(_) => {
+                StreamInput::CloseStdin => {
                     let _ = stdin.shutdown().await;
                 }
-                stream_input::Kind::Cancel(_) => break,
+                StreamInput::Cancel => break,
             }
         }
         // Input is done; wait for the output to end.

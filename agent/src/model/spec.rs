@@ -1,0 +1,133 @@
+//! What a new container is made of: [`ContainerSpec`], in Nest's terms.
+//!
+//! The shape is checked on the way in (a port is a port, a policy is one
+//! the agent knows); the limits and reserved names the engine and the
+//! agent's ownership labels impose are checked by the Docker module when
+//! it builds the engine's create body.
+
+use std::net::IpAddr;
+use std::num::NonZeroU16;
+
+use super::ContainerUuid;
+
+/// Everything `docker run` needs, in Nest's terms. The Docker module adds
+/// its own ownership labels; a spec may not set labels under `nest.`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerSpec {
+    /// Nest's container uuid.
+    pub uuid: ContainerUuid,
+    /// Optional human name, kept in a label (the engine name is always
+    /// `nest-<uuid>`).
+    pub name: Option<String>,
+    /// Image reference to run.
+    pub image: String,
+    /// Command; empty means the image's.
+    pub command: Vec<String>,
+    /// Entrypoint; empty means the image's.
+    pub entrypoint: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<EnvVar>,
+    /// Working directory; `None` means the image's.
+    pub workdir: Option<String>,
+    /// The caller's labels, in order; a later duplicate key wins.
+    pub labels: Vec<Label>,
+    /// Hostname; `None` lets the engine choose.
+    pub hostname: Option<String>,
+    /// Ports to publish on the instance.
+    pub ports: Vec<PortBinding>,
+    /// CPU limit in millicores (1000 = one vCPU); 0 means unlimited.
+    pub cpu_millis: u64,
+    /// Memory limit in bytes; 0 means unlimited.
+    pub memory_bytes: u64,
+    /// What the engine does when the container exits.
+    pub restart_policy: RestartPolicy,
+    /// Whether the container gets a terminal.
+    pub tty: bool,
+    /// Whether the container's stdin stays open for `attach`.
+    pub open_stdin: bool,
+    /// User to run as; `None` means the image's.
+    pub user: Option<String>,
+}
+
+impl ContainerSpec {
+    /// A spec that runs `image` with everything else left to the image and
+    /// the engine: no ports, no limits, no restarts.
+    pub fn new(uuid: ContainerUuid, image: impl Into<String>) -> Self {
+        Self {
+            uuid,
+            name: None,
+            image: image.into(),
+            command: Vec::new(),
+            entrypoint: Vec::new(),
+            env: Vec::new(),
+            workdir: None,
+            labels: Vec::new(),
+            hostname: None,
+            ports: Vec::new(),
+            cpu_millis: 0,
+            memory_bytes: 0,
+            restart_policy: RestartPolicy::No,
+            tty: false,
+            open_stdin: false,
+            user: None,
+        }
+    }
+}
+
+/// One environment variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvVar {
+    /// Its name; the Docker module refuses an empty one or one with `=`.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// One label of a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    /// The label key.
+    pub key: String,
+    /// The label value.
+    pub value: String,
+}
+
+/// A published port: asked for in a spec, or bound as the engine reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortBinding {
+    /// Address on the instance; `None` means all addresses.
+    pub host_ip: Option<IpAddr>,
+    /// Port on the instance; 0 in a spec lets the engine choose.
+    pub host_port: u16,
+    /// Port inside the container.
+    pub container_port: NonZeroU16,
+    /// Transport protocol.
+    pub protocol: Protocol,
+}
+
+/// Transport protocol of a published port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// TCP, the default.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// What the engine does when a container exits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    No,
+    /// Always restart, also after the engine restarts.
+    Always,
+    /// Restart after a non-zero exit.
+    OnFailure {
+        /// Restarts allowed; 0 means unlimited.
+        max_retries: u32,
+    },
+    /// Always restart, unless the container was stopped on purpose.
+    UnlessStopped,
+}
