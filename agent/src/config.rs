@@ -60,17 +60,9 @@ fn default_reconnect_max() -> HumanDuration {
 }
 
 pub use nest_core::config::ConfigError;
-use nest_core::config::{Problems, Validate, load_valid, parse_toml};
+use nest_core::config::{Problems, Validate, parse_toml};
 
 impl AgentConfig {
-    /// Reads and validates a config file.
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming the file, or every invalid key at once.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load_valid(path)
-    }
-
     /// Parses and validates config text.
     ///
     /// # Errors

@@ -1,26 +1,21 @@
 //! `nest-agent`: the in-instance agent. Parses flags, sets up logging and the
 //! TLS provider, and runs [`nest_agent::run`] until SIGTERM or SIGINT.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use nest_agent::config::AgentConfig;
 use nest_agent::log_fields::INSTANCE_ID;
+use nest_core::config::load_valid;
 use nest_core::process;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-#[command(version, about = "Nest's in-instance agent")]
-struct Args {
-    /// Path of the TOML config file.
-    #[arg(long, short, default_value = "/etc/nest/agent.toml")]
-    config: PathBuf,
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let (config, runtime) = match process::start(|| AgentConfig::load(&args.config)) {
+    let daemon = process::Daemon {
+        name: "nest-agent",
+        about: "Nest's in-instance agent",
+        default_config: "/etc/nest/agent.toml",
+    };
+    let (config, runtime) = match daemon.start(load_valid::<AgentConfig>) {
         Ok(started) => started,
         Err(code) => return code,
     };
