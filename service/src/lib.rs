@@ -8,7 +8,8 @@
 //! - [`driver`]: the instance drivers (`local`, later `nova`) behind one trait.
 //! - [`scheduler`]: placement, booting and retiring instances.
 //! - [`reconcile`]: converging the database with what agents and drivers report.
-//! - [`relay_link`]: the CA, the embedded relay and the service's links to it.
+//! - [`ca`]: Nest's CA: the relay's and the service's certificates, the signer.
+//! - [`relay_link`]: the service's long-lived links to its relay.
 //! - [`app`]: the container service the API calls (`ContainerBackend`).
 //! - [`images`]: per-project stored images and loading them into instances.
 //! - [`convert`]: domain types to and from the wire protocol.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod ca;
 pub mod config;
 pub mod convert;
 pub mod db;

@@ -1,23 +1,14 @@
-//! The service's side of the relay: the CA bootstrap, the embedded relay,
-//! and the long-lived links to it (the signer that answers enrollments and
-//! the watch feed of agent sessions and container events).
-//!
-//! The CA lives in `<state_dir>/pki/`; the relay's and the service's own
-//! certificates are issued afresh at every start (they are cheap, and this
-//! way a changed relay address is always in the certificate).
+//! The service's long-lived links to its relay: the signer that answers
+//! enrollments and the watch feed of agent sessions and container events,
+//! each redialling with backoff. The CA they use lives in [`crate::ca`].
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nest_core::backoff::Backoff;
-use nest_pki::{
-    CertificateAuthority, DEFAULT_AGENT_CERT_LIFETIME, DEFAULT_SERVER_CERT_LIFETIME, IssueRequest,
-    Signer, TokenStore, Validity,
-};
-use nest_relay::client::{ClientTls, RelayClient};
-use nest_relay::identity::PeerIdentity;
+use nest_pki::Signer;
+use nest_relay::client::RelayClient;
 use nest_relay::proto;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -27,135 +18,12 @@ use tokio_util::task::TaskTracker;
 /// the relay's watch ends with a resync request and is reopened.
 pub const WATCH_QUEUE: usize = 1024;
 
-/// Why the PKI or the relay link could not be set up.
+/// Why the relay link could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayLinkError {
-    /// The CA could not be loaded or created.
-    #[error("certificate authority in {dir}")]
-    Ca {
-        /// The PKI directory.
-        dir: PathBuf,
-        /// What failed.
-        #[source]
-        source: nest_pki::PkiError,
-    },
-    /// A certificate could not be issued.
-    #[error("issuing the {what} certificate")]
-    Issue {
-        /// Which certificate.
-        what: &'static str,
-        /// What failed.
-        #[source]
-        source: nest_pki::PkiError,
-    },
-    /// The relay's TLS configuration could not be built.
-    #[error("relay TLS configuration")]
-    Tls(#[source] nest_relay::tls::TlsError),
     /// The relay's address could not be dialled (bad address).
     #[error("relay client")]
     Client(#[source] nest_relay::client::RelayError),
-    /// A relay name is not a valid identity name.
-    #[error("invalid relay name {0:?}")]
-    Name(String, #[source] nest_relay::identity::IdentityError),
-}
-
-/// Nest's CA and the credentials the service derives from it.
-pub struct ServicePki {
-    /// The CA (its key signs agent certificates).
-    pub ca: Arc<CertificateAuthority>,
-    /// How the service dials relays.
-    pub service_tls: ClientTls,
-    /// The embedded relay's TLS configuration.
-    pub relay_tls: rustls::ServerConfig,
-}
-
-impl ServicePki {
-    /// Loads (or creates) the CA under `<state_dir>/pki` and issues the
-    /// relay's certificate for `relay_ips` plus `relay.nest`, and the
-    /// service's own certificate.
-    ///
-    /// # Errors
-    /// [`RelayLinkError`] when the CA directory is unusable or issuing fails.
-    pub fn bootstrap(state_dir: &Path, relay_ips: Vec<IpAddr>) -> Result<Self, RelayLinkError> {
-        let dir = state_dir.join("pki");
-        let ca = CertificateAuthority::load_or_create(&dir)
-            .map_err(|source| RelayLinkError::Ca { dir, source })?;
-        let issue = |what, identity, ip_addresses| {
-            ca.issue(&IssueRequest {
-                identity,
-                dns_names: vec![],
-                ip_addresses,
-                validity: Validity::starting_now(DEFAULT_SERVER_CERT_LIFETIME),
-            })
-            .map_err(|source| RelayLinkError::Issue { what, source })
-        };
-        let relay_identity =
-            PeerIdentity::relay("embedded").expect("a constant, valid identity name");
-        let service_identity =
-            PeerIdentity::service("nest-service").expect("a constant, valid identity name");
-        let relay = issue("relay", relay_identity, relay_ips)?;
-        let service = issue("service", service_identity, vec![])?;
-        let relay_tls = nest_relay::tls::server_config(
-            ca.certificate_pem(),
-            &relay.certificate_pem,
-            relay.private_key_pem.expose(),
-        )
-        .map_err(RelayLinkError::Tls)?;
-        let service_tls = ClientTls {
-            ca_pem: ca.certificate_pem().to_owned(),
-            identity: Some((
-                service.certificate_pem,
-                service.private_key_pem.expose().clone(),
-            )),
-            server_name: None,
-        };
-        Ok(Self {
-            ca: Arc::new(ca),
-            service_tls,
-            relay_tls,
-        })
-    }
-
-    /// The signer the relay forwards enrollments and renewals to.
-    pub fn signer(&self, tokens: Arc<dyn TokenStore>) -> Arc<Signer> {
-        Arc::new(Signer::new(
-            self.ca.clone(),
-            tokens,
-            DEFAULT_AGENT_CERT_LIFETIME,
-        ))
-    }
-}
-
-/// Issues a stand-alone relay's certificate from the CA in
-/// `<state_dir>/pki` (created if missing); returns the CA certificate and
-/// the relay's certificate and key.
-///
-/// # Errors
-/// [`RelayLinkError`] when the CA is unusable, the name is invalid or
-/// issuing fails.
-pub fn issue_relay(
-    state_dir: &Path,
-    name: &str,
-    ip_addresses: Vec<IpAddr>,
-    dns_names: Vec<String>,
-) -> Result<(String, nest_pki::IssuedCertificate), RelayLinkError> {
-    let dir = state_dir.join("pki");
-    let ca = CertificateAuthority::load_or_create(&dir)
-        .map_err(|source| RelayLinkError::Ca { dir, source })?;
-    let identity =
-        PeerIdentity::relay(name).map_err(|e| RelayLinkError::Name(name.to_owned(), e))?;
-    let issued = ca
-        .issue(&IssueRequest {
-            identity,
-            dns_names,
-            ip_addresses,
-            validity: Validity::starting_now(DEFAULT_SERVER_CERT_LIFETIME),
-        })
-        .map_err(|source| RelayLinkError::Issue {
-            what: "relay",
-            source,
-        })?;
-    Ok((ca.certificate_pem().to_owned(), issued))
 }
 
 /// The service's links to one relay: a control client, the signer loop and
@@ -173,7 +41,7 @@ impl RelayLink {
     /// [`RelayLinkError::Client`] for an unusable address or TLS material.
     pub fn start(
         addr: SocketAddr,
-        pki: &ServicePki,
+        pki: &crate::ca::ServicePki,
         signer: Arc<Signer>,
         events: mpsc::Sender<proto::WatchEvent>,
         tasks: &TaskTracker,
