@@ -1,6 +1,8 @@
-//! The service's long-lived links to its relay: the signer that answers
-//! enrollments and the watch feed of agent sessions and container events,
-//! each redialling with backoff. The CA they use lives in [`crate::ca`].
+//! The service's long-lived links to its relay, each redialling with
+//! backoff: the signer that answers agents' enrollments and renewals, the
+//! agent link every command and stream goes through, and the watch feed of
+//! agent sessions and container events that follows it. The CA the signer
+//! uses lives in [`crate::ca`]; the commands in [`crate::agents`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,15 +10,19 @@ use std::time::Duration;
 
 use nest_core::backoff::Backoff;
 use nest_pki::Signer;
-use nest_relay::client::RelayClient;
-use nest_relay::proto;
+use nest_relay::client::{ClientTls, RelayClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Watch events queued for the service's consumer; when it falls behind,
-/// the relay's watch ends with a resync request and is reopened.
-pub const WATCH_QUEUE: usize = 1024;
+use crate::agents::{AgentEvent, AgentLink, RelayAgents};
+
+/// First wait before the signer link is redialled.
+const SIGNING_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// Longest wait before the signer link is redialled.
+const SIGNING_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A signer link that lived this long was healthy: the backoff starts over.
+const SIGNING_HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// Why the relay link could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -26,96 +32,60 @@ pub enum RelayLinkError {
     Client(#[source] nest_relay::client::RelayError),
 }
 
-/// The service's links to one relay: a control client, the signer loop and
-/// the watch loop, each redialling with backoff.
+impl RelayLinkError {
+    /// The classification of this error.
+    pub fn kind(&self) -> nest_core::ErrorKind {
+        match self {
+            Self::Client(e) => e.kind(),
+        }
+    }
+}
+
+/// The service's links to one relay.
 pub struct RelayLink {
     /// Commands and streams to agents.
-    pub client: RelayClient,
+    pub agents: Arc<dyn AgentLink>,
 }
 
 impl RelayLink {
-    /// Dials the relay at `addr` lazily and starts the signer and watch
-    /// loops on `tasks`; watch events go to `events`.
+    /// Dials the relay at `addr` lazily with the service's `tls`, and
+    /// starts the signer and watch loops on `tasks`; agent events go to
+    /// `events`.
     ///
     /// # Errors
     /// [`RelayLinkError::Client`] for an unusable address or TLS material.
     pub fn start(
         addr: SocketAddr,
-        pki: &crate::ca::ServicePki,
+        tls: &ClientTls,
         signer: Arc<Signer>,
-        events: mpsc::Sender<proto::WatchEvent>,
+        events: mpsc::Sender<AgentEvent>,
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Self, RelayLinkError> {
-        let channel = nest_relay::client::dial_lazy(&addr.to_string(), &pki.service_tls)
+        let channel = nest_relay::client::dial_lazy(&addr.to_string(), tls)
             .map_err(RelayLinkError::Client)?;
         let client = RelayClient::from_channel(channel);
         tasks.spawn(serve_signing(client.clone(), signer, cancel.clone()));
-        tasks.spawn(watch(client.clone(), events, cancel));
-        Ok(Self { client })
+        let agents: Arc<dyn AgentLink> = Arc::new(RelayAgents::new(client));
+        tasks.spawn(crate::agents::follow(agents.clone(), events, cancel));
+        Ok(Self { agents })
     }
-}
-
-async fn pause(backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        () = cancel.cancelled() => false,
-        () = tokio::time::sleep(backoff.next_delay()) => true,
-    }
-}
-
-fn relay_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 async fn serve_signing(client: RelayClient, signer: Arc<Signer>, cancel: CancellationToken) {
-    let mut backoff = relay_backoff();
+    let mut backoff = Backoff::new(SIGNING_BACKOFF_INITIAL, SIGNING_BACKOFF_MAX);
     while !cancel.is_cancelled() {
         let started = tokio::time::Instant::now();
         if let Err(e) = client.serve_signing(signer.clone(), cancel.clone()).await {
             tracing::warn!(error = %e, "certificate signer link to the relay broke");
         }
-        if started.elapsed() > Duration::from_secs(10) {
+        if started.elapsed() > SIGNING_HEALTHY_AFTER {
             backoff.reset();
         }
-        if !pause(&mut backoff, &cancel).await {
-            return;
-        }
-    }
-}
-
-async fn watch(
-    client: RelayClient,
-    events: mpsc::Sender<proto::WatchEvent>,
-    cancel: CancellationToken,
-) {
-    let mut backoff = relay_backoff();
-    while !cancel.is_cancelled() {
-        match client.watch().await {
-            Ok(mut feed) => {
-                backoff.reset();
-                loop {
-                    let next = tokio::select! {
-                        () = cancel.cancelled() => return,
-                        next = feed.message() => next,
-                    };
-                    match next {
-                        Ok(Some(event)) => {
-                            if events.send(event).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(status) => {
-                            tracing::warn!(error = %status.message(), "relay watch ended; watching again");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "relay watch not available yet"),
-        }
-        if !pause(&mut backoff, &cancel).await {
-            return;
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
         }
     }
 }

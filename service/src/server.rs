@@ -18,7 +18,7 @@ use crate::config::{AuthConfig, ServiceConfig};
 use crate::db::Store;
 use crate::driver::{InstanceDriver, LocalDriver, LocalDriverConfig};
 use crate::reconcile::Reconciler;
-use crate::relay_link::{RelayLink, WATCH_QUEUE};
+use crate::relay_link::RelayLink;
 use crate::scheduler::{Scheduler, SchedulerSettings};
 
 /// Why the service could not start or stopped with an error.
@@ -316,10 +316,10 @@ pub async fn run(
             }
         });
     }
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(WATCH_QUEUE);
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(crate::agents::EVENT_QUEUE);
     let link = RelayLink::start(
         relay_dial,
-        &pki,
+        &pki.service_tls,
         pki.signer(tokens.clone()),
         events_tx,
         &tasks,
@@ -347,7 +347,7 @@ pub async fn run(
     let scheduler = Scheduler::new(
         store.clone(),
         driver.clone(),
-        link.client.clone(),
+        link.agents.clone(),
         images.clone(),
         tokens,
         settings,
@@ -356,13 +356,13 @@ pub async fn run(
     tasks.spawn(scheduler.clone().run(cancel.clone()));
     let reconciler = Reconciler {
         store: store.clone(),
-        relay: link.client.clone(),
+        agents: link.agents.clone(),
         driver,
         scheduler: scheduler.clone(),
     };
     tasks.spawn(reconciler.run(events_rx, cancel.clone()));
 
-    let app = App::new(store.clone(), link.client.clone(), scheduler, images);
+    let app = App::new(store.clone(), link.agents.clone(), scheduler, images);
     let state = ApiState::new(
         Arc::new(app),
         authenticator,

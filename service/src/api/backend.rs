@@ -24,7 +24,7 @@ use crate::domain::{
     Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, ProjectId,
     RequestId, UserId,
 };
-pub use crate::domain::{ContainerPatch, MAX_LIST_LIMIT, SortDir, SortKey};
+pub use crate::domain::{ContainerPatch, MAX_LIST_LIMIT, SortDir, SortKey, TtySize};
 
 /// What every backend method returns.
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
@@ -577,15 +577,6 @@ pub trait ConsoleSession: Send {
     /// The HTTP layer drops the future when the client disconnects; dropping
     /// it must end the session and release its resources.
     fn run(self: Box<Self>, io: ConsoleIo) -> BoxFuture<'static, Result<(), BackendError>>;
-}
-
-/// A terminal size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TtySize {
-    /// Columns.
-    pub width: u16,
-    /// Rows.
-    pub height: u16,
 }
 
 /// How to read logs (`GET …/logs`).

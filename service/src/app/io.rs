@@ -1,15 +1,16 @@
 //! Talking to a running container: exec, logs, attach and consoles, top
-//! and stats. Interactive sessions are relay streams; no Docker socket is
+//! and stats. Interactive sessions are agent streams; no Docker socket is
 //! ever exposed.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use nest_relay::client::RelayStream;
-use nest_relay::proto::{self, command, command_output, stream_open, stream_output};
 use tokio::sync::mpsc;
 
-use super::{App, lock, placed_on, relay_error};
+use super::{App, agent_error, lock, placed_on};
+use crate::agents::{
+    AgentError, AgentStream, ExecCommand, LogOptions, StreamEvent, StreamInput, StreamOpen,
+};
 use crate::api::backend::{
     BackendError, CallContext, ConsoleInput, ConsoleIo, ConsoleSession, ConsoleTarget,
     ConsoleTicket, ConsoleToken, ContainerRef, ContainerStats, ExecId, ExecOutcome, ExecRequest,
@@ -20,8 +21,11 @@ use crate::domain::{Container, ContainerId};
 
 /// Most log bytes returned by a non-following logs call.
 const MAX_LOG_BYTES: usize = 16 * 1024 * 1024;
-/// How long a captured exec may run.
-const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Terminal size an interactive exec starts with, until the client resizes.
+const EXEC_INITIAL_SIZE: TtySize = TtySize {
+    width: 80,
+    height: 24,
+};
 /// Resize requests queued per console.
 const RESIZE_QUEUE: usize = 4;
 /// Log chunks queued towards an HTTP client.
@@ -71,22 +75,15 @@ impl App {
                 result: ExecResult::Created { exec_id, token },
             });
         }
-        let output = self
-            .on_agent(
-                cx,
-                &container,
-                "execute",
-                command::Kind::Exec(proto::ExecCapture {
-                    uuid: container.id.to_string(),
-                    command: request.command,
-                    ..Default::default()
-                }),
-                EXEC_TIMEOUT,
-            )
-            .await?;
-        let command_output::Kind::Exec(captured) = output else {
-            return Err(unexpected());
+        let (agents, instance) = self.on_agent(&container, "execute")?;
+        let command = ExecCommand {
+            command: request.command,
+            ..Default::default()
         };
+        let captured = agents
+            .exec(&cx.request_id, &instance, container.id, command)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
         // Zun returns stdout and stderr together, as docker exec shows them.
         let mut text = String::from_utf8_lossy(&captured.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&captured.stderr));
@@ -140,29 +137,27 @@ impl App {
         reference: &ContainerRef,
         params: &LogsParams,
         follow: bool,
-    ) -> Result<RelayStream, BackendError> {
+    ) -> Result<Box<dyn AgentStream>, BackendError> {
         let container = self.resolve(cx, reference, Action::ContainerLogs).await?;
         if !container.status.can_read_logs() {
             return Err(not_running(&container, "logs"));
         }
-        let instance = placed_on(&container, "logs")?;
-        self.inner
-            .relay
-            .open_stream(
-                &instance,
-                cx.request_id.as_str(),
-                stream_open::Kind::Logs(proto::LogsStream {
-                    uuid: container.id.to_string(),
-                    stdout: params.stdout,
-                    stderr: params.stderr,
-                    tail: params.tail,
-                    since: params.since.unwrap_or(0),
-                    timestamps: params.timestamps,
-                    follow,
-                }),
-            )
+        let (agents, instance) = self.on_agent(&container, "logs")?;
+        let open = StreamOpen::Logs {
+            container: container.id,
+            options: LogOptions {
+                stdout: params.stdout,
+                stderr: params.stderr,
+                tail: params.tail,
+                since: params.since,
+                timestamps: params.timestamps,
+                follow,
+            },
+        };
+        agents
+            .open_stream(&cx.request_id, &instance, open)
             .await
-            .map_err(|e| relay_error(&container, &e))
+            .map_err(|e| agent_error(&container, &e))
     }
 
     pub(super) async fn read_logs(
@@ -175,18 +170,18 @@ impl App {
         let mut text = Vec::new();
         while let Some(frame) = stream.next().await {
             match frame.map_err(|e| stream_error(&e))? {
-                stream_output::Kind::Chunk(chunk) => {
+                StreamEvent::Output { data, .. } => {
                     let room = MAX_LOG_BYTES.saturating_sub(text.len());
-                    text.extend_from_slice(&chunk.data[..chunk.data.len().min(room)]);
+                    text.extend_from_slice(&data[..data.len().min(room)]);
                 }
-                stream_output::Kind::Error(e) => {
+                StreamEvent::Failed { message, .. } => {
                     return Err(BackendError::Unavailable {
-                        what: format!("logs ({})", e.message),
+                        what: format!("logs ({message})"),
                         source: None,
                     });
                 }
-                stream_output::Kind::End(_) => break,
-                stream_output::Kind::Started(_) => {}
+                StreamEvent::End { .. } => break,
+                StreamEvent::Started => {}
             }
         }
         Ok(String::from_utf8_lossy(&text).into_owned())
@@ -208,13 +203,15 @@ impl App {
                     frame = stream.next() => frame,
                 };
                 let item = match frame {
-                    None | Some(Ok(stream_output::Kind::End(_))) => return,
-                    Some(Ok(stream_output::Kind::Chunk(chunk))) => Ok(Bytes::from(chunk.data)),
-                    Some(Ok(stream_output::Kind::Started(_))) => continue,
-                    Some(Ok(stream_output::Kind::Error(e))) => Err(BackendError::Unavailable {
-                        what: format!("logs ({})", e.message),
-                        source: None,
-                    }),
+                    None | Some(Ok(StreamEvent::End { .. })) => return,
+                    Some(Ok(StreamEvent::Output { data, .. })) => Ok(data),
+                    Some(Ok(StreamEvent::Started)) => continue,
+                    Some(Ok(StreamEvent::Failed { message, .. })) => {
+                        Err(BackendError::Unavailable {
+                            what: format!("logs ({message})"),
+                            source: None,
+                        })
+                    }
                     Some(Err(e)) => Err(stream_error(&e)),
                 };
                 let last = item.is_err();
@@ -258,37 +255,35 @@ impl App {
             .await
             .map_err(|_| BackendError::ConsoleTokenRejected)?;
         let instance = placed_on(&container, "attach")?;
-        let uuid = container.id.to_string();
         let (open, key) = match &target {
             ConsoleTarget::Attach => (
-                stream_open::Kind::Attach(proto::AttachStream {
-                    uuid,
+                StreamOpen::Attach {
+                    container: container.id,
                     stdin: true,
                     stdout: true,
                     stderr: true,
                     logs: false,
-                }),
+                },
                 format!("{container_id}/attach"),
             ),
             ConsoleTarget::Exec(exec_id) => (
-                stream_open::Kind::Exec(proto::ExecStream {
-                    uuid,
+                StreamOpen::Exec {
+                    container: container.id,
                     command: pending.command,
                     tty: true,
                     stdin: true,
-                    width: 80,
-                    height: 24,
-                    ..Default::default()
-                }),
+                    size: Some(EXEC_INITIAL_SIZE),
+                },
                 format!("{container_id}/{exec_id}"),
             ),
         };
+        let request_id = crate::domain::RequestId::generate();
         let stream = self
             .inner
-            .relay
-            .open_stream(&instance, "req-console", open)
+            .agents
+            .open_stream(&request_id, &instance, open)
             .await
-            .map_err(|e| relay_error(&container, &e))?;
+            .map_err(|e| agent_error(&container, &e))?;
         let (resize_tx, resize_rx) = mpsc::channel(RESIZE_QUEUE);
         lock(&self.inner.resizers).insert(key.clone(), resize_tx);
         Ok(Box::new(Console {
@@ -309,24 +304,14 @@ impl App {
         if !container.status.is_running() {
             return Err(not_running(&container, "top"));
         }
-        let output = self
-            .on_agent(
-                cx,
-                &container,
-                "top",
-                command::Kind::Top(proto::Top {
-                    uuid: container.id.to_string(),
-                    ps_args: ps_args.unwrap_or_default(),
-                }),
-                super::ACTION_TIMEOUT,
-            )
-            .await?;
-        let command_output::Kind::Top(top) = output else {
-            return Err(unexpected());
-        };
+        let (agents, instance) = self.on_agent(&container, "top")?;
+        let top = agents
+            .top(&cx.request_id, &instance, container.id, ps_args)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
         Ok(ProcessList {
             titles: top.titles,
-            processes: top.processes.into_iter().map(|r| r.cells).collect(),
+            processes: top.processes,
         })
     }
 
@@ -339,20 +324,11 @@ impl App {
         if !container.status.is_running() {
             return Err(not_running(&container, "stats"));
         }
-        let output = self
-            .on_agent(
-                cx,
-                &container,
-                "stats",
-                command::Kind::Stats(proto::Stats {
-                    uuid: container.id.to_string(),
-                }),
-                super::ACTION_TIMEOUT,
-            )
-            .await?;
-        let command_output::Kind::Stats(s) = output else {
-            return Err(unexpected());
-        };
+        let (agents, instance) = self.on_agent(&container, "stats")?;
+        let s = agents
+            .stats(&cx.request_id, &instance, container.id)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let memory_percent = if s.memory_limit_bytes > 0 {
             100.0 * s.memory_usage_bytes as f64 / s.memory_limit_bytes as f64
@@ -373,27 +349,18 @@ impl App {
     }
 }
 
-fn unexpected() -> BackendError {
-    BackendError::Internal {
-        context: "reading an agent's answer",
-        source: Box::new(std::io::Error::other(
-            "the agent answered with another kind of result",
-        )),
-    }
-}
-
-fn stream_error(e: &nest_relay::client::RelayError) -> BackendError {
+fn stream_error(e: &AgentError) -> BackendError {
     BackendError::Unavailable {
         what: "the container's instance".into(),
         source: Some(Box::new(e.clone())),
     }
 }
 
-/// A live console: websocket ⇄ relay stream.
+/// A live console: websocket ⇄ agent stream.
 struct Console {
     app: App,
     key: String,
-    stream: RelayStream,
+    stream: Box<dyn AgentStream>,
     resizes: mpsc::Receiver<TtySize>,
 }
 
@@ -410,15 +377,15 @@ impl ConsoleSession for Console {
             let result = loop {
                 tokio::select! {
                     frame = stream.next() => match frame {
-                        None | Some(Ok(stream_output::Kind::End(_))) => break Ok(()),
-                        Some(Ok(stream_output::Kind::Chunk(chunk))) => {
-                            if output.send(Bytes::from(chunk.data)).await.is_err() {
+                        None | Some(Ok(StreamEvent::End { .. })) => break Ok(()),
+                        Some(Ok(StreamEvent::Output { data, .. })) => {
+                            if output.send(data).await.is_err() {
                                 break Ok(());
                             }
                         }
-                        Some(Ok(stream_output::Kind::Started(_))) => {}
-                        Some(Ok(stream_output::Kind::Error(e))) => break Err(BackendError::Unavailable {
-                            what: format!("the console ({})", e.message),
+                        Some(Ok(StreamEvent::Started)) => {}
+                        Some(Ok(StreamEvent::Failed { message, .. })) => break Err(BackendError::Unavailable {
+                            what: format!("the console ({message})"),
                             source: None,
                         }),
                         Some(Err(e)) => break Err(stream_error(&e)),
@@ -426,16 +393,16 @@ impl ConsoleSession for Console {
                     message = input.recv() => match message {
                         None => break Ok(()),
                         Some(ConsoleInput::Data(data)) => {
-                            if stream.send_stdin(&data).await.is_err() {
+                            if stream.send(StreamInput::Stdin(data)).await.is_err() {
                                 break Ok(());
                             }
                         }
                         Some(ConsoleInput::Resize(size)) => {
-                            let _ = stream.resize(u32::from(size.width), u32::from(size.height)).await;
+                            let _ = stream.send(StreamInput::Resize(size)).await;
                         }
                     },
                     Some(size) = resizes.recv() => {
-                        let _ = stream.resize(u32::from(size.width), u32::from(size.height)).await;
+                        let _ = stream.send(StreamInput::Resize(size)).await;
                     }
                 }
             };

@@ -20,16 +20,15 @@ use std::time::Duration;
 
 use nest_core::ErrorKind;
 use nest_pki::TokenStore;
-use nest_relay::client::RelayClient;
-use nest_relay::proto::{self, command, command_output};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::convert;
+use crate::agents::{AgentError, AgentLink, CreateRequest, EngineState};
 use crate::db::{DbError, Store};
 use crate::domain::{
     Container, ContainerId, ContainerStatus, Instance, InstanceId, InstanceStatus, ProjectId,
+    RequestId,
 };
 use crate::driver::{BootRequest, InstanceDriver};
 use crate::images::ProjectImages;
@@ -37,9 +36,6 @@ use placement::{Candidate, Demand, Placement};
 
 /// How often the scheduler looks at the database even when nobody woke it.
 const PASS_INTERVAL: Duration = Duration::from_secs(2);
-/// How long creating a container may take on its agent (an image pull
-/// included).
-pub const CREATE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Status reason of a container waiting for an instance.
 pub const WAITING_FOR_INSTANCE: &str = "waiting for an instance to boot";
 
@@ -76,7 +72,7 @@ pub struct SchedulerSettings {
 pub struct Scheduler {
     store: Store,
     driver: Arc<dyn InstanceDriver>,
-    relay: RelayClient,
+    agents: Arc<dyn AgentLink>,
     images: Arc<ProjectImages>,
     tokens: Arc<dyn TokenStore>,
     settings: SchedulerSettings,
@@ -106,7 +102,7 @@ impl Scheduler {
     pub fn new(
         store: Store,
         driver: Arc<dyn InstanceDriver>,
-        relay: RelayClient,
+        agents: Arc<dyn AgentLink>,
         images: Arc<ProjectImages>,
         tokens: Arc<dyn TokenStore>,
         settings: SchedulerSettings,
@@ -115,7 +111,7 @@ impl Scheduler {
         Arc::new(Self {
             store,
             driver,
-            relay,
+            agents,
             images,
             tokens,
             settings,
@@ -411,7 +407,7 @@ impl Scheduler {
             self.tasks.spawn(async move {
                 create_container(
                     &this.store,
-                    &this.relay,
+                    this.agents.as_ref(),
                     &this.images,
                     &container,
                     &instance,
@@ -583,16 +579,16 @@ async fn fail_instance(
 /// Creates one container on its instance and records the outcome.
 async fn create_container(
     store: &Store,
-    relay: &RelayClient,
+    agents: &dyn AgentLink,
     images: &ProjectImages,
     container: &Container,
     instance: &InstanceId,
 ) {
-    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let request_id = RequestId::generate();
     let mut spec = container.spec.clone();
     if let Ok(nest_images::ImageRef::Stored(image)) = nest_images::ImageRef::parse(&spec.image) {
         match images
-            .load_into(relay, &container.project_id, image, instance, &request_id)
+            .load_into(agents, &container.project_id, image, instance, &request_id)
             .await
         {
             Ok(reference) => spec.image = reference,
@@ -618,35 +614,25 @@ async fn create_container(
             }
         }
     }
-    let create = command::Kind::Create(proto::CreateContainer {
-        spec: Some(convert::to_agent_spec(container.id, &container.name, &spec)),
+    let request = CreateRequest {
+        container: container.id,
+        name: container.name.clone(),
+        spec,
         start: container.desired_running,
         pull_missing: true,
-    });
-    let mut outcome = relay
-        .execute(instance, &request_id, create, CREATE_TIMEOUT)
-        .await;
+    };
+    let mut outcome = agents.create(&request_id, instance, request).await;
     if matches!(&outcome, Err(e) if e.kind() == ErrorKind::Conflict) {
         // Created by an earlier attempt whose answer was lost: adopt it.
-        outcome = relay
-            .execute(
-                instance,
-                &request_id,
-                command::Kind::Inspect(proto::ContainerRef {
-                    uuid: container.id.to_string(),
-                }),
-                CREATE_TIMEOUT,
-            )
-            .await;
+        outcome = agents.inspect(&request_id, instance, container.id).await;
     }
     let result = match outcome {
-        Ok(command_output::Kind::Container(state)) => {
-            let status = convert::status_of(&state);
-            tracing::info!(container_id = %container.id, instance_id = %instance, status = %status, "container created");
-            store_created(store, container.id, &state, status).await
+        Ok(state) => {
+            tracing::info!(container_id = %container.id, instance_id = %instance, status = %state.status, "container created");
+            store_created(store, &state).await
         }
-        Ok(other) => {
-            tracing::warn!(container_id = %container.id, ?other, "unexpected create result");
+        Err(e @ AgentError::UnexpectedAnswer { .. }) => {
+            tracing::warn!(container_id = %container.id, error = %e, "unexpected create result");
             Ok(())
         }
         // The agent is away or slow: the next pass tries again.
@@ -661,7 +647,7 @@ async fn create_container(
                     container.id,
                     ContainerStatus::Creating,
                     ContainerStatus::Error,
-                    Some(&e.message),
+                    Some(&e.to_string()),
                 )
                 .await
                 .map(|_| ())
@@ -672,19 +658,16 @@ async fn create_container(
     }
 }
 
-async fn store_created(
-    store: &Store,
-    id: ContainerId,
-    state: &proto::ContainerState,
-    status: ContainerStatus,
-) -> Result<(), DbError> {
-    store.set_docker_id(id, Some(&state.docker_id)).await?;
+async fn store_created(store: &Store, state: &EngineState) -> Result<(), DbError> {
+    store
+        .set_docker_id(state.container, Some(&state.docker_id))
+        .await?;
     store
         .update_status(
-            id,
+            state.container,
             ContainerStatus::Creating,
-            status,
-            convert::exit_reason(state).as_deref(),
+            state.status,
+            state.status_reason.as_deref(),
         )
         .await
         .map(|_| ())
