@@ -16,10 +16,12 @@ use std::time::Duration;
 use nest_core::ErrorKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::agents::{
     AgentAction, AgentEvent, AgentLink, ContainerEvent, EngineAction, EngineState,
 };
+use crate::api::backend::ActionKind;
 use crate::db::{DbError, Store};
 use crate::domain::{ContainerId, ContainerStatus, InstanceId, InstanceStatus, RequestId};
 use crate::driver::InstanceDriver;
@@ -55,7 +57,10 @@ impl Reconciler {
                     }
                 }
                 _ = sweep.tick() => {
-                    if let Err(e) = self.sweep().await {
+                    // No API call asked for a sweep: each gets its own
+                    // request id, on every line it logs.
+                    let span = tracing::info_span!("sweep", request_id = %RequestId::generate());
+                    if let Err(e) = self.sweep().instrument(span).await {
                         tracing::warn!(error = %crate::error_chain(&e), "reconciler sweep failed");
                     }
                 }
@@ -116,7 +121,9 @@ impl Reconciler {
             match reported.get(&container.id) {
                 Some(state) => {
                     if container.status == ContainerStatus::Deleting {
-                        self.remove_on_agent(instance, container.id);
+                        // Finishing the delete an API call asked for.
+                        let request_id = self.delete_request_id(container.id).await?;
+                        self.remove_on_agent(instance, container.id, request_id);
                         continue;
                     }
                     if container.docker_id.is_none() {
@@ -154,8 +161,10 @@ impl Reconciler {
         }
         for id in reported.keys() {
             if !known.contains(id) {
-                tracing::warn!(instance_id = %instance, container_id = %id, "removing an orphan container");
-                self.remove_on_agent(instance, *id);
+                // No API call asked for this: it gets its own request id.
+                let request_id = RequestId::generate();
+                tracing::warn!(%request_id, instance_id = %instance, container_id = %id, "removing an orphan container");
+                self.remove_on_agent(instance, *id, request_id);
             }
         }
         self.scheduler.wake();
@@ -164,16 +173,29 @@ impl Reconciler {
 
     /// Removes a container through its agent in the background, so one
     /// slow agent never holds up the events of the others.
-    fn remove_on_agent(&self, instance: &InstanceId, id: ContainerId) {
+    fn remove_on_agent(&self, instance: &InstanceId, id: ContainerId, request_id: RequestId) {
         let agents = self.agents.clone();
         let instance = instance.clone();
-        let request_id = RequestId::generate();
         self.scheduler.tasks().spawn(async move {
             let remove = AgentAction::Remove { force: true };
             if let Err(e) = agents.act(&request_id, &instance, id, remove).await {
                 tracing::warn!(%request_id, instance_id = %instance, container_id = %id, error = %e, "could not remove a container");
             }
         });
+    }
+
+    /// The id of the API call that deleted a container; a fresh one (logged)
+    /// when none was recorded.
+    async fn delete_request_id(&self, id: ContainerId) -> Result<RequestId, DbError> {
+        let recorded = self
+            .store
+            .action_request_id(id, ActionKind::Delete.as_zun())
+            .await?;
+        Ok(recorded.unwrap_or_else(|| {
+            let request_id = RequestId::generate();
+            tracing::info!(container_id = %id, %request_id, "no delete request recorded; removing under a fresh request id");
+            request_id
+        }))
     }
 
     async fn container_event(&self, event: ContainerEvent) -> Result<(), DbError> {

@@ -65,6 +65,7 @@ impl App {
             .expect("two simple uuids are 64 lowercase hex digits");
             let token = request.interactive.then(|| {
                 self.issue_console(
+                    cx,
                     container.id,
                     ConsoleTarget::Exec(exec_id.clone()),
                     request.command.clone(),
@@ -235,7 +236,7 @@ impl App {
         if !container.spec.interactive {
             return Err(BackendError::NotInteractive(container.id));
         }
-        let token = self.issue_console(container.id, ConsoleTarget::Attach, Vec::new());
+        let token = self.issue_console(cx, container.id, ConsoleTarget::Attach, Vec::new());
         Ok(ConsoleTicket {
             container_id: container.id,
             token,
@@ -277,11 +278,12 @@ impl App {
                 format!("{container_id}/{exec_id}"),
             ),
         };
-        let request_id = crate::domain::RequestId::generate();
+        // The websocket carries no request id of its own: the session is
+        // traced under the call that issued its token.
         let stream = self
             .inner
             .agents
-            .open_stream(&request_id, &instance, open)
+            .open_stream(&pending.request_id, &instance, open)
             .await
             .map_err(|e| agent_error(&container, &e))?;
         let (resize_tx, resize_rx) = mpsc::channel(RESIZE_QUEUE);

@@ -27,7 +27,7 @@ use crate::api::backend::{
 };
 use crate::auth::policy::{self, Action, PolicyError};
 use crate::db::{DbError, Store};
-use crate::domain::{Container, ContainerId, InstanceId};
+use crate::domain::{Container, ContainerId, InstanceId, RequestId};
 use crate::scheduler::Scheduler;
 
 /// How long a console token stays redeemable.
@@ -39,6 +39,8 @@ struct PendingConsole {
     container: ContainerId,
     target: ConsoleTarget,
     command: Vec<String>,
+    /// The call that issued the token: the session is traced under it.
+    request_id: RequestId,
     expires: tokio::time::Instant,
 }
 
@@ -134,6 +136,7 @@ impl App {
 
     fn issue_console(
         &self,
+        cx: &CallContext,
         container: ContainerId,
         target: ConsoleTarget,
         command: Vec<String>,
@@ -148,6 +151,7 @@ impl App {
                 container,
                 target,
                 command,
+                request_id: cx.request_id.clone(),
                 expires: now + CONSOLE_TOKEN_TTL,
             },
         );

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agents::{AgentError, AgentLink, CreateRequest, EngineState};
+use crate::api::backend::ActionKind;
 use crate::db::{DbError, Store};
 use crate::domain::{
     Container, ContainerId, ContainerStatus, Instance, InstanceId, InstanceStatus, ProjectId,
@@ -525,11 +526,13 @@ impl Scheduler {
             {
                 continue;
             }
-            tracing::info!(instance_id = %instance.id, "retiring an idle instance");
+            // No API call asked for this: it gets its own request id.
+            let request_id = RequestId::generate();
+            tracing::info!(%request_id, instance_id = %instance.id, "retiring an idle instance");
             match self.driver.delete(&instance.id).await {
                 Ok(()) => self.store.delete_instance(&instance.id).await?,
                 Err(e) => {
-                    tracing::warn!(instance_id = %instance.id, error = %crate::error_chain(&e), "could not delete an idle instance; will retry");
+                    tracing::warn!(%request_id, instance_id = %instance.id, error = %crate::error_chain(&e), "could not delete an idle instance; will retry");
                 }
             }
         }
@@ -576,7 +579,25 @@ async fn fail_instance(
     }
 }
 
+/// The id of the API call that asked for a container, so that creating it
+/// on its agent is traced under that call; a fresh one (logged) when none
+/// was recorded.
+///
+/// # Errors
+/// [`DbError`] when the recorded actions cannot be read.
+async fn create_request_id(store: &Store, container: ContainerId) -> Result<RequestId, DbError> {
+    let recorded = store
+        .action_request_id(container, ActionKind::Create.as_zun())
+        .await?;
+    Ok(recorded.unwrap_or_else(|| {
+        let request_id = RequestId::generate();
+        tracing::info!(container_id = %container, %request_id, "no create request recorded; creating under a fresh request id");
+        request_id
+    }))
+}
+
 /// Creates one container on its instance and records the outcome.
+#[tracing::instrument(skip_all, fields(container_id = %container.id, instance_id = %instance, request_id = tracing::field::Empty))]
 async fn create_container(
     store: &Store,
     agents: &dyn AgentLink,
@@ -584,7 +605,14 @@ async fn create_container(
     container: &Container,
     instance: &InstanceId,
 ) {
-    let request_id = RequestId::generate();
+    let request_id = match create_request_id(store, container.id).await {
+        Ok(request_id) => request_id,
+        Err(e) => {
+            tracing::warn!(container_id = %container.id, error = %crate::error_chain(&e), "could not read the create request; will retry");
+            return;
+        }
+    };
+    tracing::Span::current().record("request_id", tracing::field::display(&request_id));
     let mut spec = container.spec.clone();
     if let Ok(nest_images::ImageRef::Stored(image)) = nest_images::ImageRef::parse(&spec.image) {
         match images
@@ -671,4 +699,194 @@ async fn store_created(store: &Store, state: &EngineState) -> Result<(), DbError
         )
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::agents::{
+        AgentAction, AgentFuture, AgentStream, EventFeed, ExecCommand, ExecOutput, ProcessTable,
+        ResourceUsage, Resources, StreamOpen,
+    };
+    use crate::db::NewAction;
+    use crate::domain::UserId;
+
+    /// An agent link that records which request asked it to create what;
+    /// every other call is refused.
+    #[derive(Default)]
+    struct RecordingLink {
+        creates: Mutex<Vec<(ContainerId, RequestId)>>,
+    }
+
+    fn refused<'a, T: Send + 'a>() -> AgentFuture<'a, T> {
+        async {
+            Err(AgentError::Refused {
+                kind: ErrorKind::Unavailable,
+                message: "not in this test".into(),
+            })
+        }
+        .boxed()
+    }
+
+    impl AgentLink for RecordingLink {
+        fn create<'a>(
+            &'a self,
+            request_id: &'a RequestId,
+            _instance: &'a InstanceId,
+            request: CreateRequest,
+        ) -> AgentFuture<'a, EngineState> {
+            lock(&self.creates).push((request.container, request_id.clone()));
+            let state = EngineState {
+                container: request.container,
+                docker_id: "d0c".into(),
+                status: ContainerStatus::Running,
+                status_reason: None,
+                exit_code: 0,
+            };
+            async move { Ok(state) }.boxed()
+        }
+        fn act<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+            _: ContainerId,
+            _: AgentAction,
+        ) -> AgentFuture<'a, Option<EngineState>> {
+            refused()
+        }
+        fn inspect<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+            _: ContainerId,
+        ) -> AgentFuture<'a, EngineState> {
+            refused()
+        }
+        fn list<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+        ) -> AgentFuture<'a, Vec<EngineState>> {
+            refused()
+        }
+        fn update_resources<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+            _: ContainerId,
+            _: Resources,
+        ) -> AgentFuture<'a, EngineState> {
+            refused()
+        }
+        fn top<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+            _: ContainerId,
+            _: Option<String>,
+        ) -> AgentFuture<'a, ProcessTable> {
+            refused()
+        }
+        fn stats<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+            _: ContainerId,
+        ) -> AgentFuture<'a, ResourceUsage> {
+            refused()
+        }
+        fn exec<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+            _: ContainerId,
+            _: ExecCommand,
+        ) -> AgentFuture<'a, ExecOutput> {
+            refused()
+        }
+        fn open_stream<'a>(
+            &'a self,
+            _: &'a RequestId,
+            _: &'a InstanceId,
+            _: StreamOpen,
+        ) -> AgentFuture<'a, Box<dyn AgentStream>> {
+            refused()
+        }
+        fn watch<'a>(&'a self, _: &'a RequestId) -> AgentFuture<'a, EventFeed> {
+            refused()
+        }
+    }
+
+    fn container() -> Container {
+        let now = crate::db::utc_now();
+        Container {
+            id: ContainerId::generate(),
+            name: "web".into(),
+            project_id: ProjectId::parse("p1").expect("a valid project id"),
+            user_id: UserId::parse("alice").expect("a valid user id"),
+            spec: crate::domain::ContainerSpec {
+                image: "busybox".into(),
+                cpu: 0.5,
+                memory_mib: 64,
+                ..Default::default()
+            },
+            status: ContainerStatus::Creating,
+            status_reason: None,
+            desired_running: true,
+            instance_id: None,
+            docker_id: None,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_agent_creates_under_the_request_id_of_the_api_call() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}/nest.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.expect("SQLite opens");
+        let images = ProjectImages::new(dir.path().join("images"));
+        let link = RecordingLink::default();
+        let instance = InstanceId::parse("i-1").expect("a valid instance id");
+
+        let asked = container();
+        store.insert_container(&asked).await.expect("insert");
+        let api_call = RequestId::generate();
+        store
+            .record_action(&NewAction {
+                request_id: api_call.clone(),
+                container: asked.id,
+                action: ActionKind::Create.as_zun().to_owned(),
+                project_id: asked.project_id.clone(),
+                user_id: asked.user_id.clone(),
+            })
+            .await
+            .expect("record the create");
+        create_container(&store, &link, &images, &asked, &instance).await;
+
+        // Without a recorded create, the work still gets a request id.
+        let unrecorded = Container {
+            id: ContainerId::generate(),
+            name: "db".into(),
+            ..container()
+        };
+        store.insert_container(&unrecorded).await.expect("insert");
+        create_container(&store, &link, &images, &unrecorded, &instance).await;
+
+        let creates = lock(&link.creates).clone();
+        assert_eq!(creates.len(), 2);
+        assert_eq!(creates[0], (asked.id, api_call.clone()));
+        assert_eq!(creates[1].0, unrecorded.id);
+        assert_ne!(creates[1].1, api_call);
+        let created = store.get_container(asked.id).await.expect("read back");
+        assert_eq!(
+            (created.status, created.docker_id.as_deref()),
+            (ContainerStatus::Running, Some("d0c"))
+        );
+        store.close().await;
+    }
 }
