@@ -7,14 +7,16 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
+use super::console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
 use super::{App, agent_error, lock, placed_on};
 use crate::agents::{
-    AgentError, AgentStream, ExecCommand, LogOptions, StreamEvent, StreamInput, StreamOpen,
+    AgentError, AgentStream, ExecCommand, LogOptions, OutputStream, StreamEvent, StreamInput,
+    StreamOpen,
 };
 use crate::api::backend::{
-    BackendError, CallContext, ConsoleInput, ConsoleIo, ConsoleSession, ConsoleTarget,
-    ConsoleTicket, ConsoleToken, ContainerRef, ContainerStats, ExecId, ExecOutcome, ExecRequest,
-    ExecResult, LogStream, LogsParams, ProcessList, TtySize,
+    BackendError, CallContext, ConsoleTarget, ConsoleTicket, ConsoleToken, ContainerRef,
+    ContainerStats, ExecId, ExecOutcome, ExecRequest, ExecResult, LogStream, LogsParams,
+    ProcessList, TtySize,
 };
 use crate::auth::policy::Action;
 use crate::domain::{Container, ContainerId};
@@ -358,12 +360,60 @@ fn stream_error(e: &AgentError) -> BackendError {
     }
 }
 
-/// A live console: websocket ⇄ agent stream.
+/// A live console: the front end's frames ⇄ the agent's stream.
 struct Console {
     app: App,
     key: String,
     stream: Box<dyn AgentStream>,
     resizes: mpsc::Receiver<TtySize>,
+}
+
+/// What the client is sent for one thing the agent sent, and whether the
+/// session ends with it (`Some(result)`).
+fn console_frame(
+    frame: Option<Result<StreamEvent, AgentError>>,
+) -> (Option<ConsoleOutput>, Option<Result<(), BackendError>>) {
+    match frame {
+        None => (None, Some(Ok(()))),
+        Some(Ok(StreamEvent::Started)) => (None, None),
+        Some(Ok(StreamEvent::Output { stream, data })) => {
+            let output = match stream {
+                OutputStream::Stdout => ConsoleOutput::Stdout(data),
+                OutputStream::Stderr => ConsoleOutput::Stderr(data),
+                OutputStream::Tty => ConsoleOutput::Tty(data),
+            };
+            (Some(output), None)
+        }
+        Some(Ok(StreamEvent::End { exit_code })) => {
+            (exit_code.map(ConsoleOutput::Exit), Some(Ok(())))
+        }
+        Some(Ok(StreamEvent::Failed { kind, message })) => {
+            let failed = BackendError::Unavailable {
+                what: format!("the console ({message})"),
+                source: None,
+            };
+            (
+                Some(ConsoleOutput::Error { kind, message }),
+                Some(Err(failed)),
+            )
+        }
+        Some(Err(e)) => {
+            let output = ConsoleOutput::Error {
+                kind: e.kind(),
+                message: e.to_string(),
+            };
+            (Some(output), Some(Err(stream_error(&e))))
+        }
+    }
+}
+
+/// What the agent is sent for one thing the client sent.
+fn stream_input(input: ConsoleInput) -> StreamInput {
+    match input {
+        ConsoleInput::Stdin(data) => StreamInput::Stdin(data),
+        ConsoleInput::Resize(size) => StreamInput::Resize(size),
+        ConsoleInput::CloseStdin => StreamInput::CloseStdin,
+    }
 }
 
 impl ConsoleSession for Console {
@@ -378,29 +428,26 @@ impl ConsoleSession for Console {
             let ConsoleIo { mut input, output } = io;
             let result = loop {
                 tokio::select! {
-                    frame = stream.next() => match frame {
-                        None | Some(Ok(StreamEvent::End { .. })) => break Ok(()),
-                        Some(Ok(StreamEvent::Output { data, .. })) => {
-                            if output.send(data).await.is_err() {
-                                break Ok(());
-                            }
+                    frame = stream.next() => {
+                        let (to_client, end) = console_frame(frame);
+                        if let Some(to_client) = to_client
+                            && output.send(to_client).await.is_err()
+                        {
+                            break Ok(());
                         }
-                        Some(Ok(StreamEvent::Started)) => {}
-                        Some(Ok(StreamEvent::Failed { message, .. })) => break Err(BackendError::Unavailable {
-                            what: format!("the console ({message})"),
-                            source: None,
-                        }),
-                        Some(Err(e)) => break Err(stream_error(&e)),
-                    },
+                        if let Some(end) = end {
+                            break end;
+                        }
+                    }
                     message = input.recv() => match message {
                         None => break Ok(()),
-                        Some(ConsoleInput::Data(data)) => {
-                            if stream.send(StreamInput::Stdin(data)).await.is_err() {
+                        Some(message) => {
+                            let is_data = matches!(message, ConsoleInput::Stdin(_));
+                            // A lost resize is harmless (the next one wins);
+                            // lost stdin means the stream has ended.
+                            if stream.send(stream_input(message)).await.is_err() && is_data {
                                 break Ok(());
                             }
-                        }
-                        Some(ConsoleInput::Resize(size)) => {
-                            let _ = stream.send(StreamInput::Resize(size)).await;
                         }
                     },
                     Some(size) = resizes.recv() => {
@@ -412,5 +459,71 @@ impl ConsoleSession for Console {
             result
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nest_core::ErrorKind;
+
+    #[test]
+    fn agent_frames_become_typed_console_frames() {
+        let data = Bytes::from_static(b"hi");
+        let output = |stream| {
+            console_frame(Some(Ok(StreamEvent::Output {
+                stream,
+                data: data.clone(),
+            })))
+        };
+        assert!(
+            matches!(output(OutputStream::Stdout), (Some(ConsoleOutput::Stdout(d)), None) if d == data)
+        );
+        assert!(
+            matches!(output(OutputStream::Stderr), (Some(ConsoleOutput::Stderr(d)), None) if d == data)
+        );
+        assert!(
+            matches!(output(OutputStream::Tty), (Some(ConsoleOutput::Tty(d)), None) if d == data)
+        );
+        assert!(matches!(
+            console_frame(Some(Ok(StreamEvent::End { exit_code: Some(2) }))),
+            (Some(ConsoleOutput::Exit(2)), Some(Ok(())))
+        ));
+        assert!(matches!(
+            console_frame(Some(Ok(StreamEvent::End { exit_code: None }))),
+            (None, Some(Ok(())))
+        ));
+        assert!(matches!(console_frame(None), (None, Some(Ok(())))));
+        assert!(matches!(
+            console_frame(Some(Ok(StreamEvent::Failed {
+                kind: ErrorKind::NotFound,
+                message: "no such exec".into(),
+            }))),
+            (
+                Some(ConsoleOutput::Error {
+                    kind: ErrorKind::NotFound,
+                    ..
+                }),
+                Some(Err(BackendError::Unavailable { .. }))
+            )
+        ));
+        let lost = AgentError::Refused {
+            kind: ErrorKind::Unavailable,
+            message: "the relay went away".into(),
+        };
+        assert!(matches!(
+            console_frame(Some(Err(lost))),
+            (
+                Some(ConsoleOutput::Error {
+                    kind: ErrorKind::Unavailable,
+                    ..
+                }),
+                Some(Err(BackendError::Unavailable { .. }))
+            )
+        ));
+        assert_eq!(
+            stream_input(ConsoleInput::CloseStdin),
+            StreamInput::CloseStdin
+        );
     }
 }

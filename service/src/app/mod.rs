@@ -7,8 +7,10 @@
 //! - `lifecycle.rs`: create, list, show, update, delete and the state
 //!   actions (start, stop, reboot, pause, unpause, kill);
 //! - `io.rs`: exec, logs, attach and consoles, top, stats;
+//! - `console.rs`: the typed frames of console I/O, both ways;
 //! - `records.rs`: container actions and hosts.
 
+pub mod console;
 mod io;
 mod lifecycle;
 mod records;
