@@ -440,6 +440,15 @@ pub struct Instance {
     pub empty_since: Option<String>,
 }
 
+/// A terminal size, in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtySize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+}
+
 /// The most containers one list returns (Zun's `[api] max_limit`).
 pub const MAX_LIST_LIMIT: u32 = 1000;
 

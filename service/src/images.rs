@@ -1,21 +1,23 @@
 //! Images Nest holds itself (the embedded, file-backed store), one store
 //! per project so that a project only ever sees and runs its own uploads,
-//! and loading them into an instance's engine through the relay.
+//! and loading them into an instance's engine through the agent link.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use nest_images::{FileImageStore, FileStoreConfig, ImageId, ImageRecord, ImageStore};
-use nest_relay::client::{RelayClient, RelayError};
-use nest_relay::proto::{self, stream_open, stream_output};
 use tokio::io::AsyncReadExt;
 
-use crate::domain::{InstanceId, ProjectId};
+use crate::agents::{
+    AgentError, AgentLink, STDIN_CHUNK_BYTES, StreamEvent, StreamInput, StreamOpen,
+};
+use crate::domain::{InstanceId, ProjectId, RequestId};
 
 /// Bytes read from an image file per stream frame.
-const LOAD_CHUNK: usize = nest_relay::version::MAX_CHUNK_BYTES;
+const LOAD_CHUNK: usize = STDIN_CHUNK_BYTES;
 /// Longest an image load may take.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -30,7 +32,7 @@ pub enum ImageError {
     Read(#[source] std::io::Error),
     /// The relay or the agent refused or failed the load.
     #[error("loading the image into the instance: {0}")]
-    Load(#[source] RelayError),
+    Load(#[source] AgentError),
     /// The engine reported a failure.
     #[error("the instance's engine could not load the image: {0}")]
     Engine(String),
@@ -104,16 +106,16 @@ impl ProjectImages {
     /// [`ImageError`] when the image is missing or the load fails.
     pub async fn load_into(
         &self,
-        relay: &RelayClient,
+        agents: &dyn AgentLink,
         project: &ProjectId,
         id: ImageId,
         instance: &InstanceId,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<String, ImageError> {
         let store = self.store(project).await?;
         let (record, file) = store.open(id).await?;
         let reference = run_reference(&record)?;
-        tokio::time::timeout(LOAD_TIMEOUT, send(relay, instance, request_id, file))
+        tokio::time::timeout(LOAD_TIMEOUT, send(agents, instance, request_id, file))
             .await
             .map_err(|_| ImageError::Timeout(LOAD_TIMEOUT))??;
         tracing::info!(image_id = %id, instance_id = %instance, "stored image loaded");
@@ -129,17 +131,13 @@ fn run_reference(record: &ImageRecord) -> Result<String, ImageError> {
 }
 
 async fn send(
-    relay: &RelayClient,
+    agents: &dyn AgentLink,
     instance: &InstanceId,
-    request_id: &str,
+    request_id: &RequestId,
     mut file: tokio::fs::File,
 ) -> Result<(), ImageError> {
-    let mut stream = relay
-        .open_stream(
-            instance,
-            request_id,
-            stream_open::Kind::LoadImage(proto::LoadImageStream {}),
-        )
+    let mut stream = agents
+        .open_stream(request_id, instance, StreamOpen::LoadImage)
         .await
         .map_err(ImageError::Load)?;
     let mut buffer = vec![0u8; LOAD_CHUNK];
@@ -149,16 +147,19 @@ async fn send(
             break;
         }
         stream
-            .send_stdin(&buffer[..n])
+            .send(StreamInput::Stdin(Bytes::copy_from_slice(&buffer[..n])))
             .await
             .map_err(ImageError::Load)?;
     }
-    stream.close_stdin().await.map_err(ImageError::Load)?;
+    stream
+        .send(StreamInput::CloseStdin)
+        .await
+        .map_err(ImageError::Load)?;
     while let Some(frame) = stream.next().await {
         match frame.map_err(ImageError::Load)? {
-            stream_output::Kind::End(_) => return Ok(()),
-            stream_output::Kind::Error(e) => return Err(ImageError::Engine(e.message)),
-            stream_output::Kind::Chunk(_) | stream_output::Kind::Started(_) => {}
+            StreamEvent::End { .. } => return Ok(()),
+            StreamEvent::Failed { message, .. } => return Err(ImageError::Engine(message)),
+            StreamEvent::Output { .. } | StreamEvent::Started => {}
         }
     }
     Err(ImageError::Engine(

@@ -8,19 +8,22 @@
 //! - [`driver`]: the instance drivers (`local`, later `nova`) behind one trait.
 //! - [`scheduler`]: placement, booting and retiring instances.
 //! - [`reconcile`]: converging the database with what agents and drivers report.
-//! - [`relay_link`]: the CA, the embedded relay and the service's links to it.
+//! - [`ca`]: Nest's CA: the relay's and the service's certificates, the signer.
+//! - [`relay_link`]: the service's long-lived links to its relay.
+//! - [`agents`]: the one typed link to agents (commands, streams, events),
+//!   and the only mapping to and from the wire protocol.
 //! - [`app`]: the container service the API calls (`ContainerBackend`).
 //! - [`images`]: per-project stored images and loading them into instances.
-//! - [`convert`]: domain types to and from the wire protocol.
 //! - [`config`]: the service's configuration file.
 //! - [`server`]: assembling and running all of the above.
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod ca;
 pub mod config;
-pub mod convert;
 pub mod db;
 pub mod domain;
 pub mod driver;

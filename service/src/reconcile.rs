@@ -14,28 +14,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nest_core::ErrorKind;
-use nest_relay::client::RelayClient;
-use nest_relay::proto::{self, command, watch_event};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::convert;
+use crate::agents::{
+    AgentAction, AgentEvent, AgentLink, ContainerEvent, EngineAction, EngineState,
+};
+use crate::api::backend::ActionKind;
 use crate::db::{DbError, Store};
-use crate::domain::{ContainerId, ContainerStatus, InstanceId, InstanceStatus};
+use crate::domain::{ContainerId, ContainerStatus, InstanceId, InstanceStatus, RequestId};
 use crate::driver::InstanceDriver;
 use crate::scheduler::Scheduler;
 
 /// How often the database is compared with what the driver has.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
-/// How long removing an orphan container may take.
-const REMOVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The reconciler's parts.
 pub struct Reconciler {
     /// The database.
     pub store: Store,
     /// Commands to agents.
-    pub relay: RelayClient,
+    pub agents: Arc<dyn AgentLink>,
     /// What really exists.
     pub driver: Arc<dyn InstanceDriver>,
     /// Woken when an instance becomes ready.
@@ -44,11 +44,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// Applies relay events and sweeps periodically until `cancel`.
-    pub async fn run(
-        self,
-        mut events: mpsc::Receiver<proto::WatchEvent>,
-        cancel: CancellationToken,
-    ) {
+    pub async fn run(self, mut events: mpsc::Receiver<AgentEvent>, cancel: CancellationToken) {
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -61,7 +57,10 @@ impl Reconciler {
                     }
                 }
                 _ = sweep.tick() => {
-                    if let Err(e) = self.sweep().await {
+                    // No API call asked for a sweep: each gets its own
+                    // request id, on every line it logs.
+                    let span = tracing::info_span!("sweep", request_id = %RequestId::generate());
+                    if let Err(e) = self.sweep().instrument(span).await {
                         tracing::warn!(error = %crate::error_chain(&e), "reconciler sweep failed");
                     }
                 }
@@ -69,13 +68,14 @@ impl Reconciler {
         }
     }
 
-    async fn apply(&self, event: proto::WatchEvent) -> Result<(), DbError> {
-        let Ok(instance) = InstanceId::parse(&event.instance_id) else {
-            return Ok(());
-        };
-        match event.kind {
-            Some(watch_event::Kind::Connected(hello)) => self.connected(&instance, hello).await,
-            Some(watch_event::Kind::Disconnected(_)) => self
+    async fn apply(&self, event: AgentEvent) -> Result<(), DbError> {
+        match event {
+            AgentEvent::Connected {
+                instance,
+                inventory,
+                ..
+            } => self.connected(&instance, &inventory).await,
+            AgentEvent::Disconnected { instance, .. } => self
                 .store
                 .update_instance_status(
                     &instance,
@@ -86,15 +86,14 @@ impl Reconciler {
                 .await
                 .map(|_| ())
                 .or_else(ignore_not_found),
-            Some(watch_event::Kind::Container(event)) => self.container_event(event).await,
-            None => Ok(()),
+            AgentEvent::Container { event, .. } => self.container_event(event).await,
         }
     }
 
     async fn connected(
         &self,
         instance: &InstanceId,
-        hello: proto::AgentConnected,
+        inventory: &[EngineState],
     ) -> Result<(), DbError> {
         let record = match self.store.get_instance(instance).await {
             Ok(record) => record,
@@ -114,19 +113,17 @@ impl Reconciler {
             }
         }
         let recorded = self.store.containers_on_instance(instance).await?;
-        let reported: BTreeMap<&str, &proto::ContainerState> = hello
-            .inventory
-            .iter()
-            .map(|c| (c.uuid.as_str(), c))
-            .collect();
+        let reported: BTreeMap<ContainerId, &EngineState> =
+            inventory.iter().map(|c| (c.container, c)).collect();
         let mut known = HashSet::new();
         for container in &recorded {
-            let uuid = container.id.to_string();
-            known.insert(uuid.clone());
-            match reported.get(uuid.as_str()) {
+            known.insert(container.id);
+            match reported.get(&container.id) {
                 Some(state) => {
                     if container.status == ContainerStatus::Deleting {
-                        self.remove_on_agent(instance, &uuid);
+                        // Finishing the delete an API call asked for.
+                        let request_id = self.delete_request_id(container.id).await?;
+                        self.remove_on_agent(instance, container.id, request_id);
                         continue;
                     }
                     if container.docker_id.is_none() {
@@ -134,13 +131,12 @@ impl Reconciler {
                             .set_docker_id(container.id, Some(&state.docker_id))
                             .await?;
                     }
-                    let status = convert::status_of(state);
-                    if status != container.status {
+                    if state.status != container.status {
                         self.store
                             .set_status_any(
                                 container.id,
-                                status,
-                                convert::exit_reason(state).as_deref(),
+                                state.status,
+                                state.status_reason.as_deref(),
                             )
                             .await?;
                     }
@@ -163,10 +159,12 @@ impl Reconciler {
                 None => {}
             }
         }
-        for uuid in reported.keys() {
-            if !known.contains(*uuid) {
-                tracing::warn!(instance_id = %instance, container_id = %uuid, "removing an orphan container");
-                self.remove_on_agent(instance, uuid);
+        for id in reported.keys() {
+            if !known.contains(id) {
+                // No API call asked for this: it gets its own request id.
+                let request_id = RequestId::generate();
+                tracing::warn!(%request_id, instance_id = %instance, container_id = %id, "removing an orphan container");
+                self.remove_on_agent(instance, *id, request_id);
             }
         }
         self.scheduler.wake();
@@ -175,34 +173,39 @@ impl Reconciler {
 
     /// Removes a container through its agent in the background, so one
     /// slow agent never holds up the events of the others.
-    fn remove_on_agent(&self, instance: &InstanceId, uuid: &str) {
-        let relay = self.relay.clone();
+    fn remove_on_agent(&self, instance: &InstanceId, id: ContainerId, request_id: RequestId) {
+        let agents = self.agents.clone();
         let instance = instance.clone();
-        let uuid = uuid.to_owned();
         self.scheduler.tasks().spawn(async move {
-            let remove = command::Kind::Remove(proto::RemoveContainer {
-                uuid: uuid.clone(),
-                force: true,
-            });
-            if let Err(e) = relay
-                .execute(&instance, "req-reconcile", remove, REMOVE_TIMEOUT)
-                .await
-            {
-                tracing::warn!(instance_id = %instance, container_id = %uuid, error = %e, "could not remove a container");
+            let remove = AgentAction::Remove { force: true };
+            if let Err(e) = agents.act(&request_id, &instance, id, remove).await {
+                tracing::warn!(%request_id, instance_id = %instance, container_id = %id, error = %e, "could not remove a container");
             }
         });
     }
 
-    async fn container_event(&self, event: proto::ContainerEvent) -> Result<(), DbError> {
-        let Ok(id) = ContainerId::parse(&event.uuid) else {
-            return Ok(());
-        };
+    /// The id of the API call that deleted a container; a fresh one (logged)
+    /// when none was recorded.
+    async fn delete_request_id(&self, id: ContainerId) -> Result<RequestId, DbError> {
+        let recorded = self
+            .store
+            .action_request_id(id, ActionKind::Delete.as_zun())
+            .await?;
+        Ok(recorded.unwrap_or_else(|| {
+            let request_id = RequestId::generate();
+            tracing::info!(container_id = %id, %request_id, "no delete request recorded; removing under a fresh request id");
+            request_id
+        }))
+    }
+
+    async fn container_event(&self, event: ContainerEvent) -> Result<(), DbError> {
+        let id = event.container;
         let container = match self.store.get_container(id).await {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        if event.action == "destroy" {
+        if event.action == EngineAction::Destroy {
             if container.status == ContainerStatus::Deleting || container.spec.auto_remove {
                 return self
                     .store
@@ -229,9 +232,9 @@ impl Reconciler {
         let Some(state) = event.state else {
             return Ok(());
         };
-        let status = convert::status_of(&state);
-        let mut reason = convert::exit_reason(&state);
-        if event.action == "oom" {
+        let status = state.status;
+        let mut reason = state.status_reason;
+        if event.action == EngineAction::OutOfMemory {
             reason = Some("killed: out of memory".to_owned());
         }
         if status != container.status || reason != container.status_reason {

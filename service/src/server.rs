@@ -13,11 +13,12 @@ use tokio_util::task::TaskTracker;
 use crate::api::{ApiConfig, ApiMetrics, ApiState};
 use crate::app::App;
 use crate::auth::Authenticate;
+use crate::ca::ServicePki;
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::db::Store;
 use crate::driver::{InstanceDriver, LocalDriver, LocalDriverConfig};
 use crate::reconcile::Reconciler;
-use crate::relay_link::{RelayLink, ServicePki, WATCH_QUEUE};
+use crate::relay_link::RelayLink;
 use crate::scheduler::{Scheduler, SchedulerSettings};
 
 /// Why the service could not start or stopped with an error.
@@ -32,7 +33,10 @@ pub enum ServeError {
     /// The auth settings are unusable.
     #[error("auth settings")]
     Auth(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The CA or the relay link could not be set up.
+    /// The CA could not be loaded or a certificate issued.
+    #[error("certificate authority")]
+    Ca(#[from] crate::ca::CaError),
+    /// The relay link could not be set up.
     #[error("relay")]
     Relay(#[from] crate::relay_link::RelayLinkError),
     /// A listener's address could not be read.
@@ -142,7 +146,7 @@ fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
 /// `relay-key.pem` (mode 0600) into `out`.
 ///
 /// # Errors
-/// [`ServeError::Relay`] when the CA is unusable; [`ServeError::Listener`]
+/// [`ServeError::Ca`] when the CA is unusable; [`ServeError::Listener`]
 /// when the files cannot be written.
 pub fn issue_relay_certificate(
     config: &ServiceConfig,
@@ -153,7 +157,7 @@ pub fn issue_relay_certificate(
 ) -> Result<(), ServeError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let issued = crate::relay_link::issue_relay(&config.state_dir, name, ips, dns_names)?;
+    let issued = crate::ca::issue_relay(&config.state_dir, name, ips, dns_names)?;
     std::fs::create_dir_all(out).map_err(ServeError::Listener)?;
     let write = |file: &str, contents: &str, mode: u32| -> Result<(), ServeError> {
         let mut f = std::fs::OpenOptions::new()
@@ -312,10 +316,10 @@ pub async fn run(
             }
         });
     }
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(WATCH_QUEUE);
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(crate::agents::EVENT_QUEUE);
     let link = RelayLink::start(
         relay_dial,
-        &pki,
+        &pki.service_tls,
         pki.signer(tokens.clone()),
         events_tx,
         &tasks,
@@ -343,7 +347,7 @@ pub async fn run(
     let scheduler = Scheduler::new(
         store.clone(),
         driver.clone(),
-        link.client.clone(),
+        link.agents.clone(),
         images.clone(),
         tokens,
         settings,
@@ -352,13 +356,13 @@ pub async fn run(
     tasks.spawn(scheduler.clone().run(cancel.clone()));
     let reconciler = Reconciler {
         store: store.clone(),
-        relay: link.client.clone(),
+        agents: link.agents.clone(),
         driver,
         scheduler: scheduler.clone(),
     };
     tasks.spawn(reconciler.run(events_rx, cancel.clone()));
 
-    let app = App::new(store.clone(), link.client.clone(), scheduler, images);
+    let app = App::new(store.clone(), link.agents.clone(), scheduler, images);
     let state = ApiState::new(
         Arc::new(app),
         authenticator,

@@ -17,10 +17,10 @@ use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use nest_service::api::backend::{
     ActionEvent, ActionKind, ActionRecord, BackendError, BackendFuture, CallContext, ConsoleInput,
-    ConsoleIo, ConsoleSession, ConsoleTarget, ConsoleTicket, ConsoleToken, ContainerAction,
-    ContainerBackend, ContainerInfo, ContainerPage, ContainerPatch, ContainerRef, ContainerStats,
-    DeleteOptions, ExecId, ExecOutcome, ExecRequest, ExecResult, HostInfo, ListParams, LogStream,
-    LogsParams, NewContainer, ProcessList, SortDir, SortKey, TtySize,
+    ConsoleIo, ConsoleOutput, ConsoleSession, ConsoleTarget, ConsoleTicket, ConsoleToken,
+    ContainerAction, ContainerBackend, ContainerInfo, ContainerPage, ContainerPatch, ContainerRef,
+    ContainerStats, DeleteOptions, ExecId, ExecOutcome, ExecRequest, ExecResult, HostInfo,
+    ListParams, LogStream, LogsParams, NewContainer, ProcessList, SortDir, SortKey, TtySize,
 };
 use nest_service::api::{ApiConfig, ApiMetrics, ApiState, router};
 use nest_service::auth::{AuthError, Authenticate, Caller};
@@ -665,12 +665,13 @@ impl ConsoleSession for EchoSession {
         Box::pin(async move {
             while let Some(input) = io.input.recv().await {
                 let out = match input {
-                    ConsoleInput::Data(b) => b,
+                    ConsoleInput::Stdin(b) => b,
                     ConsoleInput::Resize(TtySize { width, height }) => {
                         Bytes::from(format!("resized {width}x{height}"))
                     }
+                    ConsoleInput::CloseStdin => continue,
                 };
-                if io.output.send(out).await.is_err() {
+                if io.output.send(ConsoleOutput::Tty(out)).await.is_err() {
                     break;
                 }
             }

@@ -979,6 +979,14 @@ mod cases {
         s.finish_action(c.id, &create, None)
             .await
             .expect("finish create");
+        assert_eq!(
+            s.action_request_id(c.id, "create").await.expect("lookup"),
+            Some(create.clone())
+        );
+        assert_eq!(
+            s.action_request_id(c.id, "delete").await.expect("lookup"),
+            None
+        );
         s.finish_action(c.id, &start, Some("image not found"))
             .await
             .expect("finish start");

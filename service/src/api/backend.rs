@@ -17,14 +17,15 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use nest_core::ErrorKind;
-use tokio::sync::mpsc;
 
 use crate::auth::Caller;
 use crate::domain::{
     Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, ProjectId,
     RequestId, UserId,
 };
-pub use crate::domain::{ContainerPatch, MAX_LIST_LIMIT, SortDir, SortKey};
+// The console frames live with the application; the front ends use them.
+pub use crate::app::console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
+pub use crate::domain::{ContainerPatch, MAX_LIST_LIMIT, SortDir, SortKey, TtySize};
 
 /// What every backend method returns.
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
@@ -548,44 +549,6 @@ pub enum ConsoleTarget {
     Attach,
     /// An exec instance.
     Exec(ExecId),
-}
-
-/// The two ends a console session talks through. The HTTP layer owns the
-/// websocket and pumps it into and out of these bounded channels.
-#[derive(Debug)]
-pub struct ConsoleIo {
-    /// Keystrokes and resizes from the client; closed when it goes away.
-    pub input: mpsc::Receiver<ConsoleInput>,
-    /// Terminal output for the client; the session ends when it is closed.
-    pub output: mpsc::Sender<Bytes>,
-}
-
-/// Something the client sent on a console websocket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConsoleInput {
-    /// Raw bytes for the process's stdin.
-    Data(Bytes),
-    /// A new terminal size.
-    Resize(TtySize),
-}
-
-/// A console session the backend runs once the websocket is open.
-pub trait ConsoleSession: Send {
-    /// Pipes `io` to the process until either side ends.
-    ///
-    /// # Cancel safety
-    /// The HTTP layer drops the future when the client disconnects; dropping
-    /// it must end the session and release its resources.
-    fn run(self: Box<Self>, io: ConsoleIo) -> BoxFuture<'static, Result<(), BackendError>>;
-}
-
-/// A terminal size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TtySize {
-    /// Columns.
-    pub width: u16,
-    /// Rows.
-    pub height: u16,
 }
 
 /// How to read logs (`GET …/logs`).

@@ -1,27 +1,33 @@
 //! Talking to a running container: exec, logs, attach and consoles, top
-//! and stats. Interactive sessions are relay streams; no Docker socket is
+//! and stats. Interactive sessions are agent streams; no Docker socket is
 //! ever exposed.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use nest_relay::client::RelayStream;
-use nest_relay::proto::{self, command, command_output, stream_open, stream_output};
 use tokio::sync::mpsc;
 
-use super::{App, lock, placed_on, relay_error};
+use super::console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
+use super::{App, agent_error, lock, placed_on};
+use crate::agents::{
+    AgentError, AgentStream, ExecCommand, LogOptions, OutputStream, StreamEvent, StreamInput,
+    StreamOpen,
+};
 use crate::api::backend::{
-    BackendError, CallContext, ConsoleInput, ConsoleIo, ConsoleSession, ConsoleTarget,
-    ConsoleTicket, ConsoleToken, ContainerRef, ContainerStats, ExecId, ExecOutcome, ExecRequest,
-    ExecResult, LogStream, LogsParams, ProcessList, TtySize,
+    BackendError, CallContext, ConsoleTarget, ConsoleTicket, ConsoleToken, ContainerRef,
+    ContainerStats, ExecId, ExecOutcome, ExecRequest, ExecResult, LogStream, LogsParams,
+    ProcessList, TtySize,
 };
 use crate::auth::policy::Action;
 use crate::domain::{Container, ContainerId};
 
 /// Most log bytes returned by a non-following logs call.
 const MAX_LOG_BYTES: usize = 16 * 1024 * 1024;
-/// How long a captured exec may run.
-const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Terminal size an interactive exec starts with, until the client resizes.
+const EXEC_INITIAL_SIZE: TtySize = TtySize {
+    width: 80,
+    height: 24,
+};
 /// Resize requests queued per console.
 const RESIZE_QUEUE: usize = 4;
 /// Log chunks queued towards an HTTP client.
@@ -61,6 +67,7 @@ impl App {
             .expect("two simple uuids are 64 lowercase hex digits");
             let token = request.interactive.then(|| {
                 self.issue_console(
+                    cx,
                     container.id,
                     ConsoleTarget::Exec(exec_id.clone()),
                     request.command.clone(),
@@ -71,22 +78,15 @@ impl App {
                 result: ExecResult::Created { exec_id, token },
             });
         }
-        let output = self
-            .on_agent(
-                cx,
-                &container,
-                "execute",
-                command::Kind::Exec(proto::ExecCapture {
-                    uuid: container.id.to_string(),
-                    command: request.command,
-                    ..Default::default()
-                }),
-                EXEC_TIMEOUT,
-            )
-            .await?;
-        let command_output::Kind::Exec(captured) = output else {
-            return Err(unexpected());
+        let (agents, instance) = self.on_agent(&container, "execute")?;
+        let command = ExecCommand {
+            command: request.command,
+            ..Default::default()
         };
+        let captured = agents
+            .exec(&cx.request_id, &instance, container.id, command)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
         // Zun returns stdout and stderr together, as docker exec shows them.
         let mut text = String::from_utf8_lossy(&captured.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&captured.stderr));
@@ -140,29 +140,27 @@ impl App {
         reference: &ContainerRef,
         params: &LogsParams,
         follow: bool,
-    ) -> Result<RelayStream, BackendError> {
+    ) -> Result<Box<dyn AgentStream>, BackendError> {
         let container = self.resolve(cx, reference, Action::ContainerLogs).await?;
         if !container.status.can_read_logs() {
             return Err(not_running(&container, "logs"));
         }
-        let instance = placed_on(&container, "logs")?;
-        self.inner
-            .relay
-            .open_stream(
-                &instance,
-                cx.request_id.as_str(),
-                stream_open::Kind::Logs(proto::LogsStream {
-                    uuid: container.id.to_string(),
-                    stdout: params.stdout,
-                    stderr: params.stderr,
-                    tail: params.tail,
-                    since: params.since.unwrap_or(0),
-                    timestamps: params.timestamps,
-                    follow,
-                }),
-            )
+        let (agents, instance) = self.on_agent(&container, "logs")?;
+        let open = StreamOpen::Logs {
+            container: container.id,
+            options: LogOptions {
+                stdout: params.stdout,
+                stderr: params.stderr,
+                tail: params.tail,
+                since: params.since,
+                timestamps: params.timestamps,
+                follow,
+            },
+        };
+        agents
+            .open_stream(&cx.request_id, &instance, open)
             .await
-            .map_err(|e| relay_error(&container, &e))
+            .map_err(|e| agent_error(&container, &e))
     }
 
     pub(super) async fn read_logs(
@@ -175,18 +173,18 @@ impl App {
         let mut text = Vec::new();
         while let Some(frame) = stream.next().await {
             match frame.map_err(|e| stream_error(&e))? {
-                stream_output::Kind::Chunk(chunk) => {
+                StreamEvent::Output { data, .. } => {
                     let room = MAX_LOG_BYTES.saturating_sub(text.len());
-                    text.extend_from_slice(&chunk.data[..chunk.data.len().min(room)]);
+                    text.extend_from_slice(&data[..data.len().min(room)]);
                 }
-                stream_output::Kind::Error(e) => {
+                StreamEvent::Failed { message, .. } => {
                     return Err(BackendError::Unavailable {
-                        what: format!("logs ({})", e.message),
+                        what: format!("logs ({message})"),
                         source: None,
                     });
                 }
-                stream_output::Kind::End(_) => break,
-                stream_output::Kind::Started(_) => {}
+                StreamEvent::End { .. } => break,
+                StreamEvent::Started => {}
             }
         }
         Ok(String::from_utf8_lossy(&text).into_owned())
@@ -208,13 +206,15 @@ impl App {
                     frame = stream.next() => frame,
                 };
                 let item = match frame {
-                    None | Some(Ok(stream_output::Kind::End(_))) => return,
-                    Some(Ok(stream_output::Kind::Chunk(chunk))) => Ok(Bytes::from(chunk.data)),
-                    Some(Ok(stream_output::Kind::Started(_))) => continue,
-                    Some(Ok(stream_output::Kind::Error(e))) => Err(BackendError::Unavailable {
-                        what: format!("logs ({})", e.message),
-                        source: None,
-                    }),
+                    None | Some(Ok(StreamEvent::End { .. })) => return,
+                    Some(Ok(StreamEvent::Output { data, .. })) => Ok(data),
+                    Some(Ok(StreamEvent::Started)) => continue,
+                    Some(Ok(StreamEvent::Failed { message, .. })) => {
+                        Err(BackendError::Unavailable {
+                            what: format!("logs ({message})"),
+                            source: None,
+                        })
+                    }
                     Some(Err(e)) => Err(stream_error(&e)),
                 };
                 let last = item.is_err();
@@ -238,7 +238,7 @@ impl App {
         if !container.spec.interactive {
             return Err(BackendError::NotInteractive(container.id));
         }
-        let token = self.issue_console(container.id, ConsoleTarget::Attach, Vec::new());
+        let token = self.issue_console(cx, container.id, ConsoleTarget::Attach, Vec::new());
         Ok(ConsoleTicket {
             container_id: container.id,
             token,
@@ -258,37 +258,36 @@ impl App {
             .await
             .map_err(|_| BackendError::ConsoleTokenRejected)?;
         let instance = placed_on(&container, "attach")?;
-        let uuid = container.id.to_string();
         let (open, key) = match &target {
             ConsoleTarget::Attach => (
-                stream_open::Kind::Attach(proto::AttachStream {
-                    uuid,
+                StreamOpen::Attach {
+                    container: container.id,
                     stdin: true,
                     stdout: true,
                     stderr: true,
                     logs: false,
-                }),
+                },
                 format!("{container_id}/attach"),
             ),
             ConsoleTarget::Exec(exec_id) => (
-                stream_open::Kind::Exec(proto::ExecStream {
-                    uuid,
+                StreamOpen::Exec {
+                    container: container.id,
                     command: pending.command,
                     tty: true,
                     stdin: true,
-                    width: 80,
-                    height: 24,
-                    ..Default::default()
-                }),
+                    size: Some(EXEC_INITIAL_SIZE),
+                },
                 format!("{container_id}/{exec_id}"),
             ),
         };
+        // The websocket carries no request id of its own: the session is
+        // traced under the call that issued its token.
         let stream = self
             .inner
-            .relay
-            .open_stream(&instance, "req-console", open)
+            .agents
+            .open_stream(&pending.request_id, &instance, open)
             .await
-            .map_err(|e| relay_error(&container, &e))?;
+            .map_err(|e| agent_error(&container, &e))?;
         let (resize_tx, resize_rx) = mpsc::channel(RESIZE_QUEUE);
         lock(&self.inner.resizers).insert(key.clone(), resize_tx);
         Ok(Box::new(Console {
@@ -309,24 +308,14 @@ impl App {
         if !container.status.is_running() {
             return Err(not_running(&container, "top"));
         }
-        let output = self
-            .on_agent(
-                cx,
-                &container,
-                "top",
-                command::Kind::Top(proto::Top {
-                    uuid: container.id.to_string(),
-                    ps_args: ps_args.unwrap_or_default(),
-                }),
-                super::ACTION_TIMEOUT,
-            )
-            .await?;
-        let command_output::Kind::Top(top) = output else {
-            return Err(unexpected());
-        };
+        let (agents, instance) = self.on_agent(&container, "top")?;
+        let top = agents
+            .top(&cx.request_id, &instance, container.id, ps_args)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
         Ok(ProcessList {
             titles: top.titles,
-            processes: top.processes.into_iter().map(|r| r.cells).collect(),
+            processes: top.processes,
         })
     }
 
@@ -339,20 +328,11 @@ impl App {
         if !container.status.is_running() {
             return Err(not_running(&container, "stats"));
         }
-        let output = self
-            .on_agent(
-                cx,
-                &container,
-                "stats",
-                command::Kind::Stats(proto::Stats {
-                    uuid: container.id.to_string(),
-                }),
-                super::ACTION_TIMEOUT,
-            )
-            .await?;
-        let command_output::Kind::Stats(s) = output else {
-            return Err(unexpected());
-        };
+        let (agents, instance) = self.on_agent(&container, "stats")?;
+        let s = agents
+            .stats(&cx.request_id, &instance, container.id)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let memory_percent = if s.memory_limit_bytes > 0 {
             100.0 * s.memory_usage_bytes as f64 / s.memory_limit_bytes as f64
@@ -373,28 +353,67 @@ impl App {
     }
 }
 
-fn unexpected() -> BackendError {
-    BackendError::Internal {
-        context: "reading an agent's answer",
-        source: Box::new(std::io::Error::other(
-            "the agent answered with another kind of result",
-        )),
-    }
-}
-
-fn stream_error(e: &nest_relay::client::RelayError) -> BackendError {
+fn stream_error(e: &AgentError) -> BackendError {
     BackendError::Unavailable {
         what: "the container's instance".into(),
         source: Some(Box::new(e.clone())),
     }
 }
 
-/// A live console: websocket ⇄ relay stream.
+/// A live console: the front end's frames ⇄ the agent's stream.
 struct Console {
     app: App,
     key: String,
-    stream: RelayStream,
+    stream: Box<dyn AgentStream>,
     resizes: mpsc::Receiver<TtySize>,
+}
+
+/// What the client is sent for one thing the agent sent, and whether the
+/// session ends with it (`Some(result)`).
+fn console_frame(
+    frame: Option<Result<StreamEvent, AgentError>>,
+) -> (Option<ConsoleOutput>, Option<Result<(), BackendError>>) {
+    match frame {
+        None => (None, Some(Ok(()))),
+        Some(Ok(StreamEvent::Started)) => (None, None),
+        Some(Ok(StreamEvent::Output { stream, data })) => {
+            let output = match stream {
+                OutputStream::Stdout => ConsoleOutput::Stdout(data),
+                OutputStream::Stderr => ConsoleOutput::Stderr(data),
+                OutputStream::Tty => ConsoleOutput::Tty(data),
+            };
+            (Some(output), None)
+        }
+        Some(Ok(StreamEvent::End { exit_code })) => {
+            (exit_code.map(ConsoleOutput::Exit), Some(Ok(())))
+        }
+        Some(Ok(StreamEvent::Failed { kind, message })) => {
+            let failed = BackendError::Unavailable {
+                what: format!("the console ({message})"),
+                source: None,
+            };
+            (
+                Some(ConsoleOutput::Error { kind, message }),
+                Some(Err(failed)),
+            )
+        }
+        Some(Err(e)) => {
+            let output = ConsoleOutput::Error {
+                kind: e.kind(),
+                message: e.to_string(),
+            };
+            (Some(output), Some(Err(stream_error(&e))))
+        }
+    }
+}
+
+/// What the agent is sent for one thing the client sent.
+fn stream_input(input: ConsoleInput) -> StreamInput {
+    match input {
+        ConsoleInput::Stdin(data) => StreamInput::Stdin(data),
+        ConsoleInput::Resize(size) => StreamInput::Resize(size),
+        ConsoleInput::CloseStdin => StreamInput::CloseStdin,
+    }
 }
 
 impl ConsoleSession for Console {
@@ -409,33 +428,30 @@ impl ConsoleSession for Console {
             let ConsoleIo { mut input, output } = io;
             let result = loop {
                 tokio::select! {
-                    frame = stream.next() => match frame {
-                        None | Some(Ok(stream_output::Kind::End(_))) => break Ok(()),
-                        Some(Ok(stream_output::Kind::Chunk(chunk))) => {
-                            if output.send(Bytes::from(chunk.data)).await.is_err() {
-                                break Ok(());
-                            }
+                    frame = stream.next() => {
+                        let (to_client, end) = console_frame(frame);
+                        if let Some(to_client) = to_client
+                            && output.send(to_client).await.is_err()
+                        {
+                            break Ok(());
                         }
-                        Some(Ok(stream_output::Kind::Started(_))) => {}
-                        Some(Ok(stream_output::Kind::Error(e))) => break Err(BackendError::Unavailable {
-                            what: format!("the console ({})", e.message),
-                            source: None,
-                        }),
-                        Some(Err(e)) => break Err(stream_error(&e)),
-                    },
+                        if let Some(end) = end {
+                            break end;
+                        }
+                    }
                     message = input.recv() => match message {
                         None => break Ok(()),
-                        Some(ConsoleInput::Data(data)) => {
-                            if stream.send_stdin(&data).await.is_err() {
+                        Some(message) => {
+                            let is_data = matches!(message, ConsoleInput::Stdin(_));
+                            // A lost resize is harmless (the next one wins);
+                            // lost stdin means the stream has ended.
+                            if stream.send(stream_input(message)).await.is_err() && is_data {
                                 break Ok(());
                             }
-                        }
-                        Some(ConsoleInput::Resize(size)) => {
-                            let _ = stream.resize(u32::from(size.width), u32::from(size.height)).await;
                         }
                     },
                     Some(size) = resizes.recv() => {
-                        let _ = stream.resize(u32::from(size.width), u32::from(size.height)).await;
+                        let _ = stream.send(StreamInput::Resize(size)).await;
                     }
                 }
             };
@@ -443,5 +459,71 @@ impl ConsoleSession for Console {
             result
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nest_core::ErrorKind;
+
+    #[test]
+    fn agent_frames_become_typed_console_frames() {
+        let data = Bytes::from_static(b"hi");
+        let output = |stream| {
+            console_frame(Some(Ok(StreamEvent::Output {
+                stream,
+                data: data.clone(),
+            })))
+        };
+        assert!(
+            matches!(output(OutputStream::Stdout), (Some(ConsoleOutput::Stdout(d)), None) if d == data)
+        );
+        assert!(
+            matches!(output(OutputStream::Stderr), (Some(ConsoleOutput::Stderr(d)), None) if d == data)
+        );
+        assert!(
+            matches!(output(OutputStream::Tty), (Some(ConsoleOutput::Tty(d)), None) if d == data)
+        );
+        assert!(matches!(
+            console_frame(Some(Ok(StreamEvent::End { exit_code: Some(2) }))),
+            (Some(ConsoleOutput::Exit(2)), Some(Ok(())))
+        ));
+        assert!(matches!(
+            console_frame(Some(Ok(StreamEvent::End { exit_code: None }))),
+            (None, Some(Ok(())))
+        ));
+        assert!(matches!(console_frame(None), (None, Some(Ok(())))));
+        assert!(matches!(
+            console_frame(Some(Ok(StreamEvent::Failed {
+                kind: ErrorKind::NotFound,
+                message: "no such exec".into(),
+            }))),
+            (
+                Some(ConsoleOutput::Error {
+                    kind: ErrorKind::NotFound,
+                    ..
+                }),
+                Some(Err(BackendError::Unavailable { .. }))
+            )
+        ));
+        let lost = AgentError::Refused {
+            kind: ErrorKind::Unavailable,
+            message: "the relay went away".into(),
+        };
+        assert!(matches!(
+            console_frame(Some(Err(lost))),
+            (
+                Some(ConsoleOutput::Error {
+                    kind: ErrorKind::Unavailable,
+                    ..
+                }),
+                Some(Err(BackendError::Unavailable { .. }))
+            )
+        ));
+        assert_eq!(
+            stream_input(ConsoleInput::CloseStdin),
+            StreamInput::CloseStdin
+        );
     }
 }

@@ -1,22 +1,25 @@
 //! Create, list, show, update and delete containers, and the state actions.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use nest_core::ErrorKind;
-use nest_relay::proto::{self, command, command_output};
 
-use super::{ACTION_TIMEOUT, App, db_error, policy_error};
+use super::{App, agent_error, db_error, policy_error};
+use crate::agents::{AgentAction, AgentError, Resources};
 use crate::api::backend::{
     self as api, BackendError, CallContext, ContainerAction, ContainerInfo, ContainerPage,
     ContainerRef, DeleteOptions, ListParams, NewContainer,
 };
 use crate::auth::policy::{self, Action};
-use crate::convert;
 use crate::db::{self, ListQuery, NewAction};
 use crate::domain::{Container, ContainerId, ContainerStatus, Instance, InstanceId};
 
 /// Status reason of a container just accepted.
 const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
+/// Grace period of the stop before a `stop=true` delete removes a running
+/// container.
+const DELETE_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Greek letters, as Zun names containers that were given no name.
 const NAME_WORDS: [&str; 8] = [
@@ -270,13 +273,15 @@ impl App {
             });
         }
         if container.docker_id.is_some() {
-            let update = command::Kind::Update(proto::UpdateResources {
-                uuid: container.id.to_string(),
-                cpu_millis: convert::cpu_millis(new_cpu),
-                memory_bytes: convert::memory_bytes(new_memory),
-            });
-            self.on_agent(cx, container, "update", update, ACTION_TIMEOUT)
-                .await?;
+            let (agents, instance) = self.on_agent(container, "update")?;
+            let resources = Resources {
+                cpu: new_cpu,
+                memory_mib: new_memory,
+            };
+            agents
+                .update_resources(&cx.request_id, &instance, container.id, resources)
+                .await
+                .map_err(|e| agent_error(container, &e))?;
         }
         Ok(())
     }
@@ -343,7 +348,7 @@ impl App {
             // The reconciler removes it when the agent is back.
             Err(e) => {
                 tracing::info!(container_id = %container.id, error = %e, "delete deferred until the agent is back");
-                Some(e.message)
+                Some(e.to_string())
             }
         };
         self.finish(cx, container.id, message.as_deref()).await;
@@ -355,31 +360,25 @@ impl App {
         instance: &InstanceId,
         container: &Container,
         options: DeleteOptions,
-    ) -> Result<(), nest_relay::client::RelayError> {
-        let uuid = container.id.to_string();
+    ) -> Result<(), AgentError> {
+        let agents = self.inner.agents.as_ref();
         if options.stop && container.status == ContainerStatus::Running {
-            let stop = command::Kind::Stop(proto::StopContainer {
-                uuid: uuid.clone(),
-                timeout_seconds: Some(10),
-            });
-            if let Err(e) = self
-                .inner
-                .relay
-                .execute(instance, cx.request_id.as_str(), stop, ACTION_TIMEOUT)
+            let stop = AgentAction::Stop {
+                timeout: Some(DELETE_STOP_GRACE),
+            };
+            if let Err(e) = agents
+                .act(&cx.request_id, instance, container.id, stop)
                 .await
                 && e.kind() != ErrorKind::NotFound
             {
                 return Err(e);
             }
         }
-        let remove = command::Kind::Remove(proto::RemoveContainer {
-            uuid,
+        let remove = AgentAction::Remove {
             force: options.force || options.stop,
-        });
-        match self
-            .inner
-            .relay
-            .execute(instance, cx.request_id.as_str(), remove, ACTION_TIMEOUT)
+        };
+        match agents
+            .act(&cx.request_id, instance, container.id, remove)
             .await
         {
             Ok(_) => Ok(()),
@@ -395,57 +394,44 @@ impl App {
         action: ContainerAction,
     ) -> Result<(), BackendError> {
         let container = self.resolve(cx, reference, Action::ContainerAction).await?;
-        let uuid = container.id.to_string();
         let status = container.status;
-        let (name, allowed, kind, record) = match &action {
+        let (name, allowed, agent_action, record) = match &action {
             ContainerAction::Start => (
                 "start",
                 status.can_start(),
-                command::Kind::Start(proto::ContainerRef { uuid }),
+                AgentAction::Start,
                 api::ActionKind::Start,
             ),
             ContainerAction::Stop { timeout } => (
                 "stop",
                 status.can_stop(),
-                command::Kind::Stop(proto::StopContainer {
-                    uuid,
-                    timeout_seconds: timeout
-                        .map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
-                }),
+                AgentAction::Stop { timeout: *timeout },
                 api::ActionKind::Stop,
             ),
             ContainerAction::Reboot { timeout } => (
                 "reboot",
                 status.can_reboot(),
-                command::Kind::Restart(proto::StopContainer {
-                    uuid,
-                    timeout_seconds: timeout
-                        .map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
-                }),
+                AgentAction::Restart { timeout: *timeout },
                 api::ActionKind::Reboot,
             ),
             ContainerAction::Pause => (
                 "pause",
                 status.can_pause(),
-                command::Kind::Pause(proto::ContainerRef { uuid }),
+                AgentAction::Pause,
                 api::ActionKind::Pause,
             ),
             ContainerAction::Unpause => (
                 "unpause",
                 status.can_unpause(),
-                command::Kind::Unpause(proto::ContainerRef { uuid }),
+                AgentAction::Unpause,
                 api::ActionKind::Unpause,
             ),
             ContainerAction::Kill { signal } => (
                 "kill",
                 status.can_kill(),
-                command::Kind::Kill(proto::KillContainer {
-                    uuid,
-                    signal: signal
-                        .as_ref()
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                }),
+                AgentAction::Kill {
+                    signal: signal.as_ref().map(|s| s.as_str().to_owned()),
+                },
                 api::ActionKind::Kill,
             ),
         };
@@ -457,15 +443,19 @@ impl App {
             });
         }
         self.record(cx, container.id, record).await;
-        let result = self
-            .on_agent(cx, &container, name, kind, ACTION_TIMEOUT)
-            .await;
+        let result = match self.on_agent(&container, name) {
+            Ok((agents, instance)) => agents
+                .act(&cx.request_id, &instance, container.id, agent_action)
+                .await
+                .map_err(|e| agent_error(&container, &e)),
+            Err(e) => Err(e),
+        };
         match result {
-            Ok(command_output::Kind::Container(state)) => {
-                let new = convert::status_of(&state);
+            Ok(Some(state)) => {
+                let new = state.status;
                 let desired = matches!(new, ContainerStatus::Running | ContainerStatus::Paused);
                 self.store()
-                    .set_status_any(container.id, new, convert::exit_reason(&state).as_deref())
+                    .set_status_any(container.id, new, state.status_reason.as_deref())
                     .await
                     .map_err(db_error("recording a status"))?;
                 self.store()
@@ -475,7 +465,7 @@ impl App {
                 self.finish(cx, container.id, None).await;
                 Ok(())
             }
-            Ok(_) => {
+            Ok(None) => {
                 self.finish(cx, container.id, None).await;
                 Ok(())
             }

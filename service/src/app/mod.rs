@@ -1,5 +1,5 @@
 //! The container service behind the API: [`App`] implements the API's
-//! `ContainerBackend` over the database, the scheduler and the relay.
+//! `ContainerBackend` over the database, the scheduler and the agent link.
 //!
 //! Layout:
 //! - this file: `App`, resolving a container reference with ownership and
@@ -7,8 +7,10 @@
 //! - `lifecycle.rs`: create, list, show, update, delete and the state
 //!   actions (start, stop, reboot, pause, unpause, kill);
 //! - `io.rs`: exec, logs, attach and consoles, top, stats;
+//! - `console.rs`: the typed frames of console I/O, both ways;
 //! - `records.rs`: container actions and hosts.
 
+pub mod console;
 mod io;
 mod lifecycle;
 mod records;
@@ -19,22 +21,19 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use nest_core::ErrorKind;
-use nest_relay::client::{RelayClient, RelayError};
-use nest_relay::proto::{command, command_output};
 
+use crate::agents::{AgentError, AgentLink};
 use crate::api::backend::{
     BackendError, BackendFuture, CallContext, ConsoleTarget, ConsoleToken, ContainerBackend,
     ContainerRef, ExecId, TtySize,
 };
 use crate::auth::policy::{self, Action, PolicyError};
 use crate::db::{DbError, Store};
-use crate::domain::{Container, ContainerId, InstanceId};
+use crate::domain::{Container, ContainerId, InstanceId, RequestId};
 use crate::scheduler::Scheduler;
 
 /// How long a console token stays redeemable.
 const CONSOLE_TOKEN_TTL: Duration = Duration::from_secs(60);
-/// How long a state action (start, stop, ...) may take on the agent.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a console token opens.
 #[derive(Clone, Debug)]
@@ -42,6 +41,8 @@ struct PendingConsole {
     container: ContainerId,
     target: ConsoleTarget,
     command: Vec<String>,
+    /// The call that issued the token: the session is traced under it.
+    request_id: RequestId,
     expires: tokio::time::Instant,
 }
 
@@ -54,7 +55,7 @@ pub struct App {
 struct Inner {
     store: Store,
     images: Arc<crate::images::ProjectImages>,
-    relay: RelayClient,
+    agents: Arc<dyn AgentLink>,
     scheduler: Arc<Scheduler>,
     consoles: Mutex<BTreeMap<String, PendingConsole>>,
     resizers: Mutex<BTreeMap<String, tokio::sync::mpsc::Sender<TtySize>>>,
@@ -69,7 +70,7 @@ impl App {
     /// The service over its parts.
     pub fn new(
         store: Store,
-        relay: RelayClient,
+        agents: Arc<dyn AgentLink>,
         scheduler: Arc<Scheduler>,
         images: Arc<crate::images::ProjectImages>,
     ) -> Self {
@@ -77,7 +78,7 @@ impl App {
             inner: Arc::new(Inner {
                 store,
                 images,
-                relay,
+                agents,
                 scheduler,
                 consoles: Mutex::new(BTreeMap::new()),
                 resizers: Mutex::new(BTreeMap::new()),
@@ -125,25 +126,19 @@ impl App {
         Ok(container)
     }
 
-    /// Runs a command on the agent of the container's instance.
-    async fn on_agent(
+    /// The link to the agents, and the instance of a container whose
+    /// agent carries out `action` (or why it cannot).
+    fn on_agent(
         &self,
-        cx: &CallContext,
         container: &Container,
         action: &'static str,
-        kind: command::Kind,
-        timeout: Duration,
-    ) -> Result<command_output::Kind, BackendError> {
-        let instance = placed_on(container, action)?;
-        self.inner
-            .relay
-            .execute(&instance, cx.request_id.as_str(), kind, timeout)
-            .await
-            .map_err(|e| relay_error(container, &e))
+    ) -> Result<(&dyn AgentLink, InstanceId), BackendError> {
+        Ok((self.inner.agents.as_ref(), placed_on(container, action)?))
     }
 
     fn issue_console(
         &self,
+        cx: &CallContext,
         container: ContainerId,
         target: ConsoleTarget,
         command: Vec<String>,
@@ -158,6 +153,7 @@ impl App {
                 container,
                 target,
                 command,
+                request_id: cx.request_id.clone(),
                 expires: now + CONSOLE_TOKEN_TTL,
             },
         );
@@ -215,8 +211,8 @@ fn internal(
     }
 }
 
-/// A relay or agent error, as the API reports it.
-fn relay_error(container: &Container, e: &RelayError) -> BackendError {
+/// An agent's (or the relay's) error, as the API reports it.
+fn agent_error(container: &Container, e: &AgentError) -> BackendError {
     match e.kind() {
         ErrorKind::NotFound => BackendError::Unavailable {
             what: format!(
@@ -242,7 +238,7 @@ fn relay_error(container: &Container, e: &RelayError) -> BackendError {
         },
         ErrorKind::Invalid => BackendError::InvalidRequest {
             what: "request",
-            reason: e.message.clone(),
+            reason: e.to_string(),
         },
         _ => internal("talking to the container's agent", e.clone()),
     }

@@ -120,6 +120,37 @@ impl Store {
         )
     }
 
+    /// The request that last recorded `action` (Zun's spelling, as
+    /// [`NewAction::action`]) on a container: how background work that an
+    /// API call asked for (creating the container on its agent, finishing a
+    /// delete) carries that call's request id on. `None` when no such
+    /// action was recorded.
+    ///
+    /// # Errors
+    /// [`DbError::Query`] / [`DbError::Decode`] when the database fails.
+    pub async fn action_request_id(
+        &self,
+        container: ContainerId,
+        action: &str,
+    ) -> Result<Option<RequestId>, DbError> {
+        let row = sqlx::query(
+            "SELECT request_id FROM container_actions \
+             WHERE container_uuid = $1 AND action = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(container.to_string())
+        .bind(action.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(|row| {
+            let request_id: String = get(&row, "request_id")?;
+            RequestId::from_client(&request_id).ok_or_else(|| {
+                decode_error("request_id", super::codec::UnexpectedValue(request_id))
+            })
+        })
+        .transpose()
+    }
+
     /// A container's actions, newest first (as Zun lists them).
     ///
     /// # Errors

@@ -11,7 +11,9 @@
 //! bytes both ways. Nest extension: a text frame that is exactly
 //! `{"resize": {"w": W, "h": H}}` resizes the terminal; any other text
 //! frame is input. No Docker socket is ever exposed: the backend pipes the
-//! session through the relay.
+//! session through the relay. Output of every stream (stdout, stderr, tty)
+//! goes to the client as binary frames; the exit code and errors are not
+//! sent, the session's end closes the websocket.
 
 use axum::extract::State;
 use axum::extract::ws::{
@@ -26,7 +28,8 @@ use tokio::sync::mpsc;
 use super::extract::{BaseUrl, QueryParams, ZunPath};
 use crate::api::ApiState;
 use crate::api::backend::{
-    ConsoleInput, ConsoleIo, ConsoleSession, ConsoleTarget, ConsoleToken, ExecId, TtySize,
+    ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession, ConsoleTarget, ConsoleToken, ExecId,
+    TtySize,
 };
 use crate::api::error::ApiError;
 use crate::domain::ContainerId;
@@ -193,7 +196,7 @@ fn text_input(text: &str) -> ConsoleInput {
             width: w,
             height: h,
         }),
-        _ => ConsoleInput::Data(Bytes::copy_from_slice(text.as_bytes())),
+        _ => ConsoleInput::Stdin(Bytes::copy_from_slice(text.as_bytes())),
     }
 }
 
@@ -201,7 +204,7 @@ fn text_input(text: &str) -> ConsoleInput {
 /// session future is dropped (ending it) when the client goes away.
 async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
     let (input_tx, input_rx) = mpsc::channel(CONSOLE_INPUT_CAPACITY);
-    let (output_tx, mut output_rx) = mpsc::channel::<Bytes>(CONSOLE_OUTPUT_CAPACITY);
+    let (output_tx, mut output_rx) = mpsc::channel::<ConsoleOutput>(CONSOLE_OUTPUT_CAPACITY);
     let run = session.run(ConsoleIo {
         input: input_rx,
         output: output_tx,
@@ -219,17 +222,23 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
                     tracing::warn!(error = %error, "console session failed");
                 }
                 // Flush what the session wrote before it ended.
-                while let Ok(chunk) = output_rx.try_recv() {
-                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                while let Ok(frame) = output_rx.try_recv() {
+                    if let Some(chunk) = frame.data()
+                        && socket.send(Message::Binary(chunk.clone())).await.is_err()
+                    {
                         return;
                     }
                 }
                 let _ = socket.send(Message::Close(None)).await;
                 return;
             }
-            chunk = output_rx.recv() => match chunk {
-                Some(chunk) => {
-                    if socket.send(Message::Binary(chunk)).await.is_err() {
+            frame = output_rx.recv() => match frame {
+                // The exit code and errors end the session, which closes
+                // the socket below; only output bytes reach the client.
+                Some(frame) => {
+                    if let Some(chunk) = frame.data()
+                        && socket.send(Message::Binary(chunk.clone())).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -251,7 +260,7 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
             },
             message = socket.recv(), if pending.is_none() => {
                 let item = match message {
-                    Some(Ok(Message::Binary(data))) => ConsoleInput::Data(data),
+                    Some(Ok(Message::Binary(data))) => ConsoleInput::Stdin(data),
                     Some(Ok(Message::Text(text))) => text_input(text.as_str()),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
@@ -286,7 +295,7 @@ mod tests {
         );
         assert_eq!(
             text_input("ls\n"),
-            ConsoleInput::Data(Bytes::from_static(b"ls\n"))
+            ConsoleInput::Stdin(Bytes::from_static(b"ls\n"))
         );
     }
 }

@@ -1,0 +1,159 @@
+//! Nest's certificate authority on the service side: loading (or creating)
+//! the CA under `<state_dir>/pki/`, issuing the embedded relay's and the
+//! service's own certificates at every start, issuing stand-alone relays'
+//! certificates, and the signer that answers agents' enrollments and
+//! renewals.
+//!
+//! The relay's and the service's certificates are issued afresh at every
+//! start (they are cheap, and this way a changed relay address is always in
+//! the certificate). This module produces TLS material only; it never dials
+//! or serves anything.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nest_pki::{
+    CertificateAuthority, DEFAULT_AGENT_CERT_LIFETIME, DEFAULT_SERVER_CERT_LIFETIME, IssueRequest,
+    Signer, TokenStore, Validity,
+};
+use nest_relay::client::ClientTls;
+use nest_relay::identity::PeerIdentity;
+
+/// Why the CA or a certificate derived from it could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The CA could not be loaded or created.
+    #[error("certificate authority in {dir}")]
+    Ca {
+        /// The PKI directory.
+        dir: PathBuf,
+        /// What failed.
+        #[source]
+        source: nest_pki::PkiError,
+    },
+    /// A certificate could not be issued.
+    #[error("issuing the {what} certificate")]
+    Issue {
+        /// Which certificate.
+        what: &'static str,
+        /// What failed.
+        #[source]
+        source: nest_pki::PkiError,
+    },
+    /// The relay's TLS configuration could not be built.
+    #[error("relay TLS configuration")]
+    Tls(#[source] nest_relay::tls::TlsError),
+    /// A relay name is not a valid identity name.
+    #[error("invalid relay name {0:?}")]
+    Name(String, #[source] nest_relay::identity::IdentityError),
+}
+
+impl CaError {
+    /// The classification of this error: a bad relay name is the caller's
+    /// mistake, anything else is the state directory's.
+    pub fn kind(&self) -> nest_core::ErrorKind {
+        match self {
+            Self::Name(..) => nest_core::ErrorKind::Invalid,
+            Self::Ca { .. } | Self::Issue { .. } | Self::Tls(_) => nest_core::ErrorKind::Internal,
+        }
+    }
+}
+
+/// Nest's CA and the credentials the service derives from it.
+pub struct ServicePki {
+    /// The CA (its key signs agent certificates).
+    pub ca: Arc<CertificateAuthority>,
+    /// How the service dials relays.
+    pub service_tls: ClientTls,
+    /// The embedded relay's TLS configuration.
+    pub relay_tls: rustls::ServerConfig,
+}
+
+impl ServicePki {
+    /// Loads (or creates) the CA under `<state_dir>/pki` and issues the
+    /// relay's certificate for `relay_ips` plus `relay.nest`, and the
+    /// service's own certificate.
+    ///
+    /// # Errors
+    /// [`CaError`] when the CA directory is unusable or issuing fails.
+    pub fn bootstrap(state_dir: &Path, relay_ips: Vec<IpAddr>) -> Result<Self, CaError> {
+        let dir = state_dir.join("pki");
+        let ca = CertificateAuthority::load_or_create(&dir)
+            .map_err(|source| CaError::Ca { dir, source })?;
+        let issue = |what, identity, ip_addresses| {
+            ca.issue(&IssueRequest {
+                identity,
+                dns_names: vec![],
+                ip_addresses,
+                validity: Validity::starting_now(DEFAULT_SERVER_CERT_LIFETIME),
+            })
+            .map_err(|source| CaError::Issue { what, source })
+        };
+        let relay_identity =
+            PeerIdentity::relay("embedded").expect("a constant, valid identity name");
+        let service_identity =
+            PeerIdentity::service("nest-service").expect("a constant, valid identity name");
+        let relay = issue("relay", relay_identity, relay_ips)?;
+        let service = issue("service", service_identity, vec![])?;
+        let relay_tls = nest_relay::tls::server_config(
+            ca.certificate_pem(),
+            &relay.certificate_pem,
+            relay.private_key_pem.expose(),
+        )
+        .map_err(CaError::Tls)?;
+        let service_tls = ClientTls {
+            ca_pem: ca.certificate_pem().to_owned(),
+            identity: Some((
+                service.certificate_pem,
+                service.private_key_pem.expose().clone(),
+            )),
+            server_name: None,
+        };
+        Ok(Self {
+            ca: Arc::new(ca),
+            service_tls,
+            relay_tls,
+        })
+    }
+
+    /// The signer the relay forwards enrollments and renewals to.
+    pub fn signer(&self, tokens: Arc<dyn TokenStore>) -> Arc<Signer> {
+        Arc::new(Signer::new(
+            self.ca.clone(),
+            tokens,
+            DEFAULT_AGENT_CERT_LIFETIME,
+        ))
+    }
+}
+
+/// Issues a stand-alone relay's certificate from the CA in
+/// `<state_dir>/pki` (created if missing); returns the CA certificate and
+/// the relay's certificate and key.
+///
+/// # Errors
+/// [`CaError`] when the CA is unusable, the name is invalid or issuing
+/// fails.
+pub fn issue_relay(
+    state_dir: &Path,
+    name: &str,
+    ip_addresses: Vec<IpAddr>,
+    dns_names: Vec<String>,
+) -> Result<(String, nest_pki::IssuedCertificate), CaError> {
+    let dir = state_dir.join("pki");
+    let ca =
+        CertificateAuthority::load_or_create(&dir).map_err(|source| CaError::Ca { dir, source })?;
+    let identity = PeerIdentity::relay(name).map_err(|e| CaError::Name(name.to_owned(), e))?;
+    let issued = ca
+        .issue(&IssueRequest {
+            identity,
+            dns_names,
+            ip_addresses,
+            validity: Validity::starting_now(DEFAULT_SERVER_CERT_LIFETIME),
+        })
+        .map_err(|source| CaError::Issue {
+            what: "relay",
+            source,
+        })?;
+    Ok((ca.certificate_pem().to_owned(), issued))
+}
