@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nest_core::config::Validate;
 use nest_core::duration::HumanDuration;
+
+use crate::auth::keystone::KeystoneConfig;
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest";
@@ -101,19 +104,16 @@ pub struct DatabaseConfig {
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum AuthConfig {
-    /// Keystone v3 tokens (production).
-    Keystone(KeystoneSection),
+    /// Keystone v3 tokens (production): the service user's Keystone
+    /// session (`auth_url`, `username`, `password`, ...) and `cache_ttl`.
+    /// Boxed: it is far larger than the other variant.
+    Keystone(Box<KeystoneConfig>),
     /// Static tokens from this file. For development only: loudly logged.
     Dev {
         /// The accepted tokens.
         tokens: Vec<DevToken>,
     },
 }
-
-/// Keystone settings, kept opaque here and parsed by `auth::keystone`.
-#[derive(Clone, Debug, serde::Deserialize)]
-#[serde(transparent)]
-pub struct KeystoneSection(pub toml::Table);
 
 /// One static dev token.
 #[derive(Clone, serde::Deserialize)]
@@ -292,6 +292,9 @@ impl ServiceConfig {
         if !self.state_dir.is_absolute() {
             problems.push("state_dir: must be an absolute path".to_owned());
         }
+        if let AuthConfig::Keystone(keystone) = &self.auth {
+            nested(&mut problems, "auth", keystone.as_ref());
+        }
         if let AuthConfig::Dev { tokens } = &self.auth {
             if tokens.is_empty() {
                 problems.push("auth.tokens: dev auth needs at least one token".to_owned());
@@ -357,6 +360,14 @@ impl ServiceConfig {
     }
 }
 
+/// Adds the problems of a section that checks itself, keys prefixed with
+/// the section's name (`auth.username`).
+fn nested(problems: &mut Vec<String>, prefix: &str, section: &impl Validate) {
+    if let Err(ConfigError::Invalid(found)) = section.validate() {
+        problems.extend(found.into_iter().map(|p| format!("{prefix}.{p}")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +412,26 @@ max_boots_per_project = 0
             !format!("{config:?}").contains("short"),
             "token must not be printed"
         );
+    }
+
+    #[test]
+    fn keystone_settings_are_checked_at_load_and_named_under_auth() {
+        let text = "[auth]\nmode = \"keystone\"\nauth_url = \"ftp://k\"\nusername = \"nest\"\n\
+                    password = \"secret-pw\"\ncache_ttl = \"10m\"\n";
+        let config: ServiceConfig = toml::from_str(text).expect("parses");
+        let err = config.validate().expect_err("invalid").to_string();
+        for key in ["auth.auth_url", "auth.project_name", "auth.cache_ttl"] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
+        assert!(!err.contains("secret-pw"), "{err}");
+        assert!(!format!("{config:?}").contains("secret-pw"));
+
+        let unknown = toml::from_str::<ServiceConfig>(
+            "[auth]\nmode = \"keystone\"\nauth_url = \"http://k:5000\"\ninsecure = true\n",
+        )
+        .expect_err("an unknown key")
+        .to_string();
+        assert!(unknown.contains("`insecure`"), "{unknown}");
     }
 
     #[test]

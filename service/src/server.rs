@@ -216,7 +216,7 @@ fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
     }
 }
 
-fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeError> {
+async fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeError> {
     match &config.auth {
         AuthConfig::Dev { tokens } => {
             let tokens: Vec<crate::auth::dev::StaticToken> = tokens
@@ -232,13 +232,9 @@ fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeE
                 .map_err(|e| ServeError::Auth(Box::new(e)))?;
             Ok(Arc::new(auth))
         }
-        AuthConfig::Keystone(section) => {
-            let keystone: crate::auth::keystone::KeystoneConfig = section
-                .0
-                .clone()
-                .try_into()
-                .map_err(|e| ServeError::Auth(Box::new(e)))?;
+        AuthConfig::Keystone(keystone) => {
             let auth = crate::auth::keystone::KeystoneAuth::new(keystone)
+                .await
                 .map_err(|e| ServeError::Auth(Box::new(e)))?;
             Ok(Arc::new(auth))
         }
@@ -267,7 +263,7 @@ pub async fn run(
         vcpus,
         memory_mib,
     } = driver(&config)?;
-    let authenticator = authenticator(&config)?;
+    let authenticator = authenticator(&config).await?;
 
     // The relay the service drives agents through: embedded, or external.
     let relay_dial = match (&listeners.relay, config.relay.external) {
