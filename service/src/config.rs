@@ -13,6 +13,7 @@ use nest_core::config::Validate;
 use nest_core::duration::HumanDuration;
 
 use crate::auth::keystone::KeystoneConfig;
+use crate::driver::{DriverConfig, NOVA_NOT_BUILT};
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest";
@@ -59,9 +60,9 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub agent: AgentSection,
     /// The instance driver: `kind = "local"` (default) or `"nova"`, with
-    /// that driver's settings beside it; parsed by the driver module.
+    /// that driver's settings beside it.
     #[serde(default)]
-    pub driver: toml::Table,
+    pub driver: DriverConfig,
     /// Time in-flight work gets on SIGTERM. Default: 10s.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
@@ -216,13 +217,18 @@ pub struct SchedulerConfig {
     /// Longest wait for a booted instance's agent. Default: 5m.
     #[serde(default = "default_boot_timeout")]
     pub boot_timeout: HumanDuration,
-    /// Flavor of booted instances (driver-specific; `nova` needs one).
+    /// Flavor sent with every boot, overriding the driver's own
+    /// (`driver.flavor` for `nova`); the `local` driver ignores it.
+    /// Default: none.
     #[serde(default)]
     pub flavor: Option<String>,
-    /// Image of booted instances (driver-specific; `nova` needs one).
+    /// Image sent with every boot, overriding the driver's own
+    /// (`driver.image` for `nova`); the `local` driver ignores it.
+    /// Default: none.
     #[serde(default)]
     pub image: Option<String>,
-    /// Network of booted instances (driver-specific).
+    /// Network sent with every boot (driver-specific); the `local` driver
+    /// ignores it. Default: none.
     #[serde(default)]
     pub network: Option<String>,
 }
@@ -339,6 +345,19 @@ impl ServiceConfig {
         if self.scheduler.boot_timeout.get() < Duration::from_secs(5) {
             problems.push("scheduler.boot_timeout: must be at least 5s".to_owned());
         }
+        if let DriverConfig::Nova(nova) = &self.driver {
+            // The driver comes with a later issue; its settings are checked
+            // already, so that a config can be prepared.
+            problems.push(format!("driver.kind: {NOVA_NOT_BUILT}"));
+            nested(&mut problems, "driver", nova.as_ref());
+            if nova.boot_timeout >= self.scheduler.boot_timeout {
+                problems.push(
+                    "driver.boot_timeout: must be shorter than scheduler.boot_timeout, \
+                     which also covers the agent's enrollment"
+                        .to_owned(),
+                );
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -382,6 +401,27 @@ mod tests {
         assert_eq!(
             config.scheduler.idle_timeout.get(),
             Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn the_documented_nova_example_is_refused_only_for_not_being_built() {
+        let example = include_str!("../../docs/examples/service.toml");
+        let (head, tail) = example
+            .split_once("\n[driver]\n")
+            .expect("the example has a [driver] section");
+        let nova: Vec<&str> = tail
+            .lines()
+            .skip_while(|l| !l.starts_with("# [driver]"))
+            .map(|l| l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l))
+            .collect();
+        assert!(!nova.is_empty(), "the example shows a nova driver");
+        let config: ServiceConfig = toml::from_str(&format!("{head}\n{}\n", nova.join("\n")))
+            .expect("the commented nova example parses");
+        assert_eq!(config.driver.kind(), "nova");
+        assert_eq!(
+            config.validate().expect_err("not built yet").to_string(),
+            format!("invalid configuration: driver.kind: {NOVA_NOT_BUILT}")
         );
     }
 
@@ -432,6 +472,69 @@ max_boots_per_project = 0
         .expect_err("an unknown key")
         .to_string();
         assert!(unknown.contains("`insecure`"), "{unknown}");
+    }
+
+    const DEV_AUTH: &str = "[auth]\nmode = \"dev\"\ntokens = [{ token = \"0123456789abcdef0\", user_id = \"u\", project_id = \"p\" }]\n";
+
+    #[test]
+    fn the_driver_is_local_without_a_section_or_a_kind() {
+        let config: ServiceConfig = toml::from_str(DEV_AUTH).expect("parses");
+        let DriverConfig::Local(local) = &config.driver else {
+            panic!("expected the local driver, got {:?}", config.driver);
+        };
+        assert_eq!(
+            local.state_dir,
+            std::path::PathBuf::new(),
+            "filled in at startup"
+        );
+        assert_eq!(local.bridge, crate::driver::local::DEFAULT_BRIDGE);
+
+        let text = format!("{DEV_AUTH}[driver]\nbridge = \"nest9\"\n");
+        let config: ServiceConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(config.driver.kind(), "local");
+        let DriverConfig::Local(local) = &config.driver else {
+            panic!("expected the local driver, got {:?}", config.driver);
+        };
+        assert_eq!(local.bridge, "nest9");
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn unknown_driver_keys_and_kinds_are_refused_at_load_by_name() {
+        for (driver, named) in [
+            ("kind = \"local\"\nbridgee = \"nest9\"", "`bridgee`"),
+            ("bridgee = \"nest9\"", "`bridgee`"),
+            ("kind = \"xen\"", "`xen`"),
+            ("kind = \"nova\"\nflavour = \"m1.small\"", "`flavour`"),
+        ] {
+            let text = format!("{DEV_AUTH}[driver]\n{driver}\n");
+            let err = toml::from_str::<ServiceConfig>(&text)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(named), "{named} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn the_nova_driver_is_refused_until_it_is_built_and_its_settings_are_checked() {
+        let text = format!(
+            "{DEV_AUTH}[driver]\nkind = \"nova\"\nflavor = \"m1.small\"\nimage = \"\"\n\
+             boot_timeout = \"10m\"\nnetworks = [{{ name = \"pub\", network = \"public\" }}]\n\
+             [driver.auth]\nauth_url = \"http://127.0.0.1:5000/v3\"\nusername = \"nest\"\n\
+             password = \"pw-secret\"\nproject_name = \"service\"\n"
+        );
+        let config: ServiceConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(config.driver.kind(), "nova");
+        let err = config.validate().expect_err("not built yet").to_string();
+        for expected in [
+            "driver.kind: the nova driver is not built yet",
+            "driver.image: must not be empty",
+            "driver.boot_timeout: must be shorter than scheduler.boot_timeout",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from {err}");
+        }
+        assert!(!err.contains("pw-secret"), "{err}");
+        assert!(!format!("{config:?}").contains("pw-secret"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::auth::Authenticate;
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::db::Store;
-use crate::driver::{InstanceDriver, LocalDriver, LocalDriverConfig};
+use crate::driver::{DriverConfig, DriverError, InstanceDriver, LocalDriver, NOVA_NOT_BUILT};
 use crate::reconcile::Reconciler;
 use crate::relay_link::{RelayLink, ServicePki, WATCH_QUEUE};
 use crate::scheduler::{Scheduler, SchedulerSettings};
@@ -185,22 +185,12 @@ struct DriverSetup {
 
 /// Builds the driver named in the config (`local` by default).
 fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
-    let mut table = config.driver.clone();
-    let kind = table
-        .remove("kind")
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "local".to_owned());
-    match kind.as_str() {
-        "local" => {
-            if !table.contains_key("state_dir") {
-                table.insert(
-                    "state_dir".into(),
-                    toml::Value::String(config.state_dir.join("local").display().to_string()),
-                );
+    match &config.driver {
+        DriverConfig::Local(local) => {
+            let mut local = local.clone();
+            if local.state_dir.as_os_str().is_empty() {
+                local.state_dir = config.state_dir.join("local");
             }
-            let local: LocalDriverConfig = table
-                .try_into()
-                .map_err(|e| ServeError::Driver(Box::new(e)))?;
             let (vcpus, memory_mib) = (local.vcpus, local.memory_mib);
             let driver = LocalDriver::new(local).map_err(|e| ServeError::Driver(Box::new(e)))?;
             Ok(DriverSetup {
@@ -210,9 +200,12 @@ fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
                 memory_mib,
             })
         }
-        other => Err(ServeError::Driver(
-            format!("driver.kind {other:?} is not supported; use \"local\"").into(),
-        )),
+        // Refused by `ServiceConfig::validate` already; this covers a config
+        // built without it.
+        DriverConfig::Nova(_) => Err(ServeError::Driver(Box::new(DriverError::invalid(
+            "driver.kind",
+            NOVA_NOT_BUILT,
+        )))),
     }
 }
 
