@@ -31,6 +31,7 @@ use nest_core::ErrorKind;
 use crate::domain::{InstanceId, ProjectId};
 
 pub use local::{LocalDriver, LocalDriverConfig};
+pub use nest_openstack::TenantAuthority;
 pub use nova::{NovaDriverConfig, NovaNetwork};
 
 /// Why `kind = "nova"` is refused until the driver exists.
@@ -119,6 +120,12 @@ pub struct BootRequest {
     /// Network hint (name or id); `None` for the configured default. Ignored
     /// by the `local` driver.
     pub network: Option<String>,
+    /// The tenant's authority for drivers that act in the tenant's own
+    /// project (a trust or an application credential for `nova`), so that
+    /// the cloud enforces the tenant's quotas. [`TenantAuthority::None`]
+    /// for the `local` driver, which needs none. Its `Debug` never shows a
+    /// secret.
+    pub authority: TenantAuthority,
 }
 
 // By hand, because `user_data` holds the enrollment token.
@@ -134,6 +141,7 @@ impl fmt::Debug for BootRequest {
             .field("flavor", &self.flavor)
             .field("image", &self.image)
             .field("network", &self.network)
+            .field("authority", &self.authority)
             .finish()
     }
 }
@@ -163,7 +171,7 @@ pub struct BootedInstance {
 ///
 /// use nest_service::domain::{InstanceId, ProjectId};
 /// use nest_service::driver::{
-///     BootRequest, InstanceDriver, LocalDriver, LocalDriverConfig,
+///     BootRequest, InstanceDriver, LocalDriver, LocalDriverConfig, TenantAuthority,
 /// };
 ///
 /// # async fn example(user_data: String) -> Result<(), Box<dyn std::error::Error>> {
@@ -181,6 +189,7 @@ pub struct BootedInstance {
 ///         flavor: None,
 ///         image: None,
 ///         network: None,
+///         authority: TenantAuthority::None,
 ///     })
 ///     .await?;
 /// println!("{} is at {:?}", booted.id, booted.addresses);
@@ -337,10 +346,16 @@ mod tests {
             flavor: None,
             image: None,
             network: None,
+            authority: TenantAuthority::ApplicationCredential {
+                id: "ac-1".into(),
+                secret: nest_core::Secret::new("app-cred-secret".into()),
+            },
         };
         let shown = format!("{req:?}");
         assert!(!shown.contains("secret-token"), "{shown}");
         assert!(shown.contains("<26 bytes>"), "{shown}");
+        assert!(!shown.contains("app-cred-secret"), "{shown}");
+        assert!(shown.contains("ac-1"), "{shown}");
     }
 
     #[test]

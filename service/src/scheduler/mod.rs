@@ -31,7 +31,7 @@ use crate::db::{DbError, Store};
 use crate::domain::{
     Container, ContainerId, ContainerStatus, Instance, InstanceId, InstanceStatus, ProjectId,
 };
-use crate::driver::{BootRequest, InstanceDriver};
+use crate::driver::{BootRequest, InstanceDriver, TenantAuthority};
 use crate::images::ProjectImages;
 use placement::{Candidate, Demand, Placement};
 
@@ -349,6 +349,8 @@ impl Scheduler {
             flavor: self.settings.flavor.clone(),
             image: self.settings.image.clone(),
             network: self.settings.network.clone(),
+            // The local driver, the only one built, needs none.
+            authority: TenantAuthority::None,
         };
         tracing::info!(instance_id = %id, project_id = %project, driver = self.driver.name(), "booting an instance");
         let driver = self.driver.clone();
