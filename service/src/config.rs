@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nest_core::config::Validate;
 use nest_core::duration::HumanDuration;
+
+use crate::auth::keystone::KeystoneConfig;
+use crate::driver::{DriverConfig, NOVA_NOT_BUILT};
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest";
@@ -56,9 +60,9 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub agent: AgentSection,
     /// The instance driver: `kind = "local"` (default) or `"nova"`, with
-    /// that driver's settings beside it; parsed by the driver module.
+    /// that driver's settings beside it.
     #[serde(default)]
-    pub driver: toml::Table,
+    pub driver: DriverConfig,
     /// Time in-flight work gets on SIGTERM. Default: 10s.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
@@ -101,19 +105,16 @@ pub struct DatabaseConfig {
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum AuthConfig {
-    /// Keystone v3 tokens (production).
-    Keystone(KeystoneSection),
+    /// Keystone v3 tokens (production): the service user's Keystone
+    /// session (`auth_url`, `username`, `password`, ...) and `cache_ttl`.
+    /// Boxed: it is far larger than the other variant.
+    Keystone(Box<KeystoneConfig>),
     /// Static tokens from this file. For development only: loudly logged.
     Dev {
         /// The accepted tokens.
         tokens: Vec<DevToken>,
     },
 }
-
-/// Keystone settings, kept opaque here and parsed by `auth::keystone`.
-#[derive(Clone, Debug, serde::Deserialize)]
-#[serde(transparent)]
-pub struct KeystoneSection(pub toml::Table);
 
 /// One static dev token.
 #[derive(Clone, serde::Deserialize)]
@@ -216,13 +217,18 @@ pub struct SchedulerConfig {
     /// Longest wait for a booted instance's agent. Default: 5m.
     #[serde(default = "default_boot_timeout")]
     pub boot_timeout: HumanDuration,
-    /// Flavor of booted instances (driver-specific; `nova` needs one).
+    /// Flavor sent with every boot, overriding the driver's own
+    /// (`driver.flavor` for `nova`); the `local` driver ignores it.
+    /// Default: none.
     #[serde(default)]
     pub flavor: Option<String>,
-    /// Image of booted instances (driver-specific; `nova` needs one).
+    /// Image sent with every boot, overriding the driver's own
+    /// (`driver.image` for `nova`); the `local` driver ignores it.
+    /// Default: none.
     #[serde(default)]
     pub image: Option<String>,
-    /// Network of booted instances (driver-specific).
+    /// Network sent with every boot (driver-specific); the `local` driver
+    /// ignores it. Default: none.
     #[serde(default)]
     pub network: Option<String>,
 }
@@ -292,6 +298,9 @@ impl ServiceConfig {
         if !self.state_dir.is_absolute() {
             problems.push("state_dir: must be an absolute path".to_owned());
         }
+        if let AuthConfig::Keystone(keystone) = &self.auth {
+            nested(&mut problems, "auth", keystone.as_ref());
+        }
         if let AuthConfig::Dev { tokens } = &self.auth {
             if tokens.is_empty() {
                 problems.push("auth.tokens: dev auth needs at least one token".to_owned());
@@ -336,6 +345,19 @@ impl ServiceConfig {
         if self.scheduler.boot_timeout.get() < Duration::from_secs(5) {
             problems.push("scheduler.boot_timeout: must be at least 5s".to_owned());
         }
+        if let DriverConfig::Nova(nova) = &self.driver {
+            // The driver comes with a later issue; its settings are checked
+            // already, so that a config can be prepared.
+            problems.push(format!("driver.kind: {NOVA_NOT_BUILT}"));
+            nested(&mut problems, "driver", nova.as_ref());
+            if nova.boot_timeout >= self.scheduler.boot_timeout {
+                problems.push(
+                    "driver.boot_timeout: must be shorter than scheduler.boot_timeout, \
+                     which also covers the agent's enrollment"
+                        .to_owned(),
+                );
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -357,6 +379,14 @@ impl ServiceConfig {
     }
 }
 
+/// Adds the problems of a section that checks itself, keys prefixed with
+/// the section's name (`auth.username`).
+fn nested(problems: &mut Vec<String>, prefix: &str, section: &impl Validate) {
+    if let Err(ConfigError::Invalid(found)) = section.validate() {
+        problems.extend(found.into_iter().map(|p| format!("{prefix}.{p}")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +401,27 @@ mod tests {
         assert_eq!(
             config.scheduler.idle_timeout.get(),
             Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn the_documented_nova_example_is_refused_only_for_not_being_built() {
+        let example = include_str!("../../docs/examples/service.toml");
+        let (head, tail) = example
+            .split_once("\n[driver]\n")
+            .expect("the example has a [driver] section");
+        let nova: Vec<&str> = tail
+            .lines()
+            .skip_while(|l| !l.starts_with("# [driver]"))
+            .map(|l| l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l))
+            .collect();
+        assert!(!nova.is_empty(), "the example shows a nova driver");
+        let config: ServiceConfig = toml::from_str(&format!("{head}\n{}\n", nova.join("\n")))
+            .expect("the commented nova example parses");
+        assert_eq!(config.driver.kind(), "nova");
+        assert_eq!(
+            config.validate().expect_err("not built yet").to_string(),
+            format!("invalid configuration: driver.kind: {NOVA_NOT_BUILT}")
         );
     }
 
@@ -401,6 +452,89 @@ max_boots_per_project = 0
             !format!("{config:?}").contains("short"),
             "token must not be printed"
         );
+    }
+
+    #[test]
+    fn keystone_settings_are_checked_at_load_and_named_under_auth() {
+        let text = "[auth]\nmode = \"keystone\"\nauth_url = \"ftp://k\"\nusername = \"nest\"\n\
+                    password = \"secret-pw\"\ncache_ttl = \"10m\"\n";
+        let config: ServiceConfig = toml::from_str(text).expect("parses");
+        let err = config.validate().expect_err("invalid").to_string();
+        for key in ["auth.auth_url", "auth.project_name", "auth.cache_ttl"] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
+        assert!(!err.contains("secret-pw"), "{err}");
+        assert!(!format!("{config:?}").contains("secret-pw"));
+
+        let unknown = toml::from_str::<ServiceConfig>(
+            "[auth]\nmode = \"keystone\"\nauth_url = \"http://k:5000\"\ninsecure = true\n",
+        )
+        .expect_err("an unknown key")
+        .to_string();
+        assert!(unknown.contains("`insecure`"), "{unknown}");
+    }
+
+    const DEV_AUTH: &str = "[auth]\nmode = \"dev\"\ntokens = [{ token = \"0123456789abcdef0\", user_id = \"u\", project_id = \"p\" }]\n";
+
+    #[test]
+    fn the_driver_is_local_without_a_section_or_a_kind() {
+        let config: ServiceConfig = toml::from_str(DEV_AUTH).expect("parses");
+        let DriverConfig::Local(local) = &config.driver else {
+            panic!("expected the local driver, got {:?}", config.driver);
+        };
+        assert_eq!(
+            local.state_dir,
+            std::path::PathBuf::new(),
+            "filled in at startup"
+        );
+        assert_eq!(local.bridge, crate::driver::local::DEFAULT_BRIDGE);
+
+        let text = format!("{DEV_AUTH}[driver]\nbridge = \"nest9\"\n");
+        let config: ServiceConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(config.driver.kind(), "local");
+        let DriverConfig::Local(local) = &config.driver else {
+            panic!("expected the local driver, got {:?}", config.driver);
+        };
+        assert_eq!(local.bridge, "nest9");
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn unknown_driver_keys_and_kinds_are_refused_at_load_by_name() {
+        for (driver, named) in [
+            ("kind = \"local\"\nbridgee = \"nest9\"", "`bridgee`"),
+            ("bridgee = \"nest9\"", "`bridgee`"),
+            ("kind = \"xen\"", "`xen`"),
+            ("kind = \"nova\"\nflavour = \"m1.small\"", "`flavour`"),
+        ] {
+            let text = format!("{DEV_AUTH}[driver]\n{driver}\n");
+            let err = toml::from_str::<ServiceConfig>(&text)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(named), "{named} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn the_nova_driver_is_refused_until_it_is_built_and_its_settings_are_checked() {
+        let text = format!(
+            "{DEV_AUTH}[driver]\nkind = \"nova\"\nflavor = \"m1.small\"\nimage = \"\"\n\
+             boot_timeout = \"10m\"\nnetworks = [{{ name = \"pub\", network = \"public\" }}]\n\
+             [driver.auth]\nauth_url = \"http://127.0.0.1:5000/v3\"\nusername = \"nest\"\n\
+             password = \"pw-secret\"\nproject_name = \"service\"\n"
+        );
+        let config: ServiceConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(config.driver.kind(), "nova");
+        let err = config.validate().expect_err("not built yet").to_string();
+        for expected in [
+            "driver.kind: the nova driver is not built yet",
+            "driver.image: must not be empty",
+            "driver.boot_timeout: must be shorter than scheduler.boot_timeout",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from {err}");
+        }
+        assert!(!err.contains("pw-secret"), "{err}");
+        assert!(!format!("{config:?}").contains("pw-secret"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::auth::Authenticate;
 use crate::ca::ServicePki;
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::db::Store;
-use crate::driver::{InstanceDriver, LocalDriver, LocalDriverConfig};
+use crate::driver::{DriverConfig, DriverError, InstanceDriver, LocalDriver, NOVA_NOT_BUILT};
 use crate::reconcile::Reconciler;
 use crate::relay_link::RelayLink;
 use crate::scheduler::{Scheduler, SchedulerSettings};
@@ -189,22 +189,12 @@ struct DriverSetup {
 
 /// Builds the driver named in the config (`local` by default).
 fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
-    let mut table = config.driver.clone();
-    let kind = table
-        .remove("kind")
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "local".to_owned());
-    match kind.as_str() {
-        "local" => {
-            if !table.contains_key("state_dir") {
-                table.insert(
-                    "state_dir".into(),
-                    toml::Value::String(config.state_dir.join("local").display().to_string()),
-                );
+    match &config.driver {
+        DriverConfig::Local(local) => {
+            let mut local = local.clone();
+            if local.state_dir.as_os_str().is_empty() {
+                local.state_dir = config.state_dir.join("local");
             }
-            let local: LocalDriverConfig = table
-                .try_into()
-                .map_err(|e| ServeError::Driver(Box::new(e)))?;
             let (vcpus, memory_mib) = (local.vcpus, local.memory_mib);
             let driver = LocalDriver::new(local).map_err(|e| ServeError::Driver(Box::new(e)))?;
             Ok(DriverSetup {
@@ -214,13 +204,16 @@ fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
                 memory_mib,
             })
         }
-        other => Err(ServeError::Driver(
-            format!("driver.kind {other:?} is not supported; use \"local\"").into(),
-        )),
+        // Refused by `ServiceConfig::validate` already; this covers a config
+        // built without it.
+        DriverConfig::Nova(_) => Err(ServeError::Driver(Box::new(DriverError::invalid(
+            "driver.kind",
+            NOVA_NOT_BUILT,
+        )))),
     }
 }
 
-fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeError> {
+async fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeError> {
     match &config.auth {
         AuthConfig::Dev { tokens } => {
             let tokens: Vec<crate::auth::dev::StaticToken> = tokens
@@ -236,13 +229,9 @@ fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, ServeE
                 .map_err(|e| ServeError::Auth(Box::new(e)))?;
             Ok(Arc::new(auth))
         }
-        AuthConfig::Keystone(section) => {
-            let keystone: crate::auth::keystone::KeystoneConfig = section
-                .0
-                .clone()
-                .try_into()
-                .map_err(|e| ServeError::Auth(Box::new(e)))?;
+        AuthConfig::Keystone(keystone) => {
             let auth = crate::auth::keystone::KeystoneAuth::new(keystone)
+                .await
                 .map_err(|e| ServeError::Auth(Box::new(e)))?;
             Ok(Arc::new(auth))
         }
@@ -271,7 +260,7 @@ pub async fn run(
         vcpus,
         memory_mib,
     } = driver(&config)?;
-    let authenticator = authenticator(&config)?;
+    let authenticator = authenticator(&config).await?;
 
     // The relay the service drives agents through: embedded, or external.
     let relay_dial = match (&listeners.relay, config.relay.external) {

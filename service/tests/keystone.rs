@@ -1,6 +1,7 @@
-//! Conformance of `KeystoneAuth` and the policy against a real Keystone:
-//! the one `../shared/openstack-lab/up.sh` brings up (Keystone 22, fernet
-//! tokens, users admin/demo/alt_demo). Every test fails, loudly, when
+//! Conformance of `KeystoneAuth` (over `nest_openstack`'s validator) and
+//! the policy against a real Keystone: the one
+//! `../shared/openstack-lab/up.sh` brings up (Keystone 22, fernet tokens,
+//! users admin/demo/alt_demo). Every test fails, loudly, when
 //! Keystone is not reachable; none passes without it.
 //!
 //! `OS_AUTH_URL` (default `http://127.0.0.1:5000/v3`), `OS_USERNAME`,
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use nest_core::ErrorKind;
 use nest_core::duration::HumanDuration;
+use nest_openstack::SessionConfig;
 use nest_service::auth::keystone::{KeystoneAuth, KeystoneConfig};
 use nest_service::auth::policy::{Action, PolicyError, authorize};
 use nest_service::auth::{AuthError, Authenticate, Caller, Secret};
@@ -155,22 +157,25 @@ impl Lab {
     }
 
     /// `KeystoneAuth` with the lab's admin as service user.
-    fn keystone_auth(&self, cache_ttl: Duration, password: &str) -> KeystoneAuth {
+    async fn keystone_auth(&self, cache_ttl: Duration, password: &str) -> KeystoneAuth {
         let (user, _, project) = &self.service_user;
-        let mut config = KeystoneConfig::new(
+        let mut session = SessionConfig::password(
             &self.auth_url,
             user,
             Secret::new(password.to_owned()),
             project,
         );
+        session.request_timeout = HumanDuration(CALL_TIMEOUT);
+        let mut config = KeystoneConfig::new(session);
         config.cache_ttl = HumanDuration(cache_ttl);
-        config.request_timeout = HumanDuration(CALL_TIMEOUT);
-        KeystoneAuth::new(config).expect("the config is valid")
+        KeystoneAuth::new(&config)
+            .await
+            .expect("the config is valid")
     }
 
-    fn service_auth(&self, cache_ttl: Duration) -> KeystoneAuth {
+    async fn service_auth(&self, cache_ttl: Duration) -> KeystoneAuth {
         let password = self.service_user.1.clone();
-        self.keystone_auth(cache_ttl, &password)
+        self.keystone_auth(cache_ttl, &password).await
     }
 }
 
@@ -259,7 +264,7 @@ fn roles(caller: &Caller) -> Vec<&str> {
 #[tokio::test]
 async fn demo_token_authenticates_to_demos_user_and_project_as_member() {
     let lab = Lab::connect().await;
-    let auth = lab.service_auth(Duration::from_secs(30));
+    let auth = lab.service_auth(Duration::from_secs(30)).await;
     let token = lab
         .issue_token("demo", "demopass", Some("demo"))
         .await
@@ -292,7 +297,7 @@ async fn demo_token_authenticates_to_demos_user_and_project_as_member() {
 #[tokio::test]
 async fn another_projects_member_gets_not_found() {
     let lab = Lab::connect().await;
-    let auth = lab.service_auth(Duration::from_secs(30));
+    let auth = lab.service_auth(Duration::from_secs(30)).await;
     let demo = lab
         .issue_token("demo", "demopass", Some("demo"))
         .await
@@ -320,7 +325,7 @@ async fn another_projects_member_gets_not_found() {
 #[tokio::test]
 async fn bogus_tokens_are_invalid() {
     let lab = Lab::connect().await;
-    let auth = lab.service_auth(Duration::from_secs(30));
+    let auth = lab.service_auth(Duration::from_secs(30)).await;
     let real = lab
         .issue_token("demo", "demopass", Some("demo"))
         .await
@@ -346,7 +351,7 @@ async fn bogus_tokens_are_invalid() {
 async fn revoked_token_is_refused_once_the_cache_ttl_has_passed() {
     let lab = Lab::connect().await;
     let ttl = Duration::from_secs(1);
-    let auth = lab.service_auth(ttl);
+    let auth = lab.service_auth(ttl).await;
     let token = lab
         .issue_token("demo", "demopass", Some("demo"))
         .await
@@ -366,7 +371,7 @@ async fn revoked_token_is_refused_once_the_cache_ttl_has_passed() {
     assert_eq!(response.status().as_u16(), 204, "revocation");
 
     // Without a cache, the revocation bites at once.
-    let uncached = lab.service_auth(Duration::ZERO);
+    let uncached = lab.service_auth(Duration::ZERO).await;
     let err = uncached.authenticate(&token).await.expect_err("revoked");
     assert!(matches!(err, AuthError::Invalid), "{err:?}");
 
@@ -395,7 +400,7 @@ async fn revoked_token_is_refused_once_the_cache_ttl_has_passed() {
 #[tokio::test]
 async fn reader_only_user_may_read_but_not_write_and_unscoped_login_is_refused() {
     let lab = Lab::connect().await;
-    let auth = lab.service_auth(Duration::from_secs(30));
+    let auth = lab.service_auth(Duration::from_secs(30)).await;
     let demo_project = lab.id_of("projects", "demo").await;
     let reader = TempUser::create(&lab, "reader", &demo_project).await;
     let token = lab
@@ -444,7 +449,7 @@ async fn reader_only_user_may_read_but_not_write_and_unscoped_login_is_refused()
 #[tokio::test]
 async fn admin_token_is_admin() {
     let lab = Lab::connect().await;
-    let auth = lab.service_auth(Duration::from_secs(30));
+    let auth = lab.service_auth(Duration::from_secs(30)).await;
     let caller = auth
         .authenticate(&lab.admin_token)
         .await
@@ -464,7 +469,9 @@ async fn admin_token_is_admin() {
 #[tokio::test]
 async fn wrong_service_password_makes_keystone_unavailable_not_the_user_invalid() {
     let lab = Lab::connect().await;
-    let auth = lab.keystone_auth(Duration::from_secs(30), "not-the-password");
+    let auth = lab
+        .keystone_auth(Duration::from_secs(30), "not-the-password")
+        .await;
     let token = lab
         .issue_token("demo", "demopass", Some("demo"))
         .await

@@ -26,6 +26,7 @@ use nest_cloud_init::{AgentBootstrap, AgentSource, EnrollmentToken};
 use nest_service::domain::{InstanceId, ProjectId};
 use nest_service::driver::{
     BootRequest, BootedInstance, DriverErrorKind, InstanceDriver, LocalDriver, LocalDriverConfig,
+    TenantAuthority,
 };
 
 /// The image the instance's engine runs, made from busybox like the
@@ -194,6 +195,7 @@ fn boot_request(fixture: &Fixture, id: &InstanceId, ca_pem: &str) -> BootRequest
         flavor: None,
         image: None,
         network: None,
+        authority: TenantAuthority::None,
     }
 }
 

@@ -152,7 +152,10 @@ const DOCKERD_LOG_FILE: &str = "dockerd.log";
 #[serde(deny_unknown_fields)]
 pub struct LocalDriverConfig {
     /// Where instances live (`<state_dir>/instances/<id>/`) and addresses
-    /// are leased (`<state_dir>/leases/`). Absolute. Required.
+    /// are leased (`<state_dir>/leases/`). Absolute. Default in the
+    /// service's config: `<service state_dir>/local`, filled in by the
+    /// service (left empty until then, which [`LocalDriver::new`] refuses).
+    #[serde(default)]
     pub state_dir: PathBuf,
     /// Where engines keep their exec roots and sockets
     /// (`<run_dir>/<hash>/`); short, because Unix socket paths are limited.
@@ -222,6 +225,13 @@ pub fn default_agent_binary() -> PathBuf {
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(AGENT_BINARY_NAME)))
         .unwrap_or_else(|| PathBuf::from(AGENT_BINARY_NAME))
+}
+
+impl Default for LocalDriverConfig {
+    /// Every default, and no `state_dir` yet.
+    fn default() -> Self {
+        Self::new(PathBuf::new())
+    }
 }
 
 impl LocalDriverConfig {

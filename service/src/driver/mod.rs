@@ -11,11 +11,15 @@
 //!
 //! # Layout
 //! - this file: [`InstanceDriver`], [`BootRequest`], [`BootedInstance`],
-//!   [`DriverError`] and its [`DriverErrorKind`];
+//!   [`DriverError`] and its [`DriverErrorKind`], and [`DriverConfig`], the
+//!   `[driver]` section that picks one;
 //! - [`local`]: the embedded driver for one machine (DESIGN.md, "Instance
-//!   drivers"): a network namespace with its own dockerd and agent.
+//!   drivers"): a network namespace with its own dockerd and agent;
+//! - [`nova`]: the settings of the `nova` driver, which comes with a later
+//!   issue.
 
 pub mod local;
+pub mod nova;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +31,70 @@ use nest_core::ErrorKind;
 use crate::domain::{InstanceId, ProjectId};
 
 pub use local::{LocalDriver, LocalDriverConfig};
+pub use nest_openstack::TenantAuthority;
+pub use nova::{NovaDriverConfig, NovaNetwork};
+
+/// Why `kind = "nova"` is refused until the driver exists.
+pub const NOVA_NOT_BUILT: &str =
+    "the nova driver is not built yet; use kind = \"local\" (the default)";
+
+/// The `[driver]` section: which driver boots instances, with that driver's
+/// settings beside `kind`. Without a section, or without `kind`, the
+/// driver is `local`. Unknown keys are refused, by name, when the file is
+/// loaded.
+#[derive(Clone, Debug)]
+pub enum DriverConfig {
+    /// `kind = "local"`: the embedded driver for one machine. The default.
+    Local(LocalDriverConfig),
+    /// `kind = "nova"`: servers in the tenant's own project. Boxed: it is
+    /// far larger than the other variant.
+    Nova(Box<NovaDriverConfig>),
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self::Local(LocalDriverConfig::default())
+    }
+}
+
+impl DriverConfig {
+    /// The driver's name as `kind` spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+            Self::Nova(_) => "nova",
+        }
+    }
+}
+
+/// The tagged form serde derives; [`DriverConfig`]'s own `Deserialize`
+/// only supplies the default `kind`, which serde's internally tagged enums
+/// cannot.
+#[derive(serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum TaggedDriverConfig {
+    Local(LocalDriverConfig),
+    Nova(Box<NovaDriverConfig>),
+}
+
+impl<'de> serde::Deserialize<'de> for DriverConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut section = toml::Table::deserialize(d)?;
+        section
+            .entry("kind")
+            .or_insert_with(|| toml::Value::String("local".to_owned()));
+        // The message names the offending key (`unknown field `bridgee``);
+        // the file's parser adds where the section is.
+        let tagged: TaggedDriverConfig = toml::Value::Table(section)
+            .try_into()
+            .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
+        Ok(match tagged {
+            TaggedDriverConfig::Local(local) => Self::Local(local),
+            TaggedDriverConfig::Nova(nova) => Self::Nova(nova),
+        })
+    }
+}
 
 /// The cause carried by a [`DriverError`]: any error, kept whole for the log.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -52,6 +120,12 @@ pub struct BootRequest {
     /// Network hint (name or id); `None` for the configured default. Ignored
     /// by the `local` driver.
     pub network: Option<String>,
+    /// The tenant's authority for drivers that act in the tenant's own
+    /// project (a trust or an application credential for `nova`), so that
+    /// the cloud enforces the tenant's quotas. [`TenantAuthority::None`]
+    /// for the `local` driver, which needs none. Its `Debug` never shows a
+    /// secret.
+    pub authority: TenantAuthority,
 }
 
 // By hand, because `user_data` holds the enrollment token.
@@ -67,6 +141,7 @@ impl fmt::Debug for BootRequest {
             .field("flavor", &self.flavor)
             .field("image", &self.image)
             .field("network", &self.network)
+            .field("authority", &self.authority)
             .finish()
     }
 }
@@ -96,7 +171,7 @@ pub struct BootedInstance {
 ///
 /// use nest_service::domain::{InstanceId, ProjectId};
 /// use nest_service::driver::{
-///     BootRequest, InstanceDriver, LocalDriver, LocalDriverConfig,
+///     BootRequest, InstanceDriver, LocalDriver, LocalDriverConfig, TenantAuthority,
 /// };
 ///
 /// # async fn example(user_data: String) -> Result<(), Box<dyn std::error::Error>> {
@@ -114,6 +189,7 @@ pub struct BootedInstance {
 ///         flavor: None,
 ///         image: None,
 ///         network: None,
+///         authority: TenantAuthority::None,
 ///     })
 ///     .await?;
 /// println!("{} is at {:?}", booted.id, booted.addresses);
@@ -270,10 +346,16 @@ mod tests {
             flavor: None,
             image: None,
             network: None,
+            authority: TenantAuthority::ApplicationCredential {
+                id: "ac-1".into(),
+                secret: nest_core::Secret::new("app-cred-secret".into()),
+            },
         };
         let shown = format!("{req:?}");
         assert!(!shown.contains("secret-token"), "{shown}");
         assert!(shown.contains("<26 bytes>"), "{shown}");
+        assert!(!shown.contains("app-cred-secret"), "{shown}");
+        assert!(shown.contains("ac-1"), "{shown}");
     }
 
     #[test]

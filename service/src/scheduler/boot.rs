@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{PassError, Scheduler};
 use crate::db::{DbError, Store};
 use crate::domain::{ContainerStatus, Instance, InstanceId, InstanceStatus, ProjectId};
-use crate::driver::{BootRequest, InstanceDriver};
+use crate::driver::{BootRequest, InstanceDriver, TenantAuthority};
 
 /// How much longer than the boot timeout an enrollment token stays valid,
 /// so that an agent that connects at the last moment can still enroll.
@@ -69,6 +69,9 @@ impl Scheduler {
             flavor: self.settings.flavor.clone(),
             image: self.settings.image.clone(),
             network: self.settings.network.clone(),
+            // The local driver needs no authority; the nova driver will
+            // carry the tenant's trust or application credential here.
+            authority: TenantAuthority::None,
         };
         tracing::info!(instance_id = %id, project_id = %project, driver = self.driver.name(), "booting an instance");
         let driver = self.driver.clone();
