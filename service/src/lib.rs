@@ -16,6 +16,8 @@
 //! - [`images`]: per-project stored images and loading them into instances.
 //! - [`config`]: the service's configuration file.
 //! - [`server`]: assembling and running all of the above.
+//! - `testing` (tests and the `testing` feature only): fake agents and a
+//!   fake driver, and the real service assembled over them.
 #![warn(missing_docs)]
 
 pub mod agents;
@@ -32,5 +34,7 @@ pub mod reconcile;
 pub mod relay_link;
 pub mod scheduler;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use nest_core::process::error_chain;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use nest_pki::{MemoryTokenStore, TokenStore};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agents::{AgentEvent, AgentLink};
 use crate::api::{ApiConfig, ApiMetrics, ApiState};
 use crate::app::App;
 use crate::auth::Authenticate;
@@ -17,6 +19,7 @@ use crate::ca::ServicePki;
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::db::Store;
 use crate::driver::{DriverConfig, DriverError, InstanceDriver, LocalDriver, NOVA_NOT_BUILT};
+use crate::images::ProjectImages;
 use crate::reconcile::Reconciler;
 use crate::relay_link::RelayLink;
 use crate::scheduler::{Scheduler, SchedulerSettings};
@@ -238,6 +241,59 @@ async fn authenticator(config: &ServiceConfig) -> Result<Arc<dyn Authenticate>, 
     }
 }
 
+/// What the service's core (scheduler, reconciler and [`App`]) runs on:
+/// everything outside it, already built.
+pub struct CoreParts {
+    /// The database.
+    pub store: Store,
+    /// The instance driver.
+    pub driver: Arc<dyn InstanceDriver>,
+    /// The link to the agents.
+    pub agents: Arc<dyn AgentLink>,
+    /// The agents' events, as [`crate::agents::follow`] passes them on.
+    pub events: mpsc::Receiver<AgentEvent>,
+    /// The projects' stored images.
+    pub images: Arc<ProjectImages>,
+    /// Where enrollment tokens of booting instances are kept.
+    pub tokens: Arc<dyn TokenStore>,
+    /// How instances are booted and containers placed.
+    pub settings: SchedulerSettings,
+}
+
+/// Starts the scheduler and the reconciler on `tasks` (both stop when
+/// `cancel` fires) and returns the container service over them. `run`
+/// and the test assembly (`testing::TestService`) both start the core
+/// here, so tests run the same wiring as the service.
+pub fn start_core(parts: CoreParts, tasks: &TaskTracker, cancel: &CancellationToken) -> App {
+    let CoreParts {
+        store,
+        driver,
+        agents,
+        events,
+        images,
+        tokens,
+        settings,
+    } = parts;
+    let scheduler = Scheduler::new(
+        store.clone(),
+        driver.clone(),
+        agents.clone(),
+        images.clone(),
+        tokens,
+        settings,
+        tasks.clone(),
+    );
+    tasks.spawn(scheduler.clone().run(cancel.clone()));
+    let reconciler = Reconciler {
+        store: store.clone(),
+        agents: agents.clone(),
+        driver,
+        scheduler: scheduler.clone(),
+    };
+    tasks.spawn(reconciler.run(events, cancel.clone()));
+    App::new(store, agents, scheduler, images)
+}
+
 /// Runs the service until `shutdown` completes.
 ///
 /// # Errors
@@ -316,9 +372,7 @@ pub async fn run(
     )?;
 
     let (agent_source, agent_binary) = agent_source(&config).await?;
-    let images = Arc::new(crate::images::ProjectImages::new(
-        config.state_dir.join("images"),
-    ));
+    let images = Arc::new(ProjectImages::new(config.state_dir.join("images")));
     let settings = SchedulerSettings {
         max_boots_per_project: config.scheduler.max_boots_per_project,
         boot_timeout: config.scheduler.boot_timeout.get(),
@@ -333,25 +387,19 @@ pub async fn run(
         ca_pem: pki.ca.certificate_pem().to_owned(),
         agent_source,
     };
-    let scheduler = Scheduler::new(
-        store.clone(),
-        driver.clone(),
-        link.agents.clone(),
-        images.clone(),
-        tokens,
-        settings,
-        tasks.clone(),
+    let app = start_core(
+        CoreParts {
+            store: store.clone(),
+            driver,
+            agents: link.agents.clone(),
+            events: events_rx,
+            images,
+            tokens,
+            settings,
+        },
+        &tasks,
+        &cancel,
     );
-    tasks.spawn(scheduler.clone().run(cancel.clone()));
-    let reconciler = Reconciler {
-        store: store.clone(),
-        agents: link.agents.clone(),
-        driver,
-        scheduler: scheduler.clone(),
-    };
-    tasks.spawn(reconciler.run(events_rx, cancel.clone()));
-
-    let app = App::new(store.clone(), link.agents.clone(), scheduler, images);
     let state = ApiState::new(
         Arc::new(app),
         authenticator,

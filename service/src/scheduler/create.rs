@@ -192,123 +192,10 @@ async fn store_created(store: &Store, state: &EngineState) -> Result<(), DbError
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use futures_util::FutureExt;
-
     use super::*;
-    use crate::agents::{
-        AgentAction, AgentFuture, AgentStream, EventFeed, ExecCommand, ExecOutput, ProcessTable,
-        ResourceUsage, Resources, StreamOpen,
-    };
     use crate::db::NewAction;
     use crate::domain::{ProjectId, UserId};
-
-    /// An agent link that records which request asked it to create what;
-    /// every other call is refused.
-    #[derive(Default)]
-    struct RecordingLink {
-        creates: Mutex<Vec<(ContainerId, RequestId)>>,
-    }
-
-    fn refused<'a, T: Send + 'a>() -> AgentFuture<'a, T> {
-        async {
-            Err(AgentError::Refused {
-                kind: ErrorKind::Unavailable,
-                message: "not in this test".into(),
-            })
-        }
-        .boxed()
-    }
-
-    impl AgentLink for RecordingLink {
-        fn create<'a>(
-            &'a self,
-            request_id: &'a RequestId,
-            _instance: &'a InstanceId,
-            request: CreateRequest,
-        ) -> AgentFuture<'a, EngineState> {
-            lock(&self.creates).push((request.container, request_id.clone()));
-            let state = EngineState {
-                container: request.container,
-                docker_id: "d0c".into(),
-                status: ContainerStatus::Running,
-                status_reason: None,
-                exit_code: 0,
-            };
-            async move { Ok(state) }.boxed()
-        }
-        fn act<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-            _: ContainerId,
-            _: AgentAction,
-        ) -> AgentFuture<'a, Option<EngineState>> {
-            refused()
-        }
-        fn inspect<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-            _: ContainerId,
-        ) -> AgentFuture<'a, EngineState> {
-            refused()
-        }
-        fn list<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-        ) -> AgentFuture<'a, Vec<EngineState>> {
-            refused()
-        }
-        fn update_resources<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-            _: ContainerId,
-            _: Resources,
-        ) -> AgentFuture<'a, EngineState> {
-            refused()
-        }
-        fn top<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-            _: ContainerId,
-            _: Option<String>,
-        ) -> AgentFuture<'a, ProcessTable> {
-            refused()
-        }
-        fn stats<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-            _: ContainerId,
-        ) -> AgentFuture<'a, ResourceUsage> {
-            refused()
-        }
-        fn exec<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-            _: ContainerId,
-            _: ExecCommand,
-        ) -> AgentFuture<'a, ExecOutput> {
-            refused()
-        }
-        fn open_stream<'a>(
-            &'a self,
-            _: &'a RequestId,
-            _: &'a InstanceId,
-            _: StreamOpen,
-        ) -> AgentFuture<'a, Box<dyn AgentStream>> {
-            refused()
-        }
-        fn watch<'a>(&'a self, _: &'a RequestId) -> AgentFuture<'a, EventFeed> {
-            refused()
-        }
-    }
+    use crate::testing::{AgentCommand, FakeAgents};
 
     fn container() -> Container {
         let now = crate::db::utc_now();
@@ -339,8 +226,9 @@ mod tests {
         let url = format!("sqlite://{}/nest.db?mode=rwc", dir.path().display());
         let store = Store::connect(&url).await.expect("SQLite opens");
         let images = ProjectImages::new(dir.path().join("images"));
-        let link = RecordingLink::default();
+        let link = FakeAgents::new();
         let instance = InstanceId::parse("i-1").expect("a valid instance id");
+        link.connect(&instance).await;
 
         let asked = container();
         store.insert_container(&asked).await.expect("insert");
@@ -366,15 +254,26 @@ mod tests {
         store.insert_container(&unrecorded).await.expect("insert");
         create_container(&store, &link, &images, &unrecorded, &instance).await;
 
-        let creates = lock(&link.creates).clone();
+        let creates: Vec<(ContainerId, RequestId)> = link
+            .calls()
+            .into_iter()
+            .filter_map(|call| match call.command {
+                AgentCommand::Create(request) => Some((request.container, call.request_id)),
+                _ => None,
+            })
+            .collect();
         assert_eq!(creates.len(), 2);
         assert_eq!(creates[0], (asked.id, api_call.clone()));
         assert_eq!(creates[1].0, unrecorded.id);
         assert_ne!(creates[1].1, api_call);
         let created = store.get_container(asked.id).await.expect("read back");
+        let engine = link.container(asked.id).expect("the agent has it");
         assert_eq!(
             (created.status, created.docker_id.as_deref()),
-            (ContainerStatus::Running, Some("d0c"))
+            (
+                ContainerStatus::Running,
+                Some(engine.state.docker_id.as_str())
+            )
         );
         store.close().await;
     }
