@@ -545,6 +545,114 @@ pub struct ContainerPatch {
     pub memory_mib: Option<u64>,
 }
 
+/// Kinds of recorded container action (Zun's `action` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    /// Create (and run).
+    Create,
+    /// Delete.
+    Delete,
+    /// Start.
+    Start,
+    /// Stop.
+    Stop,
+    /// Reboot.
+    Reboot,
+    /// Pause.
+    Pause,
+    /// Unpause.
+    Unpause,
+    /// Kill.
+    Kill,
+    /// Exec.
+    ExecCmd,
+    /// PATCH.
+    Update,
+    /// Attach.
+    Attach,
+    /// Terminal resize.
+    Resize,
+}
+
+impl ActionKind {
+    /// Every kind.
+    pub const ALL: [Self; 12] = [
+        Self::Create,
+        Self::Delete,
+        Self::Start,
+        Self::Stop,
+        Self::Reboot,
+        Self::Pause,
+        Self::Unpause,
+        Self::Kill,
+        Self::ExecCmd,
+        Self::Update,
+        Self::Attach,
+        Self::Resize,
+    ];
+
+    /// Zun's spelling, also the stored one.
+    pub fn as_zun(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Delete => "delete",
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Reboot => "reboot",
+            Self::Pause => "pause",
+            Self::Unpause => "unpause",
+            Self::Kill => "kill",
+            Self::ExecCmd => "exec_cmd",
+            Self::Update => "update",
+            Self::Attach => "container_attach",
+            Self::Resize => "resize",
+        }
+    }
+
+    /// Reads the stored spelling back.
+    pub fn parse_zun(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_zun() == s)
+    }
+}
+
+/// A recorded container action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionRecord {
+    /// What was done.
+    pub action: ActionKind,
+    /// To which container.
+    pub container_id: ContainerId,
+    /// The request that did it.
+    pub request_id: RequestId,
+    /// By whom.
+    pub user_id: UserId,
+    /// In which project.
+    pub project_id: ProjectId,
+    /// When it started, RFC 3339.
+    pub start_time: String,
+    /// When it finished, RFC 3339; `None` while in progress.
+    pub finish_time: Option<String>,
+    /// Why it failed; `None` on success.
+    pub message: Option<String>,
+    /// Its steps.
+    pub events: Vec<ActionEvent>,
+}
+
+/// One step of a recorded action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionEvent {
+    /// The step's name.
+    pub event: String,
+    /// When it started, RFC 3339.
+    pub start_time: String,
+    /// When it finished, RFC 3339.
+    pub finish_time: Option<String>,
+    /// `Success` or `Error`.
+    pub result: Option<String>,
+    /// Failure detail, shown to admins only.
+    pub traceback: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,20 +1,30 @@
-//! nest-service: Nest's API server, scheduler and instance drivers.
+//! nest-service: Nest's container service: its front ends, the
+//! application layer they call, and everything behind it.
+//!
+//! Dependencies point one way: front ends (`api`) → application layer
+//! (`app`) → scheduler, database, agent link, drivers. The application
+//! layer knows no HTTP and no proto; only `agents` speaks the wire protocol.
 //!
 //! # Layout
+//! - [`api`]: the front ends over HTTP: `api/zun/` (the Zun-compatible REST
+//!   API), with room for `api/docker/`; shared error rendering and metrics;
+//! - [`app`]: the application layer, one concrete [`app::App`] every front
+//!   end calls, with its plain request/response types and [`app::AppError`];
 //! - [`domain`]: containers, instances, their ids and status machines;
-//! - [`auth`]: callers, token validation and policy.
-//! - [`api`]: the Zun-compatible REST API over the `ContainerBackend` trait.
-//! - [`db`]: the database (SQLite or PostgreSQL): containers, instances, ports, actions.
-//! - [`driver`]: the instance drivers (`local`, later `nova`) behind one trait.
-//! - [`scheduler`]: placement, booting and retiring instances.
-//! - [`reconcile`]: converging the database with what agents and drivers report.
-//! - [`ca`]: Nest's CA: the relay's and the service's certificates, the signer.
-//! - [`relay_link`]: the service's long-lived links to its relay.
+//! - [`auth`]: callers, token validation (Keystone through `nest-openstack`,
+//!   or dev tokens) and policy;
+//! - [`db`]: the database (SQLite or PostgreSQL), the only module with SQL;
+//! - [`scheduler`]: one file per job: binding, booting, creating on agents,
+//!   retiring; `placement` is the pure decision;
+//! - [`reconcile`]: converging the database with what agents and drivers report;
 //! - [`agents`]: the one typed link to agents (commands, streams, events),
-//!   and the only mapping to and from the wire protocol.
-//! - [`app`]: the container service the API calls (`ContainerBackend`).
-//! - [`images`]: per-project stored images and loading them into instances.
-//! - [`config`]: the service's configuration file.
+//!   and the only mapping to and from the wire protocol;
+//! - [`driver`]: the instance drivers (`local`, later `nova`) behind one
+//!   trait, and their typed configuration;
+//! - [`ca`]: Nest's CA: the relay's and the service's certificates, the signer;
+//! - [`relay_link`]: the service's long-lived links to its relay;
+//! - [`images`]: per-project stored images and loading them into instances;
+//! - [`config`]: the service's configuration file;
 //! - [`server`]: assembling and running all of the above.
 //! - `testing` (tests and the `testing` feature only): fake agents and a
 //!   fake driver, and the real service assembled over them.

@@ -21,8 +21,8 @@ use tracing::Instrument;
 use crate::agents::{
     AgentAction, AgentEvent, AgentLink, ContainerEvent, EngineAction, EngineState,
 };
-use crate::api::backend::ActionKind;
 use crate::db::{DbError, Store};
+use crate::domain::ActionKind;
 use crate::domain::{ContainerId, ContainerStatus, InstanceId, InstanceStatus, RequestId};
 use crate::driver::InstanceDriver;
 use crate::scheduler::Scheduler;

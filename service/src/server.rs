@@ -401,7 +401,7 @@ pub async fn run(
         &cancel,
     );
     let state = ApiState::new(
-        Arc::new(app),
+        app,
         authenticator,
         ApiConfig {
             // Without a configured URL, links follow the request's Host

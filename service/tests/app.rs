@@ -10,9 +10,9 @@ use std::time::Duration;
 use nest_core::ErrorKind;
 use nest_core::testing::eventually;
 use nest_service::agents::{AgentAction, CreateRequest};
-use nest_service::api::backend::{
-    BackendError, CallContext, ContainerAction, ContainerBackend, ContainerRef, DeleteOptions,
-    ExecRequest, ExecResult, NewContainer,
+use nest_service::app::{
+    AppError, CallContext, ContainerAction, ContainerRef, DeleteOptions, ExecRequest, ExecResult,
+    NewContainer,
 };
 use nest_service::auth::Caller;
 use nest_service::domain::{
@@ -87,7 +87,7 @@ async fn created(
 ) -> Container {
     let info = svc
         .app()
-        .create(cx, busybox(&["sleep", "1000"]), run)
+        .create_container(cx, busybox(&["sleep", "1000"]), run)
         .await
         .unwrap_or_else(|e| panic!("create is accepted: {e}"));
     settled(svc, info.container.id, status).await
@@ -197,21 +197,21 @@ async fn another_projects_caller_cannot_see_or_change_a_container() {
     let reference = ContainerRef::Id(running.id);
     let stranger = member_of("project-b");
 
-    let got = svc.app().get(&stranger, &reference, false).await;
+    let got = svc.app().show_container(&stranger, &reference, false).await;
     assert!(
-        matches!(&got, Err(BackendError::ContainerNotFound(r)) if *r == reference),
+        matches!(&got, Err(AppError::ContainerNotFound(r)) if *r == reference),
         "{got:?}"
     );
     let stopped = svc
         .app()
-        .action(
+        .act_on_container(
             &stranger,
             &reference,
             ContainerAction::Stop { timeout: None },
         )
         .await;
     assert!(
-        matches!(&stopped, Err(BackendError::ContainerNotFound(r)) if *r == reference),
+        matches!(&stopped, Err(AppError::ContainerNotFound(r)) if *r == reference),
         "{stopped:?}"
     );
     let options = DeleteOptions {
@@ -219,9 +219,12 @@ async fn another_projects_caller_cannot_see_or_change_a_container() {
         stop: true,
         all_projects: false,
     };
-    let deleted = svc.app().delete(&stranger, &reference, options).await;
+    let deleted = svc
+        .app()
+        .delete_container(&stranger, &reference, options)
+        .await;
     assert!(
-        matches!(&deleted, Err(BackendError::ContainerNotFound(r)) if *r == reference),
+        matches!(&deleted, Err(AppError::ContainerNotFound(r)) if *r == reference),
         "{deleted:?}"
     );
 
@@ -258,7 +261,7 @@ async fn stop_stops_a_running_container_on_its_agent() {
 
     let stop = member_of("project-a");
     svc.app()
-        .action(
+        .act_on_container(
             &stop,
             &ContainerRef::Id(running.id),
             ContainerAction::Stop { timeout: None },
@@ -343,7 +346,7 @@ async fn delete_removes_the_container_from_its_agent_and_the_database() {
         all_projects: false,
     };
     svc.app()
-        .delete(&delete, &ContainerRef::Id(running.id), options)
+        .delete_container(&delete, &ContainerRef::Id(running.id), options)
         .await
         .unwrap_or_else(|e| panic!("delete is accepted: {e}"));
 
@@ -365,10 +368,10 @@ async fn delete_removes_the_container_from_its_agent_and_the_database() {
     assert_eq!(removes[0].request_id, delete.request_id);
     let got = svc
         .app()
-        .get(&cx, &ContainerRef::Id(running.id), false)
+        .show_container(&cx, &ContainerRef::Id(running.id), false)
         .await;
     assert!(
-        matches!(got, Err(BackendError::ContainerNotFound(_))),
+        matches!(got, Err(AppError::ContainerNotFound(_))),
         "{got:?}"
     );
     svc.stop().await;
@@ -385,7 +388,7 @@ async fn start_answers_unavailable_while_the_agent_is_offline() {
     let start = member_of("project-a");
     let started = svc
         .app()
-        .action(
+        .act_on_container(
             &start,
             &ContainerRef::Id(created.id),
             ContainerAction::Start,

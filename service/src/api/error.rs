@@ -24,8 +24,8 @@ use nest_core::ErrorKind;
 use serde_json::json;
 
 use super::ApiState;
-use super::backend::BackendError;
 use super::zun::microversion::{ApiVersion, VersionError};
+use crate::app::AppError;
 use crate::auth::AuthError;
 use crate::domain::RequestId;
 
@@ -112,9 +112,9 @@ pub enum ApiError {
     /// The token was missing or refused, or Keystone could not be asked.
     #[error("authentication failed")]
     Auth(#[source] AuthError),
-    /// The backend refused or failed.
+    /// The application layer refused or failed.
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    App(#[from] AppError),
     /// The router is wired wrongly (a middleware is missing).
     #[error("request context {0} is missing")]
     MissingContext(&'static str),
@@ -145,7 +145,7 @@ impl ApiError {
             Self::PrivilegedDenied | Self::OriginNotAllowed(_) => ErrorKind::Forbidden,
             Self::RouteNotFound => ErrorKind::NotFound,
             Self::Auth(e) => e.kind(),
-            Self::Backend(e) => e.kind(),
+            Self::App(e) => e.kind(),
             Self::MissingContext(_) => ErrorKind::Internal,
         }
     }
@@ -179,27 +179,25 @@ impl ApiError {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Auth(_) => "service-unavailable",
             Self::MissingContext(_) => "internal-error",
-            Self::Backend(e) => match e {
-                BackendError::ContainerNotFound(_) | BackendError::MarkerNotFound(_) => {
+            Self::App(e) => match e {
+                AppError::ContainerNotFound(_) | AppError::MarkerNotFound(_) => {
                     "container-not-found"
                 }
-                BackendError::ExecNotFound(_) => "exec-not-found",
-                BackendError::ActionNotFound(_) => "resource-not-found",
-                BackendError::HostNotFound(_) => "compute-host-not-found",
-                BackendError::AmbiguousName(_) => "conflict",
-                BackendError::NameInUse(_) => "container-already-exists",
-                BackendError::InvalidState { .. } => "invalid-state-exception",
-                BackendError::NotInteractive(_) => "no-interactive-flag",
-                BackendError::InvalidRequest { .. } => "invalid-parameter-value",
-                BackendError::ImageNotFound(_) | BackendError::StoredImageNotFound(_) => {
-                    "image-not-found"
-                }
-                BackendError::PolicyNotAuthorized(_) => "policy-not-authorized",
-                BackendError::OverQuota(_) => "over-quota",
-                BackendError::ConsoleTokenRejected => "console-token-rejected",
-                BackendError::Unavailable { .. } => "service-unavailable",
-                BackendError::Timeout { .. } => "timeout",
-                BackendError::Internal { .. } => "internal-error",
+                AppError::ExecNotFound(_) => "exec-not-found",
+                AppError::ActionNotFound(_) => "resource-not-found",
+                AppError::HostNotFound(_) => "compute-host-not-found",
+                AppError::AmbiguousName(_) => "conflict",
+                AppError::NameInUse(_) => "container-already-exists",
+                AppError::InvalidState { .. } => "invalid-state-exception",
+                AppError::NotInteractive(_) => "no-interactive-flag",
+                AppError::InvalidRequest { .. } => "invalid-parameter-value",
+                AppError::ImageNotFound(_) | AppError::StoredImageNotFound(_) => "image-not-found",
+                AppError::PolicyNotAuthorized(_) => "policy-not-authorized",
+                AppError::OverQuota(_) => "over-quota",
+                AppError::ConsoleTokenRejected => "console-token-rejected",
+                AppError::Unavailable { .. } => "service-unavailable",
+                AppError::Timeout { .. } => "timeout",
+                AppError::Internal { .. } => "internal-error",
             },
         }
     }
@@ -352,6 +350,7 @@ mod tests {
             (ErrorKind::Invalid, 400),
             (ErrorKind::Unauthenticated, 401),
             (ErrorKind::Forbidden, 403),
+            (ErrorKind::OverQuota, 403),
             (ErrorKind::NotFound, 404),
             (ErrorKind::Conflict, 409),
             (ErrorKind::Unavailable, 503),
@@ -372,5 +371,96 @@ mod tests {
         );
         let two = ApiError::UnexpectedFields(vec!["a".into(), "b".into()]);
         assert!(two.to_string().ends_with("('a', 'b' were unexpected)"));
+    }
+
+    /// One application error of each kind, rendered as the Zun API answers
+    /// it: status, `code`, title and detail, and no cause of a 5xx in the
+    /// body (it goes to the log).
+    #[tokio::test]
+    async fn each_application_error_kind_renders_in_zun_format() {
+        use crate::app::ContainerRef;
+        use crate::domain::{ContainerId, ContainerStatus};
+        let id = ContainerId::generate();
+        let cases: Vec<(AppError, u16, &str)> = vec![
+            (
+                AppError::InvalidRequest {
+                    what: "hint",
+                    reason: "no such flavor".into(),
+                },
+                400,
+                "container.invalid-parameter-value",
+            ),
+            (
+                AppError::OverQuota("instances".into()),
+                403,
+                "container.over-quota",
+            ),
+            (
+                AppError::ContainerNotFound(ContainerRef::Id(id)),
+                404,
+                "container.container-not-found",
+            ),
+            (
+                AppError::InvalidState {
+                    id,
+                    status: ContainerStatus::Running,
+                    action: "delete",
+                },
+                409,
+                "container.invalid-state-exception",
+            ),
+            (
+                AppError::Unavailable {
+                    what: "the relay".into(),
+                    source: Some("refused".into()),
+                },
+                503,
+                "container.service-unavailable",
+            ),
+            (
+                AppError::Timeout {
+                    what: "agent command".into(),
+                },
+                504,
+                "container.timeout",
+            ),
+            (
+                AppError::Internal {
+                    context: "saving",
+                    source: "disk on fire".into(),
+                },
+                500,
+                "container.internal-error",
+            ),
+        ];
+        let request_id = RequestId::generate();
+        for (error, status, code) in cases {
+            let message = error.to_string();
+            let response = ApiError::App(error).render(&request_id, "http://keystone.test");
+            assert_eq!(response.status().as_u16(), status, "{message}");
+            assert_eq!(
+                response.headers().get(header::CONTENT_TYPE),
+                Some(&HeaderValue::from_static("application/json"))
+            );
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body reads");
+            let body: nest_api_types::zun::ErrorBody =
+                serde_json::from_slice(&body).expect("Zun's error body");
+            let [e] = body.errors.as_slice() else {
+                panic!("one error: {body:?}");
+            };
+            assert_eq!(e.code, code);
+            assert_eq!(e.status, status);
+            assert_eq!(e.request_id, request_id.as_str());
+            if status == 500 {
+                assert_eq!(e.title, "internal server error");
+                assert!(!e.detail.contains("disk on fire") && !e.detail.contains("saving"));
+                assert!(e.detail.contains(request_id.as_str()), "{}", e.detail);
+            } else {
+                assert_eq!(e.title, message);
+                assert!(!e.detail.contains("refused"), "5xx causes stay in the log");
+            }
+        }
     }
 }

@@ -8,8 +8,6 @@
 //!   `openstack appcontainer` work unchanged, plus documented extensions;
 //! - `docker` (to come, issue #8): the Docker Engine API front end, a
 //!   second caller of the same application layer;
-//! - [`backend`]: the seam the application layer implements, and its plain
-//!   types;
 //! - [`error`]: [`ApiError`], its statuses and renderers, and the outermost
 //!   middleware (request id, error rendering);
 //! - `metrics`: `/healthz`, `/metrics` and the request metrics layer;
@@ -20,7 +18,6 @@
 //! keystonemiddleware answers before Zun) → microversion → routing →
 //! metrics → handler.
 
-pub mod backend;
 pub mod error;
 pub(crate) mod metrics;
 pub mod zun;
@@ -34,10 +31,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 
-pub use backend::ContainerBackend;
 pub use error::ApiError;
 pub use metrics::ApiMetrics;
 
+use crate::app::App;
 use crate::auth::Authenticate;
 
 /// Settings of the HTTP layer.
@@ -55,7 +52,7 @@ pub struct ApiConfig {
     pub agent_binary: Option<(std::path::PathBuf, String)>,
 }
 
-/// What the handlers share: the backend, the authenticator, settings and
+/// What the handlers share: the application, the authenticator, settings and
 /// metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
@@ -63,7 +60,7 @@ pub struct ApiState {
 }
 
 struct StateInner {
-    backend: Arc<dyn ContainerBackend>,
+    app: App,
     authenticator: Arc<dyn Authenticate>,
     config: ApiConfig,
     metrics: ApiMetrics,
@@ -72,14 +69,14 @@ struct StateInner {
 impl ApiState {
     /// Assembles the state.
     pub fn new(
-        backend: Arc<dyn ContainerBackend>,
+        app: App,
         authenticator: Arc<dyn Authenticate>,
         config: ApiConfig,
         metrics: ApiMetrics,
     ) -> Self {
         Self {
             inner: Arc::new(StateInner {
-                backend,
+                app,
                 authenticator,
                 config,
                 metrics,
@@ -87,9 +84,9 @@ impl ApiState {
         }
     }
 
-    /// The backend.
-    pub fn backend(&self) -> &dyn ContainerBackend {
-        self.inner.backend.as_ref()
+    /// The application layer every handler calls.
+    pub fn app(&self) -> &App {
+        &self.inner.app
     }
 
     /// The authenticator.

@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use nest_core::ErrorKind;
 use tokio::sync::mpsc;
 
-use crate::api::backend::BackendError;
+use crate::app::AppError;
 pub use crate::domain::TtySize;
 
 /// The two ends a console session talks through. The front end owns the
@@ -79,12 +79,12 @@ pub trait ConsoleSession: Send {
     /// also returns the failure).
     ///
     /// # Errors
-    /// [`BackendError::Unavailable`] when the agent's stream failed.
+    /// [`AppError::Unavailable`] when the agent's stream failed.
     ///
     /// # Cancel safety
     /// The front end drops the future when the client disconnects; dropping
     /// it must end the session and release its resources.
-    fn run(self: Box<Self>, io: ConsoleIo) -> BoxFuture<'static, Result<(), BackendError>>;
+    fn run(self: Box<Self>, io: ConsoleIo) -> BoxFuture<'static, Result<(), AppError>>;
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use crate::agents::{
     AgentError, AgentStream, ExecCommand, LogOptions, OutputStream, StreamEvent, StreamInput,
     StreamOpen,
 };
-use crate::api::backend::{
-    BackendError, CallContext, ConsoleTarget, ConsoleTicket, ConsoleToken, ContainerRef,
+use crate::app::{
+    AppError, CallContext, ConsoleTarget, ConsoleTicket, ConsoleToken, ContainerRef,
     ContainerStats, ExecId, ExecOutcome, ExecRequest, ExecResult, LogStream, LogsParams,
     ProcessList, TtySize,
 };
@@ -33,8 +33,8 @@ const RESIZE_QUEUE: usize = 4;
 /// Log chunks queued towards an HTTP client.
 const LOG_QUEUE: usize = 16;
 
-fn not_running(container: &Container, action: &'static str) -> BackendError {
-    BackendError::InvalidState {
+fn not_running(container: &Container, action: &'static str) -> AppError {
+    AppError::InvalidState {
         id: container.id,
         status: container.status,
         action,
@@ -42,18 +42,20 @@ fn not_running(container: &Container, action: &'static str) -> BackendError {
 }
 
 impl App {
-    pub(super) async fn execute_in(
+    /// Runs a command in a running container; without `run` (interactive
+    /// exec) it only creates the exec and hands back a console token.
+    pub async fn execute(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         request: ExecRequest,
-    ) -> Result<ExecOutcome, BackendError> {
+    ) -> Result<ExecOutcome, AppError> {
         let container = self.resolve(cx, reference, Action::ContainerExec).await?;
         if !container.status.is_running() {
             return Err(not_running(&container, "execute"));
         }
         if request.command.is_empty() {
-            return Err(BackendError::InvalidRequest {
+            return Err(AppError::InvalidRequest {
                 what: "command",
                 reason: "must not be empty".into(),
             });
@@ -99,24 +101,26 @@ impl App {
         })
     }
 
-    pub(super) async fn resize_exec(
+    /// Resizes the terminal of an exec instance.
+    pub async fn resize_exec(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         exec_id: &ExecId,
         size: TtySize,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), AppError> {
         let container = self.resolve(cx, reference, Action::ContainerExec).await?;
         self.send_resize(&format!("{}/{}", container.id, exec_id), size)
-            .ok_or_else(|| BackendError::ExecNotFound(exec_id.clone()))
+            .ok_or_else(|| AppError::ExecNotFound(exec_id.clone()))
     }
 
-    pub(super) async fn resize_attach(
+    /// Resizes the container's terminal (used with attach).
+    pub async fn resize(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         size: TtySize,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), AppError> {
         let container = self.resolve(cx, reference, Action::ContainerAttach).await?;
         if !container.status.is_running() {
             return Err(not_running(&container, "resize"));
@@ -140,7 +144,7 @@ impl App {
         reference: &ContainerRef,
         params: &LogsParams,
         follow: bool,
-    ) -> Result<Box<dyn AgentStream>, BackendError> {
+    ) -> Result<Box<dyn AgentStream>, AppError> {
         let container = self.resolve(cx, reference, Action::ContainerLogs).await?;
         if !container.status.can_read_logs() {
             return Err(not_running(&container, "logs"));
@@ -163,12 +167,13 @@ impl App {
             .map_err(|e| agent_error(&container, &e))
     }
 
-    pub(super) async fn read_logs(
+    /// The container's logs so far, as one string.
+    pub async fn logs(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         params: LogsParams,
-    ) -> Result<String, BackendError> {
+    ) -> Result<String, AppError> {
         let mut stream = self.open_logs(cx, reference, &params, false).await?;
         let mut text = Vec::new();
         while let Some(frame) = stream.next().await {
@@ -178,7 +183,7 @@ impl App {
                     text.extend_from_slice(&data[..data.len().min(room)]);
                 }
                 StreamEvent::Failed { message, .. } => {
-                    return Err(BackendError::Unavailable {
+                    return Err(AppError::Unavailable {
                         what: format!("logs ({message})"),
                         source: None,
                     });
@@ -190,14 +195,17 @@ impl App {
         Ok(String::from_utf8_lossy(&text).into_owned())
     }
 
-    pub(super) async fn stream_logs(
+    /// The container's logs, then new lines as they come (`follow=true`).
+    /// The stream ends when the container stops or the client goes away
+    /// (the HTTP layer drops it).
+    pub async fn follow_logs(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         params: LogsParams,
-    ) -> Result<LogStream, BackendError> {
+    ) -> Result<LogStream, AppError> {
         let mut stream = self.open_logs(cx, reference, &params, true).await?;
-        let (tx, rx) = mpsc::channel::<Result<Bytes, BackendError>>(LOG_QUEUE);
+        let (tx, rx) = mpsc::channel::<Result<Bytes, AppError>>(LOG_QUEUE);
         // The pump ends when the stream ends or the HTTP client goes away.
         self.inner.scheduler.tasks().spawn(async move {
             loop {
@@ -209,12 +217,10 @@ impl App {
                     None | Some(Ok(StreamEvent::End { .. })) => return,
                     Some(Ok(StreamEvent::Output { data, .. })) => Ok(data),
                     Some(Ok(StreamEvent::Started)) => continue,
-                    Some(Ok(StreamEvent::Failed { message, .. })) => {
-                        Err(BackendError::Unavailable {
-                            what: format!("logs ({message})"),
-                            source: None,
-                        })
-                    }
+                    Some(Ok(StreamEvent::Failed { message, .. })) => Err(AppError::Unavailable {
+                        what: format!("logs ({message})"),
+                        source: None,
+                    }),
                     Some(Err(e)) => Err(stream_error(&e)),
                 };
                 let last = item.is_err();
@@ -226,17 +232,19 @@ impl App {
         Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
     }
 
-    pub(super) async fn attach_ticket(
+    /// Issues a single-use console token for attaching to an interactive
+    /// container ([`AppError::NotInteractive`] otherwise).
+    pub async fn attach(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
-    ) -> Result<ConsoleTicket, BackendError> {
+    ) -> Result<ConsoleTicket, AppError> {
         let container = self.resolve(cx, reference, Action::ContainerAttach).await?;
         if !container.status.is_running() {
             return Err(not_running(&container, "attach"));
         }
         if !container.spec.interactive {
-            return Err(BackendError::NotInteractive(container.id));
+            return Err(AppError::NotInteractive(container.id));
         }
         let token = self.issue_console(cx, container.id, ConsoleTarget::Attach, Vec::new());
         Ok(ConsoleTicket {
@@ -245,18 +253,23 @@ impl App {
         })
     }
 
-    pub(super) async fn console(
+    /// Redeems a console token issued by [`attach`](Self::attach) or an
+    /// interactive [`execute`](Self::execute). The token is the only
+    /// credential of the websocket request: the backend checks that it is
+    /// unexpired, unused and bound to `container` (and `target`), and burns
+    /// it. The HTTP layer then upgrades the connection and runs the session.
+    pub async fn open_console(
         &self,
         container_id: ContainerId,
         token: &ConsoleToken,
         target: ConsoleTarget,
-    ) -> Result<Box<dyn ConsoleSession>, BackendError> {
+    ) -> Result<Box<dyn ConsoleSession>, AppError> {
         let pending = self.redeem_console(container_id, token, &target)?;
         let container = self
             .store()
             .get_container(container_id)
             .await
-            .map_err(|_| BackendError::ConsoleTokenRejected)?;
+            .map_err(|_| AppError::ConsoleTokenRejected)?;
         let instance = placed_on(&container, "attach")?;
         let (open, key) = match &target {
             ConsoleTarget::Attach => (
@@ -298,12 +311,13 @@ impl App {
         }))
     }
 
-    pub(super) async fn top_of(
+    /// The container's processes (`docker top`).
+    pub async fn top(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         ps_args: Option<String>,
-    ) -> Result<ProcessList, BackendError> {
+    ) -> Result<ProcessList, AppError> {
         let container = self.resolve(cx, reference, Action::ContainerGet).await?;
         if !container.status.is_running() {
             return Err(not_running(&container, "top"));
@@ -319,11 +333,12 @@ impl App {
         })
     }
 
-    pub(super) async fn stats_of(
+    /// A one-shot resource usage sample.
+    pub async fn stats(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
-    ) -> Result<ContainerStats, BackendError> {
+    ) -> Result<ContainerStats, AppError> {
         let container = self.resolve(cx, reference, Action::ContainerStats).await?;
         if !container.status.is_running() {
             return Err(not_running(&container, "stats"));
@@ -353,8 +368,8 @@ impl App {
     }
 }
 
-fn stream_error(e: &AgentError) -> BackendError {
-    BackendError::Unavailable {
+fn stream_error(e: &AgentError) -> AppError {
+    AppError::Unavailable {
         what: "the container's instance".into(),
         source: Some(Box::new(e.clone())),
     }
@@ -372,7 +387,7 @@ struct Console {
 /// session ends with it (`Some(result)`).
 fn console_frame(
     frame: Option<Result<StreamEvent, AgentError>>,
-) -> (Option<ConsoleOutput>, Option<Result<(), BackendError>>) {
+) -> (Option<ConsoleOutput>, Option<Result<(), AppError>>) {
     match frame {
         None => (None, Some(Ok(()))),
         Some(Ok(StreamEvent::Started)) => (None, None),
@@ -388,7 +403,7 @@ fn console_frame(
             (exit_code.map(ConsoleOutput::Exit), Some(Ok(())))
         }
         Some(Ok(StreamEvent::Failed { kind, message })) => {
-            let failed = BackendError::Unavailable {
+            let failed = AppError::Unavailable {
                 what: format!("the console ({message})"),
                 source: None,
             };
@@ -417,7 +432,7 @@ fn stream_input(input: ConsoleInput) -> StreamInput {
 }
 
 impl ConsoleSession for Console {
-    fn run(self: Box<Self>, io: ConsoleIo) -> BoxFuture<'static, Result<(), BackendError>> {
+    fn run(self: Box<Self>, io: ConsoleIo) -> BoxFuture<'static, Result<(), AppError>> {
         async move {
             let Console {
                 app,
@@ -504,7 +519,7 @@ mod tests {
                     kind: ErrorKind::NotFound,
                     ..
                 }),
-                Some(Err(BackendError::Unavailable { .. }))
+                Some(Err(AppError::Unavailable { .. }))
             )
         ));
         let lost = AgentError::Refused {
@@ -518,7 +533,7 @@ mod tests {
                     kind: ErrorKind::Unavailable,
                     ..
                 }),
-                Some(Err(BackendError::Unavailable { .. }))
+                Some(Err(AppError::Unavailable { .. }))
             )
         ));
         assert_eq!(

@@ -7,8 +7,8 @@ use nest_core::ErrorKind;
 
 use super::{App, agent_error, db_error, policy_error};
 use crate::agents::{AgentAction, AgentError, Resources};
-use crate::api::backend::{
-    self as api, BackendError, CallContext, ContainerAction, ContainerInfo, ContainerPage,
+use crate::app::{
+    self as api, AppError, CallContext, ContainerAction, ContainerInfo, ContainerPage,
     ContainerRef, DeleteOptions, ListParams, NewContainer,
 };
 use crate::auth::policy::{self, Action};
@@ -40,7 +40,7 @@ impl App {
         &self,
         container: Container,
         instances: &mut BTreeMap<InstanceId, Option<Instance>>,
-    ) -> Result<ContainerInfo, BackendError> {
+    ) -> Result<ContainerInfo, AppError> {
         let instance = match &container.instance_id {
             None => None,
             Some(id) => match instances.get(id) {
@@ -93,15 +93,17 @@ impl App {
         }
     }
 
-    pub(super) async fn create_container(
+    /// Records a new container in `Creating` and schedules it; with `run`
+    /// it is started once created (`POST /v1/containers?run=true`).
+    pub async fn create_container(
         &self,
         cx: &CallContext,
         request: NewContainer,
         run: bool,
-    ) -> Result<ContainerInfo, BackendError> {
+    ) -> Result<ContainerInfo, AppError> {
         policy::authorize(&cx.caller, Action::ContainerCreate, None).map_err(policy_error)?;
         if let Err(e) = nest_images::ImageRef::parse(&request.spec.image) {
-            return Err(BackendError::InvalidRequest {
+            return Err(AppError::InvalidRequest {
                 what: "image",
                 reason: e.to_string(),
             });
@@ -125,7 +127,7 @@ impl App {
         };
         match self.store().insert_container(&container).await {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Conflict => return Err(BackendError::NameInUse(name)),
+            Err(e) if e.kind() == ErrorKind::Conflict => return Err(AppError::NameInUse(name)),
             Err(e) => return Err(db_error("storing a container")(e)),
         }
         self.record(cx, id, api::ActionKind::Create).await;
@@ -134,11 +136,13 @@ impl App {
         self.info(container, &mut BTreeMap::new()).await
     }
 
-    pub(super) async fn list_containers(
+    /// One page of the caller's containers (all projects' for an admin with
+    /// `all_projects`).
+    pub async fn list_containers(
         &self,
         cx: &CallContext,
         params: ListParams,
-    ) -> Result<ContainerPage, BackendError> {
+    ) -> Result<ContainerPage, AppError> {
         let action = if params.all_projects {
             Action::ContainerListAllProjects
         } else {
@@ -154,7 +158,7 @@ impl App {
             ("auto_remove", f.auto_remove.is_some()),
         ];
         if let Some((what, _)) = unsupported.iter().find(|(_, set)| *set) {
-            return Err(BackendError::InvalidRequest {
+            return Err(AppError::InvalidRequest {
                 what: "filters",
                 reason: format!("filtering by {what} is not supported"),
             });
@@ -174,7 +178,7 @@ impl App {
         let page = match self.store().list_containers(&query).await {
             Ok(page) => page,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(BackendError::MarkerNotFound(
+                return Err(AppError::MarkerNotFound(
                     params.marker.unwrap_or_else(ContainerId::generate),
                 ));
             }
@@ -191,25 +195,28 @@ impl App {
         })
     }
 
-    pub(super) async fn show_container(
+    /// One container, by uuid or by name (a name held by several
+    /// containers is [`AppError::AmbiguousName`]).
+    pub async fn show_container(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         _all_projects: bool,
-    ) -> Result<ContainerInfo, BackendError> {
+    ) -> Result<ContainerInfo, AppError> {
         let container = self.resolve(cx, reference, Action::ContainerGet).await?;
         self.info(container, &mut BTreeMap::new()).await
     }
 
-    pub(super) async fn update_container(
+    /// Renames or resizes a container.
+    pub async fn update_container(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         patch: api::ContainerPatch,
-    ) -> Result<ContainerInfo, BackendError> {
+    ) -> Result<ContainerInfo, AppError> {
         let container = self.resolve(cx, reference, Action::ContainerUpdate).await?;
         if !container.status.can_update() {
-            return Err(BackendError::InvalidState {
+            return Err(AppError::InvalidState {
                 id: container.id,
                 status: container.status,
                 action: "update",
@@ -224,7 +231,7 @@ impl App {
             .update_container(container.id, &patch)
             .await
             .map_err(|e| match e.kind() {
-                ErrorKind::Conflict => BackendError::NameInUse(name.unwrap_or_default()),
+                ErrorKind::Conflict => AppError::NameInUse(name.unwrap_or_default()),
                 _ => db_error("updating a container")(e),
             })?;
         self.finish(cx, container.id, None).await;
@@ -240,7 +247,7 @@ impl App {
         container: &Container,
         cpu: Option<f64>,
         memory_mib: Option<u64>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), AppError> {
         let new_cpu = cpu.unwrap_or(container.spec.cpu);
         let new_memory = memory_mib.unwrap_or(container.spec.memory_mib);
         let unchanged = (new_cpu - container.spec.cpu).abs() < f64::EPSILON
@@ -264,7 +271,7 @@ impl App {
         let cpu_after = used.cpu_used - container.spec.cpu + new_cpu;
         let memory_after = used.memory_used_mib - container.spec.memory_mib + new_memory;
         if cpu_after > instance.vcpus + 1e-9 || memory_after > instance.memory_mib {
-            return Err(BackendError::InvalidRequest {
+            return Err(AppError::InvalidRequest {
                 what: "cpu/memory",
                 reason: format!(
                     "the container's instance offers {} vCPU and {} MiB; with this change its containers would need {cpu_after} vCPU and {memory_after} MiB",
@@ -286,12 +293,13 @@ impl App {
         Ok(())
     }
 
-    pub(super) async fn delete_container(
+    /// Deletes a container (asynchronously: it goes to `Deleting`).
+    pub async fn delete_container(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         options: DeleteOptions,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), AppError> {
         let action = if options.force {
             Action::ContainerDeleteForce
         } else {
@@ -299,7 +307,7 @@ impl App {
         };
         let container = self.resolve(cx, reference, action).await?;
         if !container.status.can_delete(options.force, options.stop) {
-            return Err(BackendError::InvalidState {
+            return Err(AppError::InvalidState {
                 id: container.id,
                 status: container.status,
                 action: "delete",
@@ -316,7 +324,7 @@ impl App {
             .await
             .map_err(db_error("marking a container for deletion"))?;
         if !won {
-            return Err(BackendError::InvalidState {
+            return Err(AppError::InvalidState {
                 id: container.id,
                 status: container.status,
                 action: "delete",
@@ -387,12 +395,14 @@ impl App {
         }
     }
 
-    pub(super) async fn container_action(
+    /// Starts, stops, reboots, pauses, unpauses or kills a container; the
+    /// status machine decides whether it may (`Conflict` otherwise).
+    pub async fn act_on_container(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         action: ContainerAction,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), AppError> {
         let container = self.resolve(cx, reference, Action::ContainerAction).await?;
         let status = container.status;
         let (name, allowed, agent_action, record) = match &action {
@@ -436,7 +446,7 @@ impl App {
             ),
         };
         if !allowed {
-            return Err(BackendError::InvalidState {
+            return Err(AppError::InvalidState {
                 id: container.id,
                 status,
                 action: name,

@@ -1,9 +1,18 @@
-//! The container service behind the API: [`App`] implements the API's
-//! `ContainerBackend` over the database, the scheduler and the agent link.
+//! The application layer: [`App`], the one concrete container service that
+//! every front end calls (the Zun API today, the Docker API next), over the
+//! database, the scheduler and the agent link. It knows no HTTP, no wire
+//! format and no proto: front ends build its plain [`types`] from their own
+//! protocol, and render [`AppError`] by its kind. It owns every decision
+//! about state: it resolves a name or uuid, enforces ownership and policy
+//! (owner-or-admin, `all_projects` admin-only, read-only roles; another
+//! project's container is "not found"), checks the status machine and
+//! records container actions.
 //!
-//! Layout:
+//! # Layout
 //! - this file: `App`, resolving a container reference with ownership and
 //!   policy, and error mapping;
+//! - `types.rs`: what the layer is called with and answers;
+//! - `error.rs`: [`AppError`] and its kinds;
 //! - `lifecycle.rs`: create, list, show, update, delete and the state
 //!   actions (start, stop, reboot, pause, unpause, kill);
 //! - `io.rs`: exec, logs, attach and consoles, top, stats;
@@ -11,25 +20,26 @@
 //! - `records.rs`: container actions and hosts.
 
 pub mod console;
+mod error;
 mod io;
 mod lifecycle;
 mod records;
+pub mod types;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use nest_core::ErrorKind;
 
+pub use console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
+pub use error::{AppError, BoxError};
+pub use types::*;
+
 use crate::agents::{AgentError, AgentLink};
-use crate::api::backend::{
-    BackendError, BackendFuture, CallContext, ConsoleTarget, ConsoleToken, ContainerBackend,
-    ContainerRef, ExecId, TtySize,
-};
 use crate::auth::policy::{self, Action, PolicyError};
 use crate::db::{DbError, Store};
-use crate::domain::{Container, ContainerId, InstanceId, RequestId};
+use crate::domain::{Container, ContainerId, InstanceId};
 use crate::scheduler::Scheduler;
 
 /// How long a console token stays redeemable.
@@ -96,8 +106,8 @@ impl App {
         cx: &CallContext,
         reference: &ContainerRef,
         action: Action,
-    ) -> Result<Container, BackendError> {
-        let not_found = || BackendError::ContainerNotFound(reference.clone());
+    ) -> Result<Container, AppError> {
+        let not_found = || AppError::ContainerNotFound(reference.clone());
         let container = match reference {
             ContainerRef::Id(id) => match self.store().get_container(*id).await {
                 Ok(c) => c,
@@ -113,7 +123,7 @@ impl App {
                 match found.len() {
                     0 => return Err(not_found()),
                     1 => found.remove(0),
-                    _ => return Err(BackendError::AmbiguousName(name.clone())),
+                    _ => return Err(AppError::AmbiguousName(name.clone())),
                 }
             }
         };
@@ -132,7 +142,7 @@ impl App {
         &self,
         container: &Container,
         action: &'static str,
-    ) -> Result<(&dyn AgentLink, InstanceId), BackendError> {
+    ) -> Result<(&dyn AgentLink, InstanceId), AppError> {
         Ok((self.inner.agents.as_ref(), placed_on(container, action)?))
     }
 
@@ -165,15 +175,15 @@ impl App {
         container: ContainerId,
         token: &ConsoleToken,
         target: &ConsoleTarget,
-    ) -> Result<PendingConsole, BackendError> {
+    ) -> Result<PendingConsole, AppError> {
         let pending = lock(&self.inner.consoles)
             .remove(token.as_str())
-            .ok_or(BackendError::ConsoleTokenRejected)?;
+            .ok_or(AppError::ConsoleTokenRejected)?;
         if pending.container != container
             || &pending.target != target
             || pending.expires <= tokio::time::Instant::now()
         {
-            return Err(BackendError::ConsoleTokenRejected);
+            return Err(AppError::ConsoleTokenRejected);
         }
         Ok(pending)
     }
@@ -181,18 +191,18 @@ impl App {
 
 /// A policy refusal as the API reports it: Zun's "policy doesn't allow
 /// <rule> to be performed", naming the rule once.
-fn policy_error(e: PolicyError) -> BackendError {
+fn policy_error(e: PolicyError) -> AppError {
     match e {
-        PolicyError::Forbidden { action } => BackendError::PolicyNotAuthorized(action.to_string()),
-        PolicyError::NotFound => BackendError::PolicyNotAuthorized("this".to_owned()),
+        PolicyError::Forbidden { action } => AppError::PolicyNotAuthorized(action.to_string()),
+        PolicyError::NotFound => AppError::PolicyNotAuthorized("this".to_owned()),
     }
 }
 
 /// The instance a container is placed on, or why an action cannot run.
-fn placed_on(container: &Container, action: &'static str) -> Result<InstanceId, BackendError> {
+fn placed_on(container: &Container, action: &'static str) -> Result<InstanceId, AppError> {
     match (&container.instance_id, &container.docker_id) {
         (Some(instance), Some(_)) => Ok(instance.clone()),
-        _ => Err(BackendError::InvalidState {
+        _ => Err(AppError::InvalidState {
             id: container.id,
             status: container.status,
             action,
@@ -201,42 +211,39 @@ fn placed_on(container: &Container, action: &'static str) -> Result<InstanceId, 
 }
 
 /// An unexpected failure; the cause goes to the log, not to the client.
-fn internal(
-    context: &'static str,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> BackendError {
-    BackendError::Internal {
+fn internal(context: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> AppError {
+    AppError::Internal {
         context,
         source: Box::new(e),
     }
 }
 
 /// An agent's (or the relay's) error, as the API reports it.
-fn agent_error(container: &Container, e: &AgentError) -> BackendError {
+fn agent_error(container: &Container, e: &AgentError) -> AppError {
     match e.kind() {
-        ErrorKind::NotFound => BackendError::Unavailable {
+        ErrorKind::NotFound => AppError::Unavailable {
             what: format!(
                 "container {} on its instance (it may have been removed outside Nest)",
                 container.id
             ),
             source: Some(Box::new(e.clone())),
         },
-        ErrorKind::Unavailable => BackendError::Unavailable {
+        ErrorKind::Unavailable => AppError::Unavailable {
             what: format!(
                 "the instance of container {} (its agent is not connected)",
                 container.id
             ),
             source: Some(Box::new(e.clone())),
         },
-        ErrorKind::Timeout => BackendError::Timeout {
+        ErrorKind::Timeout => AppError::Timeout {
             what: format!("the instance of container {}", container.id),
         },
-        ErrorKind::Conflict => BackendError::InvalidState {
+        ErrorKind::Conflict => AppError::InvalidState {
             id: container.id,
             status: container.status,
             action: "change",
         },
-        ErrorKind::Invalid => BackendError::InvalidRequest {
+        ErrorKind::Invalid => AppError::InvalidRequest {
             what: "request",
             reason: e.to_string(),
         },
@@ -245,191 +252,12 @@ fn agent_error(container: &Container, e: &AgentError) -> BackendError {
 }
 
 /// A database error that is not the caller's doing.
-fn db_error(context: &'static str) -> impl FnOnce(DbError) -> BackendError {
+fn db_error(context: &'static str) -> impl FnOnce(DbError) -> AppError {
     move |e| match e.kind() {
-        ErrorKind::Unavailable | ErrorKind::Timeout => BackendError::Unavailable {
+        ErrorKind::Unavailable | ErrorKind::Timeout => AppError::Unavailable {
             what: "the database".into(),
             source: Some(Box::new(e)),
         },
         _ => internal(context, e),
-    }
-}
-
-impl ContainerBackend for App {
-    fn create<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        request: crate::api::backend::NewContainer,
-        run: bool,
-    ) -> BackendFuture<'a, crate::api::backend::ContainerInfo> {
-        self.create_container(cx, request, run).boxed()
-    }
-
-    fn list<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        params: crate::api::backend::ListParams,
-    ) -> BackendFuture<'a, crate::api::backend::ContainerPage> {
-        self.list_containers(cx, params).boxed()
-    }
-
-    fn get<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        all_projects: bool,
-    ) -> BackendFuture<'a, crate::api::backend::ContainerInfo> {
-        self.show_container(cx, container, all_projects).boxed()
-    }
-
-    fn delete<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        options: crate::api::backend::DeleteOptions,
-    ) -> BackendFuture<'a, ()> {
-        self.delete_container(cx, container, options).boxed()
-    }
-
-    fn update<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        patch: crate::api::backend::ContainerPatch,
-    ) -> BackendFuture<'a, crate::api::backend::ContainerInfo> {
-        self.update_container(cx, container, patch).boxed()
-    }
-
-    fn action<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        action: crate::api::backend::ContainerAction,
-    ) -> BackendFuture<'a, ()> {
-        self.container_action(cx, container, action).boxed()
-    }
-
-    fn execute<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        request: crate::api::backend::ExecRequest,
-    ) -> BackendFuture<'a, crate::api::backend::ExecOutcome> {
-        self.execute_in(cx, container, request).boxed()
-    }
-
-    fn execute_resize<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        exec_id: &'a ExecId,
-        size: TtySize,
-    ) -> BackendFuture<'a, ()> {
-        self.resize_exec(cx, container, exec_id, size).boxed()
-    }
-
-    fn logs<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        params: crate::api::backend::LogsParams,
-    ) -> BackendFuture<'a, String> {
-        self.read_logs(cx, container, params).boxed()
-    }
-
-    fn follow_logs<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        params: crate::api::backend::LogsParams,
-    ) -> BackendFuture<'a, crate::api::backend::LogStream> {
-        self.stream_logs(cx, container, params).boxed()
-    }
-
-    fn attach<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-    ) -> BackendFuture<'a, crate::api::backend::ConsoleTicket> {
-        self.attach_ticket(cx, container).boxed()
-    }
-
-    fn resize<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        size: TtySize,
-    ) -> BackendFuture<'a, ()> {
-        self.resize_attach(cx, container, size).boxed()
-    }
-
-    fn top<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        ps_args: Option<String>,
-    ) -> BackendFuture<'a, crate::api::backend::ProcessList> {
-        self.top_of(cx, container, ps_args).boxed()
-    }
-
-    fn stats<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-    ) -> BackendFuture<'a, crate::api::backend::ContainerStats> {
-        self.stats_of(cx, container).boxed()
-    }
-
-    fn actions<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-    ) -> BackendFuture<'a, Vec<crate::api::backend::ActionRecord>> {
-        self.list_actions(cx, container).boxed()
-    }
-
-    fn find_action<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        container: &'a ContainerRef,
-        request_id: &'a crate::domain::RequestId,
-    ) -> BackendFuture<'a, crate::api::backend::ActionRecord> {
-        self.one_action(cx, container, request_id).boxed()
-    }
-
-    fn hosts<'a>(
-        &'a self,
-        cx: &'a CallContext,
-    ) -> BackendFuture<'a, Vec<crate::api::backend::HostInfo>> {
-        self.list_hosts(cx).boxed()
-    }
-
-    fn upload_image<'a>(
-        &'a self,
-        cx: &'a CallContext,
-        name: Option<String>,
-        body: crate::api::backend::ImageUpload,
-    ) -> BackendFuture<'a, crate::api::backend::StoredImage> {
-        self.store_image(cx, name, body).boxed()
-    }
-
-    fn list_images<'a>(
-        &'a self,
-        cx: &'a CallContext,
-    ) -> BackendFuture<'a, Vec<crate::api::backend::StoredImage>> {
-        self.project_images(cx).boxed()
-    }
-
-    fn delete_image<'a>(&'a self, cx: &'a CallContext, id: &'a str) -> BackendFuture<'a, ()> {
-        self.remove_image(cx, id).boxed()
-    }
-
-    fn open_console<'a>(
-        &'a self,
-        container: ContainerId,
-        token: &'a ConsoleToken,
-        target: ConsoleTarget,
-    ) -> BackendFuture<'a, Box<dyn crate::api::backend::ConsoleSession>> {
-        self.console(container, token, target).boxed()
     }
 }

@@ -3,15 +3,16 @@
 use nest_images::ImageStore;
 
 use super::App;
-use crate::api::backend::{self as api, BackendError, CallContext, ContainerRef, HostInfo};
+use crate::app::{self as api, AppError, CallContext, ContainerRef, HostInfo};
 use crate::auth::policy::{self, Action};
 
 impl App {
-    pub(super) async fn list_actions(
+    /// The actions recorded on a container, oldest first.
+    pub async fn list_actions(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
-    ) -> Result<Vec<api::ActionRecord>, BackendError> {
+    ) -> Result<Vec<api::ActionRecord>, AppError> {
         let container = self
             .resolve(cx, reference, Action::ContainerActionList)
             .await?;
@@ -23,17 +24,19 @@ impl App {
         Ok(actions.into_iter().filter_map(action_record).collect())
     }
 
-    pub(super) async fn one_action(
+    /// One recorded action, by the request id that triggered it, with its
+    /// events.
+    pub async fn find_action(
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
         request_id: &crate::domain::RequestId,
-    ) -> Result<api::ActionRecord, BackendError> {
+    ) -> Result<api::ActionRecord, AppError> {
         self.list_actions(cx, reference)
             .await?
             .into_iter()
             .find(|a| &a.request_id == request_id)
-            .ok_or_else(|| BackendError::ActionNotFound(request_id.clone()))
+            .ok_or_else(|| AppError::ActionNotFound(request_id.clone()))
     }
 }
 
@@ -52,7 +55,9 @@ fn action_record(a: crate::db::ContainerAction) -> Option<api::ActionRecord> {
 }
 
 impl App {
-    pub(super) async fn list_hosts(&self, cx: &CallContext) -> Result<Vec<HostInfo>, BackendError> {
+    /// The instances of the caller's project (every project's for an
+    /// admin), as Zun's hosts.
+    pub async fn list_hosts(&self, cx: &CallContext) -> Result<Vec<HostInfo>, AppError> {
         // Tenants see their own project's instances; admins see all.
         policy::authorize(&cx.caller, Action::ContainerList, None).map_err(super::policy_error)?;
         let project = (!cx.caller.is_admin()).then(|| cx.caller.project_id.clone());
@@ -93,14 +98,14 @@ fn stored(record: nest_images::ImageRecord) -> api::StoredImage {
     }
 }
 
-fn image_error(e: crate::images::ImageError) -> BackendError {
+fn image_error(e: crate::images::ImageError) -> AppError {
     use nest_core::ErrorKind;
     match e.kind() {
-        ErrorKind::Invalid => BackendError::InvalidRequest {
+        ErrorKind::Invalid => AppError::InvalidRequest {
             what: "image",
             reason: crate::error_chain(&e),
         },
-        _ => BackendError::Internal {
+        _ => AppError::Internal {
             context: "using the image store",
             source: Box::new(e),
         },
@@ -108,12 +113,14 @@ fn image_error(e: crate::images::ImageError) -> BackendError {
 }
 
 impl App {
-    pub(super) async fn store_image(
+    /// Stores an uploaded image (`docker save` tarball or root filesystem
+    /// tarball) for the caller's project. A Nest extension.
+    pub async fn upload_image(
         &self,
         cx: &CallContext,
         name: Option<String>,
         body: api::ImageUpload,
-    ) -> Result<api::StoredImage, BackendError> {
+    ) -> Result<api::StoredImage, AppError> {
         policy::authorize(&cx.caller, Action::ContainerCreate, None)
             .map_err(super::policy_error)?;
         let store = self
@@ -130,10 +137,8 @@ impl App {
         Ok(stored(record))
     }
 
-    pub(super) async fn project_images(
-        &self,
-        cx: &CallContext,
-    ) -> Result<Vec<api::StoredImage>, BackendError> {
+    /// The images stored for the caller's project. A Nest extension.
+    pub async fn list_images(&self, cx: &CallContext) -> Result<Vec<api::StoredImage>, AppError> {
         policy::authorize(&cx.caller, Action::ContainerList, None).map_err(super::policy_error)?;
         let store = self
             .inner
@@ -145,14 +150,11 @@ impl App {
         Ok(records.into_iter().map(stored).collect())
     }
 
-    pub(super) async fn remove_image(
-        &self,
-        cx: &CallContext,
-        id: &str,
-    ) -> Result<(), BackendError> {
+    /// Deletes a stored image of the caller's project. A Nest extension.
+    pub async fn delete_image(&self, cx: &CallContext, id: &str) -> Result<(), AppError> {
         policy::authorize(&cx.caller, Action::ContainerDelete, None)
             .map_err(super::policy_error)?;
-        let not_found = || BackendError::StoredImageNotFound(id.to_owned());
+        let not_found = || AppError::StoredImageNotFound(id.to_owned());
         let image: nest_images::ImageId = id.parse().map_err(|_| not_found())?;
         let store = self
             .inner

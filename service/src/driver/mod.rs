@@ -244,12 +244,11 @@ pub enum DriverErrorKind {
 }
 
 impl DriverErrorKind {
-    /// The crate-wide kind. `OverQuota` becomes [`ErrorKind::Forbidden`]
-    /// (HTTP 403, as Zun answers quota refusals) until the shared
-    /// [`ErrorKind`] grows a kind of its own.
+    /// The crate-wide kind (`OverQuota` answers HTTP 403, as Zun answers
+    /// quota refusals).
     pub fn error_kind(self) -> ErrorKind {
         match self {
-            Self::OverQuota => ErrorKind::Forbidden,
+            Self::OverQuota => ErrorKind::OverQuota,
             Self::Unavailable => ErrorKind::Unavailable,
             Self::Invalid => ErrorKind::Invalid,
             Self::Internal => ErrorKind::Internal,
@@ -364,7 +363,7 @@ mod tests {
             reason: "cores".into(),
         };
         assert_eq!(over.kind(), DriverErrorKind::OverQuota);
-        assert_eq!(over.kind().error_kind(), ErrorKind::Forbidden);
+        assert_eq!(over.kind().error_kind(), ErrorKind::OverQuota);
         let invalid = DriverError::invalid("user-data", "not cloud-config");
         assert_eq!(invalid.kind().error_kind(), ErrorKind::Invalid);
         assert!(!invalid.kind().is_retryable());

@@ -12,8 +12,8 @@ use nest_core::ErrorKind;
 
 use super::{PassError, Scheduler, lock};
 use crate::agents::{AgentError, AgentLink, CreateRequest, EngineState};
-use crate::api::backend::ActionKind;
 use crate::db::{DbError, Store};
+use crate::domain::ActionKind;
 use crate::domain::{
     Container, ContainerId, ContainerStatus, InstanceId, InstanceStatus, RequestId,
 };

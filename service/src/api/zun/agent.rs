@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiState;
-use crate::api::backend::BackendError;
 use crate::api::error::ApiError;
+use crate::app::AppError;
 
 /// Where the binary is served.
 pub const AGENT_PATH: &str = "/v1/nest/agent";
@@ -19,7 +19,7 @@ pub const AGENT_PATH: &str = "/v1/nest/agent";
 pub const AGENT_SHA256_PATH: &str = "/v1/nest/agent.sha256";
 
 fn not_served() -> ApiError {
-    ApiError::Backend(BackendError::Unavailable {
+    ApiError::App(AppError::Unavailable {
         what: "the agent download (agent.source is not \"download\")".into(),
         source: None,
     })
@@ -36,7 +36,7 @@ pub async fn binary(State(state): State<ApiState>) -> Result<Response, ApiError>
         .as_ref()
         .ok_or_else(not_served)?;
     let file = tokio::fs::File::open(path).await.map_err(|e| {
-        ApiError::Backend(BackendError::Unavailable {
+        ApiError::App(AppError::Unavailable {
             what: "the agent binary".into(),
             source: Some(Box::new(e)),
         })

@@ -9,8 +9,8 @@ use super::containers::NoParams;
 use super::extract::{QueryParams, RequestContext, ZunPath};
 use super::views::{ActionCollection, ActionView, action_view};
 use crate::api::ApiState;
-use crate::api::backend::ContainerRef;
 use crate::api::error::ApiError;
+use crate::app::ContainerRef;
 use crate::domain::RequestId;
 
 /// The actions recorded on a container.
@@ -23,7 +23,7 @@ pub async fn list(
     QueryParams(NoParams {}): QueryParams<NoParams>,
 ) -> Result<Json<ActionCollection>, ApiError> {
     let container = ContainerRef::parse(&ident);
-    let actions = state.backend().actions(&cx.call, &container).await?;
+    let actions = state.app().list_actions(&cx.call, &container).await?;
     let is_admin = cx.call.caller.is_admin();
     Ok(Json(ActionCollection {
         container_actions: actions
@@ -50,7 +50,7 @@ pub async fn show(
         })?;
     let container = ContainerRef::parse(&ident);
     let action = state
-        .backend()
+        .app()
         .find_action(&cx.call, &container, &request_id)
         .await?;
     Ok(Json(action_view(&action, true, cx.call.caller.is_admin())))

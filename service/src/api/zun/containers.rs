@@ -12,10 +12,10 @@ use super::create::{CreateContainerBody, UpdateContainerBody, parse_create, pars
 use super::extract::{Flag, Lenient, Params, QueryParams, RequestContext, ZunJson, ZunPath};
 use super::views::{ContainerCollection, ContainerView, container_view};
 use crate::api::ApiState;
-use crate::api::backend::{
+use crate::api::error::ApiError;
+use crate::app::{
     ContainerFilters, ContainerRef, DeleteOptions, ListParams, MAX_LIST_LIMIT, SortDir, SortKey,
 };
-use crate::api::error::ApiError;
 use crate::domain::{ContainerId, ContainerStatus, InstanceId, ProjectId, UserId};
 
 /// Query of `POST /v1/containers`: only `run` (Zun's `query_param_create`).
@@ -45,7 +45,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let request = parse_create(body, cx.version)?;
     let run = query.run.is_some_and(|Flag(on)| on);
-    let created = state.backend().create(&cx.call, request, run).await?;
+    let created = state.app().create_container(&cx.call, request, run).await?;
     let view = container_view(&created, &cx.base_url);
     let location = format!("{}/v1/containers/{}", cx.base_url.as_str(), view.uuid);
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
@@ -228,7 +228,10 @@ pub async fn list(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<ContainerCollection>, ApiError> {
     let params = parse_list(query)?;
-    let page = state.backend().list(&cx.call, params.clone()).await?;
+    let page = state
+        .app()
+        .list_containers(&cx.call, params.clone())
+        .await?;
     let containers: Vec<ContainerView> = page
         .containers
         .iter()
@@ -269,8 +272,8 @@ pub async fn show(
     let container = ContainerRef::parse(&ident);
     let all_projects = query.all_projects.is_some_and(|Flag(b)| b);
     let info = state
-        .backend()
-        .get(&cx.call, &container, all_projects)
+        .app()
+        .show_container(&cx.call, &container, all_projects)
         .await?;
     Ok(Json(container_view(&info, &cx.base_url)))
 }
@@ -296,7 +299,10 @@ pub async fn update(
 ) -> Result<Json<ContainerView>, ApiError> {
     let patch = parse_update(body, cx.version)?;
     let container = ContainerRef::parse(&ident);
-    let info = state.backend().update(&cx.call, &container, patch).await?;
+    let info = state
+        .app()
+        .update_container(&cx.call, &container, patch)
+        .await?;
     Ok(Json(container_view(&info, &cx.base_url)))
 }
 
@@ -341,8 +347,8 @@ pub async fn delete(
     };
     let container = ContainerRef::parse(&ident);
     state
-        .backend()
-        .delete(&cx.call, &container, options)
+        .app()
+        .delete_container(&cx.call, &container, options)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

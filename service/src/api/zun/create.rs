@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use super::extract::Flag;
 use super::microversion::ApiVersion;
-use crate::api::backend::{ContainerPatch, NewContainer};
 use crate::api::error::ApiError;
+use crate::app::{ContainerPatch, NewContainer};
 use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
 
 // Re-exported so that a handler names one module for a body and its

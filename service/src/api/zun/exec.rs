@@ -14,8 +14,8 @@ use super::create::split_command;
 use super::extract::{BaseUrl, Flag, Lenient, Params, QueryParams, RequestContext, ZunPath};
 use super::views::{ExecView, exec_view};
 use crate::api::ApiState;
-use crate::api::backend::{ConsoleToken, ContainerRef, ExecId, ExecRequest, ExecResult, TtySize};
 use crate::api::error::ApiError;
+use crate::app::{ConsoleToken, ContainerRef, ExecId, ExecRequest, ExecResult, TtySize};
 use crate::domain::ContainerId;
 
 /// The websocket URL of an attach.
@@ -76,10 +76,7 @@ pub async fn execute(
         interactive: query.interactive.is_some_and(|Flag(b)| b),
     };
     let container = ContainerRef::parse(&ident);
-    let outcome = state
-        .backend()
-        .execute(&cx.call, &container, request)
-        .await?;
+    let outcome = state.app().execute(&cx.call, &container, request).await?;
     let view = exec_view(&outcome, |id| match &outcome.result {
         ExecResult::Created {
             exec_id,
@@ -154,8 +151,8 @@ pub async fn execute_resize(
     .size()?;
     let container = ContainerRef::parse(&ident);
     state
-        .backend()
-        .execute_resize(&cx.call, &container, &exec_id, size)
+        .app()
+        .resize_exec(&cx.call, &container, &exec_id, size)
         .await?;
     Ok(Json(()))
 }
@@ -173,7 +170,7 @@ pub async fn attach(
     QueryParams(NoParams {}): QueryParams<NoParams>,
 ) -> Result<Json<String>, ApiError> {
     let container = ContainerRef::parse(&ident);
-    let ticket = state.backend().attach(&cx.call, &container).await?;
+    let ticket = state.app().attach(&cx.call, &container).await?;
     Ok(Json(attach_url(
         &cx.base_url,
         &ticket.container_id,
@@ -193,6 +190,6 @@ pub async fn resize(
 ) -> Result<Json<()>, ApiError> {
     let size = query.size()?;
     let container = ContainerRef::parse(&ident);
-    state.backend().resize(&cx.call, &container, size).await?;
+    state.app().resize(&cx.call, &container, size).await?;
     Ok(Json(()))
 }

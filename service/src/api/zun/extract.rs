@@ -24,8 +24,8 @@ use serde_json::{Map, Value};
 
 use super::microversion::ApiVersion;
 use crate::api::ApiState;
-use crate::api::backend::CallContext;
 use crate::api::error::ApiError;
+use crate::app::CallContext;
 use crate::auth::Caller;
 use crate::domain::RequestId;
 

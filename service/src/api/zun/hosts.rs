@@ -11,8 +11,8 @@ use super::containers::NoParams;
 use super::extract::{Lenient, QueryParams, RequestContext, ZunPath};
 use super::views::{HostCollection, HostView, host_view};
 use crate::api::ApiState;
-use crate::api::backend::{BackendError, HostInfo, MAX_LIST_LIMIT, SortDir};
 use crate::api::error::ApiError;
+use crate::app::{AppError, HostInfo, MAX_LIST_LIMIT, SortDir};
 
 /// Hosts appeared in 1.4.
 const HOSTS_MIN_VERSION: u16 = 4;
@@ -76,7 +76,7 @@ fn page(
             hosts
                 .iter()
                 .position(|h| h.instance.id.as_str() == m)
-                .ok_or_else(|| BackendError::HostNotFound(m.clone()))?
+                .ok_or_else(|| AppError::HostNotFound(m.clone()))?
                 + 1
         }
     };
@@ -102,7 +102,7 @@ pub async fn list(
     QueryParams(query): QueryParams<HostListQuery>,
 ) -> Result<Json<HostCollection>, ApiError> {
     cx.version.require(HOSTS_MIN_VERSION)?;
-    let hosts = state.backend().hosts(&cx.call).await?;
+    let hosts = state.app().list_hosts(&cx.call).await?;
     let (page, marker) = page(hosts, &query)?;
     let pinning = cx.version.at_least(PINNING_MIN_VERSION);
     let next = marker.map(|m| {
@@ -131,11 +131,11 @@ pub async fn show(
     QueryParams(NoParams {}): QueryParams<NoParams>,
 ) -> Result<Json<HostView>, ApiError> {
     cx.version.require(HOSTS_MIN_VERSION)?;
-    let hosts = state.backend().hosts(&cx.call).await?;
+    let hosts = state.app().list_hosts(&cx.call).await?;
     let found = hosts
         .iter()
         .find(|h| h.instance.id.as_str() == host)
-        .ok_or(BackendError::HostNotFound(host.clone()))?;
+        .ok_or(AppError::HostNotFound(host.clone()))?;
     let pinning = cx.version.at_least(PINNING_MIN_VERSION);
     Ok(Json(host_view(found, &cx.base_url, pinning)))
 }

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use super::containers::NoParams;
 use super::extract::{QueryParams, RequestContext, ZunPath};
 use crate::api::ApiState;
-use crate::api::backend::StoredImage;
 use crate::api::error::ApiError;
+use crate::app::StoredImage;
 
 /// Query of an upload.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -59,7 +59,7 @@ pub async fn upload(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
     let image = state
-        .backend()
+        .app()
         .upload_image(&cx.call, query.name, Box::pin(reader))
         .await?;
     Ok((StatusCode::CREATED, Json(view(image))))
@@ -73,7 +73,7 @@ pub async fn list(
     cx: RequestContext,
     QueryParams(NoParams {}): QueryParams<NoParams>,
 ) -> Result<Json<ImageCollection>, ApiError> {
-    let images = state.backend().list_images(&cx.call).await?;
+    let images = state.app().list_images(&cx.call).await?;
     Ok(Json(ImageCollection {
         images: images.into_iter().map(view).collect(),
     }))
@@ -89,6 +89,6 @@ pub async fn delete(
     ZunPath(image): ZunPath<String>,
     QueryParams(NoParams {}): QueryParams<NoParams>,
 ) -> Result<StatusCode, ApiError> {
-    state.backend().delete_image(&cx.call, &image).await?;
+    state.app().delete_image(&cx.call, &image).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,8 +15,8 @@ use super::containers::NoParams;
 use super::extract::{Flag, Lenient, QueryParams, RequestContext, ZunPath};
 use super::views::{StatsView, TopView, stats_view, top_view};
 use crate::api::ApiState;
-use crate::api::backend::{ContainerRef, LogsParams};
 use crate::api::error::ApiError;
+use crate::app::{ContainerRef, LogsParams};
 
 /// Query of logs.
 #[derive(Debug, Deserialize)]
@@ -118,7 +118,7 @@ pub async fn logs(
     let container = ContainerRef::parse(&ident);
     if query.follow.is_some_and(|Flag(b)| b) {
         let stream = state
-            .backend()
+            .app()
             .follow_logs(&cx.call, &container, params)
             .await?;
         let mut response = Body::from_stream(stream).into_response();
@@ -128,7 +128,7 @@ pub async fn logs(
         );
         return Ok(response);
     }
-    let text = state.backend().logs(&cx.call, &container, params).await?;
+    let text = state.app().logs(&cx.call, &container, params).await?;
     Ok(Json(text).into_response())
 }
 
@@ -155,7 +155,7 @@ pub async fn top(
         _ => None,
     };
     let container = ContainerRef::parse(&ident);
-    let list = state.backend().top(&cx.call, &container, ps_args).await?;
+    let list = state.app().top(&cx.call, &container, ps_args).await?;
     Ok(Json(top_view(list)))
 }
 
@@ -169,7 +169,7 @@ pub async fn stats(
     QueryParams(NoParams {}): QueryParams<NoParams>,
 ) -> Result<Json<StatsView>, ApiError> {
     let container = ContainerRef::parse(&ident);
-    let stats = state.backend().stats(&cx.call, &container).await?;
+    let stats = state.app().stats(&cx.call, &container).await?;
     Ok(Json(stats_view(&stats)))
 }
 

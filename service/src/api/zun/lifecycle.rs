@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::containers::NoParams;
 use super::extract::{Lenient, Params, RequestContext, ZunPath};
 use crate::api::ApiState;
-use crate::api::backend::{ContainerAction, ContainerRef, Signal};
 use crate::api::error::ApiError;
+use crate::app::{ContainerAction, ContainerRef, Signal};
 
 /// What an accepted action answers.
 type Accepted = (StatusCode, Json<()>);
@@ -25,7 +25,10 @@ async fn act(
     action: ContainerAction,
 ) -> Result<Accepted, ApiError> {
     let container = ContainerRef::parse(ident);
-    state.backend().action(&cx.call, &container, action).await?;
+    state
+        .app()
+        .act_on_container(&cx.call, &container, action)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(())))
 }
 

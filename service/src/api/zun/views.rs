@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use super::create::format_port;
 use super::extract::BaseUrl;
-use crate::api::backend::{
+use crate::app::{
     ActionEvent, ActionRecord, ContainerInfo, ContainerStats, ExecOutcome, ExecResult, HostInfo,
     ProcessList,
 };

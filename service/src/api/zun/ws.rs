@@ -27,11 +27,11 @@ use tokio::sync::mpsc;
 
 use super::extract::{BaseUrl, QueryParams, ZunPath};
 use crate::api::ApiState;
-use crate::api::backend::{
+use crate::api::error::ApiError;
+use crate::app::{
     ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession, ConsoleTarget, ConsoleToken, ExecId,
     TtySize,
 };
-use crate::api::error::ApiError;
 use crate::domain::ContainerId;
 
 /// Client-to-process messages buffered before the websocket stops being
@@ -139,10 +139,7 @@ async fn open(
         .map_err(|reason| invalid("token", reason))?;
     check_origin(headers, &base)?;
     let upgrade = upgrade.map_err(|_| ApiError::WebSocketRequired)?;
-    let session = state
-        .backend()
-        .open_console(container, &token, target)
-        .await?;
+    let session = state.app().open_console(container, &token, target).await?;
     Ok(upgrade
         .protocols(["binary"])
         .on_upgrade(move |socket| pump(socket, session)))
