@@ -419,7 +419,6 @@ async fn start_answers_unavailable_while_the_agent_is_offline() {
 }
 
 #[tokio::test]
-#[ignore = "races: a boot refused before the scheduler binds its container leaves the container Creating, or boots again"]
 async fn a_refused_boot_fails_the_container_with_the_drivers_reason() {
     let svc = service().await;
     svc.driver().fail_next_boot(DriverError::OverQuota {

@@ -96,12 +96,13 @@ impl Scheduler {
                         .await?;
                     return Ok(());
                 }
-                let instance = self.boot_instance(&container.project_id).await?;
+                let instance = self.record_instance(&container.project_id).await?;
                 self.store
                     .bind_container(container.id, &instance, &container.spec.ports)
                     .await?;
                 self.set_reason(container, Some(WAITING_FOR_INSTANCE))
                     .await?;
+                self.start_boot(&instance, &container.project_id).await;
             }
             Placement::TooBig => {
                 let reason = format!(

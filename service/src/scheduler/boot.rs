@@ -33,8 +33,12 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Records a new instance and starts booting it in the background.
-    pub(super) async fn boot_instance(&self, project: &ProjectId) -> Result<InstanceId, PassError> {
+    /// Records a new instance in `Booting`; [`Self::start_boot`] asks the
+    /// driver for it once its first container is bound.
+    pub(super) async fn record_instance(
+        &self,
+        project: &ProjectId,
+    ) -> Result<InstanceId, PassError> {
         let id = InstanceId::parse(&uuid::Uuid::new_v4().to_string())
             .expect("a uuid is a valid instance id");
         let instance = Instance {
@@ -50,9 +54,25 @@ impl Scheduler {
             empty_since: None,
         };
         self.store.insert_instance(&instance).await?;
+        Ok(id)
+    }
+
+    /// Asks the driver to boot a recorded instance, in the background. The
+    /// containers waiting for it are bound first, so that a boot refused at
+    /// once (a quota) finds them and fails them with the driver's reason.
+    /// If the boot cannot even be asked for, the instance fails now.
+    pub(super) async fn start_boot(&self, id: &InstanceId, project: &ProjectId) {
+        if let Err(e) = self.request_boot(id, project) {
+            let reason = format!("booting failed: {}", crate::error_chain(&e));
+            tracing::warn!(instance_id = %id, %reason, "instance boot failed");
+            fail_instance(&self.store, &self.driver, id, &reason).await;
+        }
+    }
+
+    fn request_boot(&self, id: &InstanceId, project: &ProjectId) -> Result<(), PassError> {
         let token = self
             .tokens
-            .issue(&id, self.settings.boot_timeout + TOKEN_GRACE)?;
+            .issue(id, self.settings.boot_timeout + TOKEN_GRACE)?;
         let user_data = nest_cloud_init::render(&nest_cloud_init::AgentBootstrap {
             instance_id: id.to_string(),
             relay_addr: self.settings.relay_advertise.to_string(),
@@ -97,7 +117,7 @@ impl Scheduler {
                 }
             }
         });
-        Ok(id)
+        Ok(())
     }
 
     /// Booting instances whose agent never came are given up.
