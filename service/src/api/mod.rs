@@ -8,8 +8,6 @@
 //!   `openstack appcontainer` work unchanged, plus documented extensions;
 //! - `docker` (to come, issue #8): the Docker Engine API front end, a
 //!   second caller of the same application layer;
-//! - [`error`]: [`ApiError`], its statuses and renderers, and the outermost
-//!   middleware (request id, error rendering);
 //! - `metrics`: `/healthz`, `/metrics` and the request metrics layer;
 //! - this file: [`ApiState`], what the handlers share, and [`router`].
 //!
@@ -18,7 +16,6 @@
 //! keystonemiddleware answers before Zun) → microversion → routing →
 //! metrics → handler.
 
-pub mod error;
 pub(crate) mod metrics;
 pub mod zun;
 
@@ -31,8 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 
-pub use error::ApiError;
 pub use metrics::ApiMetrics;
+pub use zun::error::ApiError;
 
 use crate::app::App;
 use crate::auth::Authenticate;
@@ -133,7 +130,10 @@ pub fn router(state: ApiState) -> Router {
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .with_state(state.clone());
     let stack = ServiceBuilder::new()
-        .layer(from_fn_with_state(state.clone(), error::finish_response))
+        .layer(from_fn_with_state(
+            state.clone(),
+            zun::error::finish_response,
+        ))
         .map_request(zun::middleware::normalize_path)
         .layer(from_fn_with_state(state, zun::middleware::authenticate))
         .layer(from_fn(zun::microversion::negotiate))

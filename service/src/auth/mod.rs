@@ -8,7 +8,7 @@
 //!
 //! Nothing here is wired into HTTP: the API layer holds an
 //! `Arc<dyn Authenticate>` and calls [`policy::authorize`]. Raw tokens are
-//! never stored or logged; caches key them by [`TokenHash`].
+//! never stored or logged; caches key them by `TokenHash`.
 
 use std::collections::BTreeSet;
 use std::fmt;

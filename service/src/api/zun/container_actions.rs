@@ -9,7 +9,7 @@ use super::containers::NoParams;
 use super::extract::{QueryParams, RequestContext, ZunPath};
 use super::views::{ActionCollection, ActionView, action_view};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::ContainerRef;
 use crate::domain::RequestId;
 

@@ -12,7 +12,7 @@ use super::create::{CreateContainerBody, UpdateContainerBody, parse_create, pars
 use super::extract::{Flag, Lenient, Params, QueryParams, RequestContext, ZunJson, ZunPath};
 use super::views::{ContainerCollection, ContainerView, container_view};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::{
     ContainerFilters, ContainerRef, DeleteOptions, ListParams, MAX_LIST_LIMIT, SortDir, SortKey,
 };

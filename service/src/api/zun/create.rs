@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::extract::Flag;
 use super::microversion::ApiVersion;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::{ContainerPatch, NewContainer};
 use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
 

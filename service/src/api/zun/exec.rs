@@ -14,7 +14,7 @@ use super::create::split_command;
 use super::extract::{BaseUrl, Flag, Lenient, Params, QueryParams, RequestContext, ZunPath};
 use super::views::{ExecView, exec_view};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::{ConsoleToken, ContainerRef, ExecId, ExecRequest, ExecResult, TtySize};
 use crate::domain::ContainerId;
 

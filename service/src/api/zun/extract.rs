@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use super::microversion::ApiVersion;
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::CallContext;
 use crate::auth::Caller;
 use crate::domain::RequestId;

@@ -11,7 +11,7 @@ use super::containers::NoParams;
 use super::extract::{Lenient, QueryParams, RequestContext, ZunPath};
 use super::views::{HostCollection, HostView, host_view};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::{AppError, HostInfo, MAX_LIST_LIMIT, SortDir};
 
 /// Hosts appeared in 1.4.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::containers::NoParams;
 use super::extract::{QueryParams, RequestContext, ZunPath};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::StoredImage;
 
 /// Query of an upload.

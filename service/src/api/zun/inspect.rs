@@ -15,7 +15,7 @@ use super::containers::NoParams;
 use super::extract::{Flag, Lenient, QueryParams, RequestContext, ZunPath};
 use super::views::{StatsView, TopView, stats_view, top_view};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::{ContainerRef, LogsParams};
 
 /// Query of logs.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::containers::NoParams;
 use super::extract::{Lenient, Params, RequestContext, ZunPath};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::{ContainerAction, ContainerRef, Signal};
 
 /// What an accepted action answers.

@@ -3,6 +3,8 @@
 //! makes one call to the application layer and renders Zun's JSON.
 //!
 //! # Layout
+//! - [`error`]: [`error::ApiError`], its statuses, Zun's and Keystone's
+//!   error bodies, and the outermost middleware (request id, rendering);
 //! - [`microversion`]: `OpenStack-API-Version` negotiation and headers;
 //! - `middleware`: path normalisation and Keystone token validation;
 //! - `extract`: Nest's body, query and path extractors (Zun's error format
@@ -18,6 +20,7 @@ mod agent;
 mod container_actions;
 mod containers;
 pub mod create;
+pub mod error;
 mod exec;
 pub(crate) mod extract;
 mod hosts;

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::extract::{BaseUrl, QueryParams, ZunPath};
 use crate::api::ApiState;
-use crate::api::error::ApiError;
+use crate::api::zun::error::ApiError;
 use crate::app::{
     ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession, ConsoleTarget, ConsoleToken, ExecId,
     TtySize,

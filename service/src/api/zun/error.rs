@@ -1,5 +1,7 @@
-//! Every error the HTTP API can answer, and the only place they become
-//! responses.
+//! Every error the Zun API can answer, and the only place they become
+//! responses. The kind of an application error ([`AppError::kind`]) picks
+//! the status here, once for this protocol; the Docker front end will map
+//! the same kinds to its own body in its own module.
 //!
 //! A handler or extractor returns [`ApiError`]; its `IntoResponse` only
 //! sets the status and parks the error in the response's extensions. The
@@ -23,8 +25,8 @@ use nest_api_types::zun::{ErrorBody, ErrorEntry};
 use nest_core::ErrorKind;
 use serde_json::json;
 
-use super::ApiState;
-use super::zun::microversion::{ApiVersion, VersionError};
+use super::microversion::{ApiVersion, VersionError};
+use crate::api::ApiState;
 use crate::app::AppError;
 use crate::auth::AuthError;
 use crate::domain::RequestId;
