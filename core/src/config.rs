@@ -108,6 +108,15 @@ impl Problems {
         }
     }
 
+    /// Records the problems of a section that checks itself, each key
+    /// prefixed with the section's name (`auth.username`).
+    pub fn nested(&mut self, prefix: &str, section: &impl Validate) {
+        let mut inner = Problems::default();
+        section.check(&mut inner);
+        self.0
+            .extend(inner.0.into_iter().map(|p| format!("{prefix}.{p}")));
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -162,6 +171,22 @@ mod tests {
             }
             .validate()
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn nested_sections_prefix_their_keys() {
+        let mut problems = Problems::default();
+        problems.nested(
+            "relay",
+            &Sample {
+                port: 0,
+                file: "x".into(),
+            },
+        );
+        assert_eq!(
+            problems.into_result().expect_err("port").to_string(),
+            "invalid configuration: relay.port: must not be 0"
         );
     }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nest_core::config::Validate;
+use nest_core::config::{Problems, Validate};
 use nest_core::duration::HumanDuration;
 
 use crate::auth::keystone::KeystoneConfig;
@@ -284,85 +284,7 @@ impl ServiceConfig {
     /// # Errors
     /// [`ConfigError`] naming the file, or every invalid key at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = nest_core::config::load_toml(path)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks values that parse but cannot work, reporting all of them.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] listing each problem with its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        if !self.state_dir.is_absolute() {
-            problems.push("state_dir: must be an absolute path".to_owned());
-        }
-        if let AuthConfig::Keystone(keystone) = &self.auth {
-            nested(&mut problems, "auth", keystone.as_ref());
-        }
-        if let AuthConfig::Dev { tokens } = &self.auth {
-            if tokens.is_empty() {
-                problems.push("auth.tokens: dev auth needs at least one token".to_owned());
-            }
-            for (i, t) in tokens.iter().enumerate() {
-                if t.token.len() < 16 {
-                    problems.push(format!(
-                        "auth.tokens[{i}].token: must be at least 16 characters"
-                    ));
-                }
-                if crate::domain::ProjectId::parse(&t.project_id).is_err() {
-                    problems.push(format!("auth.tokens[{i}].project_id: invalid"));
-                }
-                if crate::domain::UserId::parse(&t.user_id).is_err() {
-                    problems.push(format!("auth.tokens[{i}].user_id: invalid"));
-                }
-            }
-        }
-        if let Some(url) = &self.database.url
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-        {
-            problems.push("database.url: must start with sqlite: or postgres://".to_owned());
-        }
-        if self.agent.source == AgentSourceKind::Download
-            && !self
-                .api
-                .public_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("https://"))
-        {
-            problems.push(
-                "agent.source: \"download\" needs api.public_url to be an https:// URL \
-                 (cloud-init only fetches the agent over HTTPS)"
-                    .to_owned(),
-            );
-        }
-        if self.scheduler.max_boots_per_project == 0 {
-            problems.push("scheduler.max_boots_per_project: must be at least 1".to_owned());
-        }
-        if self.scheduler.boot_timeout.get() < Duration::from_secs(5) {
-            problems.push("scheduler.boot_timeout: must be at least 5s".to_owned());
-        }
-        if let DriverConfig::Nova(nova) = &self.driver {
-            // The driver comes with a later issue; its settings are checked
-            // already, so that a config can be prepared.
-            problems.push(format!("driver.kind: {NOVA_NOT_BUILT}"));
-            nested(&mut problems, "driver", nova.as_ref());
-            if nova.boot_timeout >= self.scheduler.boot_timeout {
-                problems.push(
-                    "driver.boot_timeout: must be shorter than scheduler.boot_timeout, \
-                     which also covers the agent's enrollment"
-                        .to_owned(),
-                );
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        nest_core::config::load_valid(path)
     }
 
     /// The database URL: the environment override, the file's, or SQLite
@@ -379,11 +301,72 @@ impl ServiceConfig {
     }
 }
 
-/// Adds the problems of a section that checks itself, keys prefixed with
-/// the section's name (`auth.username`).
-fn nested(problems: &mut Vec<String>, prefix: &str, section: &impl Validate) {
-    if let Err(ConfigError::Invalid(found)) = section.validate() {
-        problems.extend(found.into_iter().map(|p| format!("{prefix}.{p}")));
+impl Validate for ServiceConfig {
+    fn check(&self, problems: &mut Problems) {
+        if !self.state_dir.is_absolute() {
+            problems.push("state_dir", "must be an absolute path");
+        }
+        if let AuthConfig::Keystone(keystone) = &self.auth {
+            problems.nested("auth", keystone.as_ref());
+        }
+        if let AuthConfig::Dev { tokens } = &self.auth {
+            if tokens.is_empty() {
+                problems.push("auth.tokens", "dev auth needs at least one token");
+            }
+            for (i, t) in tokens.iter().enumerate() {
+                if t.token.len() < 16 {
+                    problems.push(
+                        &format!("auth.tokens[{i}].token"),
+                        "must be at least 16 characters",
+                    );
+                }
+                if crate::domain::ProjectId::parse(&t.project_id).is_err() {
+                    problems.push(&format!("auth.tokens[{i}].project_id"), "invalid");
+                }
+                if crate::domain::UserId::parse(&t.user_id).is_err() {
+                    problems.push(&format!("auth.tokens[{i}].user_id"), "invalid");
+                }
+            }
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            problems.push("database.url", "must start with sqlite: or postgres://");
+        }
+        if self.agent.source == AgentSourceKind::Download
+            && !self
+                .api
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            problems.push(
+                "agent.source",
+                "\"download\" needs api.public_url to be an https:// URL \
+                 (cloud-init only fetches the agent over HTTPS)",
+            );
+        }
+        if self.scheduler.max_boots_per_project == 0 {
+            problems.push("scheduler.max_boots_per_project", "must be at least 1");
+        }
+        if self.scheduler.boot_timeout.get() < Duration::from_secs(5) {
+            problems.push("scheduler.boot_timeout", "must be at least 5s");
+        }
+        if let DriverConfig::Nova(nova) = &self.driver {
+            // The driver comes with a later issue; its settings are checked
+            // already, so that a config can be prepared.
+            problems.push("driver.kind", NOVA_NOT_BUILT);
+            problems.nested("driver", nova.as_ref());
+            if nova.boot_timeout >= self.scheduler.boot_timeout {
+                problems.push(
+                    "driver.boot_timeout",
+                    "must be shorter than scheduler.boot_timeout, \
+                     which also covers the agent's enrollment",
+                );
+            }
+        }
     }
 }
 

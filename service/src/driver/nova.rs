@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nest_core::config::{ConfigError, Problems, Validate};
+use nest_core::config::{Problems, Validate};
 use nest_core::duration::HumanDuration;
 use nest_openstack::{Interface, SessionConfig};
 
@@ -78,7 +78,7 @@ fn default_boot_timeout() -> HumanDuration {
 impl Validate for NovaDriverConfig {
     /// Keys are relative to `[driver]`.
     fn check(&self, problems: &mut Problems) {
-        push_nested(problems, "auth", &self.auth);
+        problems.nested("auth", &self.auth);
         for (key, value) in [
             ("region", self.region.as_deref()),
             ("availability_zone", self.availability_zone.as_deref()),
@@ -120,17 +120,6 @@ impl Validate for NovaDriverConfig {
             "boot_timeout",
             "must be greater than zero",
         );
-    }
-}
-
-/// Adds the problems of `section`, its keys under `prefix` (`auth.username`).
-fn push_nested(problems: &mut Problems, prefix: &str, section: &impl Validate) {
-    if let Err(ConfigError::Invalid(found)) = section.validate() {
-        for line in found {
-            // Every problem is `key: reason`, and no key holds ": ".
-            let (key, reason) = line.split_once(": ").unwrap_or((line.as_str(), ""));
-            problems.push(&format!("{prefix}.{key}"), reason);
-        }
     }
 }
 
