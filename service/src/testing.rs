@@ -65,6 +65,13 @@ pub const FAKE_USAGE: ResourceUsage = ResourceUsage {
 pub const MIN_MEMORY_MIB: u64 = 6;
 /// How long [`TestService::stop`] waits for its tasks.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`TestService::events_applied`] waits for the reconciler.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often [`TestService::events_applied`] looks at the queues.
+const APPLY_POLL: Duration = Duration::from_millis(2);
+/// The instance the no-op events of [`TestService::events_applied`] are
+/// about; no driver ever boots it.
+const PROBE_INSTANCE: &str = "nest-test-event-probe";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing awaits or panics under these locks.
@@ -371,6 +378,16 @@ impl FakeAgents {
     /// Every image archive the engines loaded, in order.
     pub fn loaded_images(&self) -> Vec<LoadedImage> {
         lock(&self.state).loads.clone()
+    }
+
+    /// Whether the service has taken every event announced so far off
+    /// its watch feeds.
+    fn feeds_drained(&self) -> bool {
+        lock(&self.state)
+            .feeds
+            .iter()
+            .filter(|feed| !feed.is_closed())
+            .all(|feed| feed.capacity() == feed.max_capacity())
     }
 
     /// Whether the agent of `instance` is connected.
@@ -1208,6 +1225,8 @@ pub struct TestService {
     store: Store,
     agents: Arc<FakeAgents>,
     driver: Arc<FakeDriver>,
+    /// The reconciler's event queue, to see when it has taken every event.
+    events: mpsc::Sender<AgentEvent>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     dir: tempfile::TempDir,
@@ -1252,7 +1271,7 @@ impl TestService {
         let (events_tx, events_rx) = mpsc::channel(crate::agents::EVENT_QUEUE);
         tasks.spawn(crate::agents::follow(
             agents.clone(),
-            events_tx,
+            events_tx.clone(),
             cancel.clone(),
         ));
         let app = crate::server::start_core(
@@ -1273,6 +1292,7 @@ impl TestService {
             store,
             agents,
             driver,
+            events: events_tx,
             cancel,
             tasks,
             dir,
@@ -1302,6 +1322,38 @@ impl TestService {
     /// Its scratch directory (the database, stored images).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Waits until the reconciler has applied every agent event announced
+    /// so far (the engine events of the calls made before, and sessions).
+    ///
+    /// The reconciler applies events one at a time in the order announced,
+    /// so three no-op events (the end of a session of an instance that
+    /// does not exist) go the same way: once the feeds are drained the
+    /// second is in the reconciler's queue, and once that queue is empty
+    /// the first, and every event before it, has been applied.
+    ///
+    /// # Panics
+    /// When the events are not applied within 10 s.
+    pub async fn events_applied(&self) {
+        let instance = InstanceId::parse(PROBE_INSTANCE).expect("a valid instance id");
+        for session in 0..3 {
+            let probe = AgentEvent::Disconnected {
+                instance: instance.clone(),
+                session,
+                reason: "an event probe of the test service".into(),
+            };
+            self.agents.announce(vec![probe]).await;
+        }
+        let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+        while !(self.agents.feeds_drained() && self.events.capacity() == self.events.max_capacity())
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reconciler did not apply the agents' events within {APPLY_TIMEOUT:?}"
+            );
+            tokio::time::sleep(APPLY_POLL).await;
+        }
     }
 
     /// Stops its tasks, waits for them to end, and closes the database.
