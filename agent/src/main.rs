@@ -9,16 +9,19 @@ use nest_core::config::load_valid;
 use nest_core::process;
 use tokio_util::sync::CancellationToken;
 
+/// The agent's command line: `--config`, and `--help`/`--version`.
+const DAEMON: process::Daemon = process::Daemon {
+    name: "nest-agent",
+    about: "Nest's in-instance agent",
+    default_config: "/etc/nest/agent.toml",
+};
+
 fn main() -> ExitCode {
-    let daemon = process::Daemon {
-        name: "nest-agent",
-        about: "Nest's in-instance agent",
-        default_config: "/etc/nest/agent.toml",
-    };
-    let (config, runtime) = match daemon.start(load_valid::<AgentConfig>) {
-        Ok(started) => started,
-        Err(code) => return code,
-    };
+    DAEMON.run(load_valid::<AgentConfig>, run)
+}
+
+/// Runs the agent until SIGTERM or SIGINT; its containers keep running.
+fn run(config: AgentConfig, runtime: tokio::runtime::Runtime) -> ExitCode {
     tracing::info!(
         { INSTANCE_ID } = %config.instance_id,
         relay = %config.relay_addr,

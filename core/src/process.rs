@@ -96,6 +96,19 @@ impl Daemon {
             .unwrap_or_else(|| PathBuf::from(self.default_config));
         start(|| load(&path))
     }
+
+    /// [`start`](Self::start)s, then hands the config and the runtime to
+    /// `body`, whose exit code is the process's.
+    pub fn run<C>(
+        self,
+        load: impl FnOnce(&Path) -> Result<C, ConfigError>,
+        body: impl FnOnce(C, tokio::runtime::Runtime) -> ExitCode,
+    ) -> ExitCode {
+        match self.start(load) {
+            Ok((config, runtime)) => body(config, runtime),
+            Err(code) => code,
+        }
+    }
 }
 
 /// The exit code for how `what` ended, logging the error with its causes.

@@ -13,17 +13,17 @@ use nest_core::process;
 use nest_relay::config::RelayConfig;
 use nest_relay::server::{self, RelaySettings};
 
+/// The relay's command line: `--config`, and `--help`/`--version`.
+const DAEMON: process::Daemon = process::Daemon {
+    name: "nest-relay",
+    about: "Nest's relay between nest-service and nest-agents",
+    default_config: "/etc/nest/relay.toml",
+};
+
 fn main() -> ExitCode {
-    let daemon = process::Daemon {
-        name: "nest-relay",
-        about: "Nest's relay between nest-service and nest-agents",
-        default_config: "/etc/nest/relay.toml",
-    };
-    let (config, runtime) = match daemon.start(load_valid::<RelayConfig>) {
-        Ok(started) => started,
-        Err(code) => return code,
-    };
-    process::finish("the relay", runtime.block_on(serve(config)))
+    DAEMON.run(load_valid::<RelayConfig>, |config, runtime| {
+        process::finish("the relay", runtime.block_on(serve(config)))
+    })
 }
 
 async fn serve(config: RelayConfig) -> anyhow::Result<()> {
