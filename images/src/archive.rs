@@ -32,6 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use aws_lc_rs::digest;
@@ -397,6 +398,7 @@ pub(crate) fn write_docker_archive(
     let out_file = File::options()
         .write(true)
         .create_new(true)
+        .mode(crate::file_store::PRIVATE_FILE_MODE)
         .open(out)
         .map_err(|source| io_error("create", out, source))?;
     let write = |source| io_error("write", out, source);

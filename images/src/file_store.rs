@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest;
@@ -28,6 +29,10 @@ pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 8 << 30;
 
 /// Longest image name, in characters; Glance's limit for image names.
 pub const MAX_NAME_CHARS: usize = 255;
+/// Mode of the store's directory: the service's user only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of every file the store writes: images hold tenants' data.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
 
 /// How much of an upload is read, hashed and written at a time: large enough
 /// to keep syscalls few, small enough that hashing one chunk on the async
@@ -84,7 +89,11 @@ impl FileImageStore {
     /// [`StoreError::Io`] when the directory cannot be created, read or
     /// cleaned.
     pub async fn open(config: FileStoreConfig) -> Result<Self, StoreError> {
-        tokio::fs::create_dir_all(&config.dir)
+        // Stored images are the tenant's data: readable by the service only.
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR_MODE)
+            .create(&config.dir)
             .await
             .map_err(|source| io_error("create", &config.dir, source))?;
         let dir = config.dir.clone();
@@ -111,6 +120,7 @@ impl FileImageStore {
         let mut file = tokio::fs::File::options()
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE_MODE)
             .open(path)
             .await
             .map_err(|source| io_error("create", path, source))?;
@@ -340,6 +350,7 @@ fn write_record(dir: &Path, record: &ImageRecord) -> Result<(), StoreError> {
         let mut file = std::fs::File::options()
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE_MODE)
             .open(temp.path())
             .map_err(|source| io_error("create", temp.path(), source))?;
         file.write_all(&bytes)

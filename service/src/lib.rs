@@ -25,6 +25,7 @@
 //! - [`relay_link`]: the service's long-lived links to its relay;
 //! - [`images`]: per-project stored images and loading them into instances;
 //! - [`config`]: the service's configuration file;
+//! - [`state_dir`]: the state directory and its files, kept private;
 //! - [`server`]: assembling and running all of the above.
 //! - `testing` (tests and the `testing` feature only): fake agents and a
 //!   fake driver, and the real service assembled over them.
@@ -44,6 +45,7 @@ pub mod reconcile;
 pub mod relay_link;
 pub mod scheduler;
 pub mod server;
+pub mod state_dir;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(&config.state_dir)
+    nest_service::state_dir::prepare(&config.state_dir)
         .await
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
     let api = tokio::net::TcpListener::bind(config.api.listen)

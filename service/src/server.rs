@@ -372,7 +372,9 @@ pub async fn run(
     )?;
 
     let (agent_source, agent_binary) = agent_source(&config).await?;
-    let images = Arc::new(ProjectImages::new(config.state_dir.join("images")));
+    let images_root = config.state_dir.join("images");
+    crate::state_dir::warn_if_shared(&images_root, crate::state_dir::PRIVATE_DIR_MODE).await;
+    let images = Arc::new(ProjectImages::new(images_root));
     let settings = SchedulerSettings {
         max_boots_per_project: config.scheduler.max_boots_per_project,
         boot_timeout: config.scheduler.boot_timeout.get(),

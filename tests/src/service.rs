@@ -302,6 +302,11 @@ impl ServiceProcess {
         self.spawn().await;
     }
 
+    /// The service's `state_dir`, which the service creates itself.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.path().join("state")
+    }
+
     /// The directory the local driver keeps instances in.
     pub fn instances_dir(&self) -> PathBuf {
         self.state.path().join("state/local/instances")

@@ -727,3 +727,45 @@ async fn instances_can_download_the_agent_from_the_service() {
         .join(nest_cloud_init::INSTALL_SCRIPT_PATH.trim_start_matches('/'));
     assert!(script.exists(), "{} missing", script.display());
 }
+
+/// The mode bits of `path` (permissions only).
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_dir_database_and_stored_images_a_fresh_service_creates_are_private() {
+    let svc = ServiceProcess::start().await;
+    let state = svc.state_dir();
+    assert_eq!(mode_of(&state), 0o700, "state_dir");
+    assert_eq!(mode_of(&state.join("nest.db")), 0o600, "nest.db");
+    svc.upload_test_image(ALPHA).await;
+    let images = state.join("images");
+    assert_eq!(mode_of(&images), 0o700, "images/");
+    let mut files = 0;
+    for project in std::fs::read_dir(&images).expect("images/ reads") {
+        let project = project.expect("entry").path();
+        assert_eq!(mode_of(&project), 0o700, "{}", project.display());
+        for file in std::fs::read_dir(&project).expect("project dir reads") {
+            let file = file.expect("entry").path();
+            assert_eq!(mode_of(&file), 0o600, "{}", file.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "an archive and its record were stored");
+    for name in ["nest.db-wal", "nest.db-shm"] {
+        let path = state.join(name);
+        if path.exists() {
+            assert_eq!(mode_of(&path), 0o600, "{name}");
+        }
+    }
+    assert!(
+        !svc.log_text().contains("readable by other users"),
+        "no warning for what the service made itself"
+    );
+}

@@ -147,10 +147,19 @@ impl Store {
                 }),
             Backend::Postgres => options.max_connections(POSTGRES_MAX_CONNECTIONS),
         };
+        let file = (backend == Backend::Sqlite)
+            .then(|| sqlite_file(url))
+            .flatten();
+        if let Some(path) = &file {
+            create_private(path).await;
+        }
         let pool = options
             .connect(url)
             .await
             .map_err(|source| DbError::Open { backend, source })?;
+        if let Some(path) = &file {
+            crate::state_dir::warn_if_shared(path, crate::state_dir::PRIVATE_FILE_MODE).await;
+        }
         backend
             .migrator()
             .run(&pool)
@@ -197,6 +206,34 @@ fn format_utc(t: time::OffsetDateTime) -> String {
     )
 }
 
+/// The file a `sqlite:` URL names (`sqlite:///var/lib/nest/nest.db?mode=rwc`),
+/// or `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates a new database file `0600` before SQLite does (it would use the
+/// umask, usually `0644`; its WAL and shared-memory files copy the
+/// database's mode). An existing file is left as it is; any other failure
+/// is SQLite's to report when it opens the file.
+async fn create_private(path: &std::path::Path) {
+    let created = tokio::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(crate::state_dir::PRIVATE_FILE_MODE)
+        .open(path)
+        .await;
+    if let Err(e) = created
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        tracing::debug!(path = %path.display(), error = %e, "could not create the database file ahead of SQLite");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +257,12 @@ mod tests {
             Err(DbError::UnsupportedUrl { scheme }) if scheme == "mysql"
         ));
         assert!(Backend::from_url("nonsense").is_err());
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/nest/nest.db?mode=rwc"),
+            Some(std::path::PathBuf::from("/var/lib/nest/nest.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
     }
 
     #[test]
