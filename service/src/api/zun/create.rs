@@ -288,14 +288,31 @@ pub fn parse_create(
         }
     }
 
+    let entrypoint = body.entrypoint.unwrap_or_default();
+    let environment = body.environment.unwrap_or_default();
+    let labels = body.labels.unwrap_or_default();
+    check_argv("command", &command)?;
+    check_argv("entrypoint", &entrypoint)?;
+    check_environment(&environment)?;
+    check_labels(&labels)?;
+    if hints.len() > MAX_ENTRIES {
+        return Err(schema(
+            "hints",
+            format!("at most {MAX_ENTRIES} are allowed"),
+        ));
+    }
+    if let Some(workdir) = &body.workdir {
+        check_workdir(workdir)?;
+    }
+
     Ok(NewContainer {
         name: body.name,
         spec: ContainerSpec {
             image,
             command,
-            entrypoint: body.entrypoint.unwrap_or_default(),
-            environment: body.environment.unwrap_or_default(),
-            labels: body.labels.unwrap_or_default(),
+            entrypoint,
+            environment,
+            labels,
             workdir: body.workdir,
             hostname: body.hostname,
             cpu: cpu.unwrap_or(DEFAULT_CPU),
@@ -562,9 +579,192 @@ pub fn format_port(port: &PublishedPort) -> String {
     )
 }
 
+/// Most environment variables, labels or hints one container may carry.
+pub const MAX_ENTRIES: usize = 256;
+/// Longest key or value of an environment variable or a label, bytes.
+pub const MAX_ENTRY_BYTES: usize = 4096;
+/// Most arguments of a command or an entrypoint.
+pub const MAX_ARGS: usize = 1024;
+/// Longest argument of a command or an entrypoint, bytes.
+pub const MAX_ARG_BYTES: usize = 64 * 1024;
+/// Label keys under this prefix are Nest's own (the agent finds its
+/// containers by them); a tenant may not set them.
+pub const RESERVED_LABEL_PREFIX: &str = "nest.";
+
+/// A command or entrypoint the engine can run: bounded, without NUL (which
+/// no argv can carry).
+fn check_argv(field: &str, argv: &[String]) -> Result<(), ApiError> {
+    if argv.len() > MAX_ARGS {
+        return Err(schema(
+            field,
+            format!("at most {MAX_ARGS} arguments are allowed"),
+        ));
+    }
+    for (i, arg) in argv.iter().enumerate() {
+        if arg.contains('\0') {
+            return Err(schema(&format!("{field}[{i}]"), "must not contain NUL"));
+        }
+        if arg.len() > MAX_ARG_BYTES {
+            return Err(schema(
+                &format!("{field}[{i}]"),
+                format!("is longer than {MAX_ARG_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Environment variables: a name is non-empty and holds no `=` or NUL (a
+/// process's environment is `NAME=value` strings); values hold no NUL.
+fn check_environment(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if env.len() > MAX_ENTRIES {
+        return Err(schema(
+            "environment",
+            format!("at most {MAX_ENTRIES} variables are allowed"),
+        ));
+    }
+    for (name, value) in env {
+        let field = format!("environment.{name}");
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(schema(
+                "environment",
+                format!(
+                    "{name:?} is not a variable name: it must be non-empty, without '=' or NUL"
+                ),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(schema(&field, "must not contain NUL"));
+        }
+        if name.len() > MAX_ENTRY_BYTES || value.len() > MAX_ENTRY_BYTES {
+            return Err(schema(
+                &field,
+                format!("name and value are limited to {MAX_ENTRY_BYTES} bytes each"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Labels: bounded, without NUL, and none under Nest's own prefix.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > MAX_ENTRIES {
+        return Err(schema(
+            "labels",
+            format!("at most {MAX_ENTRIES} labels are allowed"),
+        ));
+    }
+    for (key, value) in labels {
+        let field = format!("labels.{key}");
+        if key.is_empty() || key.contains('\0') || value.contains('\0') {
+            return Err(schema(
+                "labels",
+                format!("{key:?}: keys must be non-empty, and keys and values without NUL"),
+            ));
+        }
+        if key.to_ascii_lowercase().starts_with(RESERVED_LABEL_PREFIX) {
+            return Err(schema(
+                &field,
+                format!("keys under {RESERVED_LABEL_PREFIX:?} are reserved for Nest"),
+            ));
+        }
+        if key.len() > MAX_ENTRY_BYTES || value.len() > MAX_ENTRY_BYTES {
+            return Err(schema(
+                &field,
+                format!("key and value are limited to {MAX_ENTRY_BYTES} bytes each"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A working directory: absolute and normalised (no `.` or `..` parts), as
+/// the engine resolves it inside the container.
+fn check_workdir(workdir: &str) -> Result<(), ApiError> {
+    if !workdir.starts_with('/') {
+        return Err(schema("workdir", "must be an absolute path"));
+    }
+    if workdir.contains('\0') || workdir.split('/').any(|part| part == "." || part == "..") {
+        return Err(schema(
+            "workdir",
+            "must be a normalised path, without NUL, '.' or '..'",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unrunnable_environments_labels_workdirs_and_commands_are_refused() {
+        let refused = |v: Value, field: &str| {
+            let err = parse_create(body(v.clone()), ApiVersion::MAX).expect_err("refused");
+            assert!(
+                matches!(&err, ApiError::Schema { field: f, .. } if f == field),
+                "{v}: {err:?}"
+            );
+        };
+        refused(
+            serde_json::json!({"image": "busybox", "environment": {"A=B": "1"}}),
+            "environment",
+        );
+        refused(
+            serde_json::json!({"image": "busybox", "environment": {"": "1"}}),
+            "environment",
+        );
+        refused(
+            serde_json::json!({"image": "busybox", "environment": {"A": "x\0y"}}),
+            "environment.A",
+        );
+        refused(
+            serde_json::json!({"image": "busybox", "labels": {"nest.uuid": "x"}}),
+            "labels.nest.uuid",
+        );
+        refused(
+            serde_json::json!({"image": "busybox", "labels": {"NEST.owner": "x"}}),
+            "labels.NEST.owner",
+        );
+        refused(
+            serde_json::json!({"image": "busybox", "workdir": "../.."}),
+            "workdir",
+        );
+        refused(
+            serde_json::json!({"image": "busybox", "workdir": "/srv/../etc"}),
+            "workdir",
+        );
+        refused(
+            serde_json::json!({"image": "busybox", "command": ["sh", "a\0b"]}),
+            "command[1]",
+        );
+        let many: Vec<String> = (0..=MAX_ARGS).map(|i| i.to_string()).collect();
+        refused(
+            serde_json::json!({"image": "busybox", "command": many}),
+            "command",
+        );
+        let labels: serde_json::Map<String, Value> = (0..=MAX_ENTRIES)
+            .map(|i| (format!("k{i}"), Value::from("v")))
+            .collect();
+        refused(
+            serde_json::json!({"image": "busybox", "labels": labels}),
+            "labels",
+        );
+        let hints: serde_json::Map<String, Value> = (0..=MAX_ENTRIES)
+            .map(|i| (format!("h{i}"), Value::from("v")))
+            .collect();
+        refused(
+            serde_json::json!({"image": "busybox", "hints": hints}),
+            "hints",
+        );
+        // What clients send every day still passes.
+        let ok = body(
+            serde_json::json!({"image": "busybox", "workdir": "/srv/app/",
+            "environment": {"PATH": "/bin", "EMPTY": ""}, "labels": {"app": "web", "nestle": "x"},
+            "command": ["sh", "-c", "echo hi"]}),
+        );
+        parse_create(ok, ApiVersion::MAX).expect("accepted");
+    }
 
     fn body(v: Value) -> CreateContainerBody {
         serde_json::from_value(v).expect("test body deserializes")
