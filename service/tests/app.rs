@@ -448,3 +448,40 @@ async fn a_refused_boot_fails_the_container_with_the_drivers_reason() {
     .await;
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn only_an_admin_may_name_the_instance_a_container_goes_to() {
+    let svc = service().await;
+    let member = member_of("project-a");
+    let mut on_host = busybox(&["sleep", "1000"]);
+    on_host
+        .spec
+        .hints
+        .insert("host".into(), "6f1c1c3e-2b7a-4d7e-9a52-0d1f3c2b1a00".into());
+
+    let refused = svc
+        .app()
+        .create_container(&member, on_host.clone(), true)
+        .await;
+    match refused {
+        Err(AppError::PolicyNotAuthorized(rule)) => {
+            assert_eq!(rule, "container:create:requested_destination");
+        }
+        other => panic!("a member's host hint is refused by policy: {other:?}"),
+    }
+    let stored = svc
+        .store()
+        .containers_in_status(ContainerStatus::Creating)
+        .await
+        .expect("containers are readable");
+    assert!(stored.is_empty(), "nothing was stored: {stored:?}");
+    assert!(svc.driver().boots().is_empty(), "nothing was booted");
+
+    let mut admin = member_of("project-a");
+    admin.caller.roles = BTreeSet::from(["admin".to_owned()]);
+    svc.app()
+        .create_container(&admin, on_host, false)
+        .await
+        .unwrap_or_else(|e| panic!("an admin may name the instance: {e}"));
+    svc.stop().await;
+}

@@ -17,6 +17,8 @@ use crate::domain::{Container, ContainerId, ContainerStatus, Instance, InstanceI
 
 /// Status reason of a container just accepted.
 const WAITING_FOR_PLACEMENT: &str = "waiting for placement";
+/// The scheduler hint that names an instance (Zun's `host`, `hints.host`).
+const HOST_HINT: &str = "host";
 /// Grace period of the stop before a `stop=true` delete removes a running
 /// container.
 const DELETE_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -102,6 +104,16 @@ impl App {
         run: bool,
     ) -> Result<ContainerInfo, AppError> {
         policy::authorize(&cx.caller, Action::ContainerCreate, None).map_err(policy_error)?;
+        if request.spec.hints.contains_key(HOST_HINT) {
+            // Choosing the instance is an operator's tool (Zun's policy);
+            // a tenant's container goes where the scheduler puts it.
+            policy::authorize(
+                &cx.caller,
+                Action::ContainerCreateRequestedDestination,
+                None,
+            )
+            .map_err(policy_error)?;
+        }
         if let Err(e) = nest_images::ImageRef::parse(&request.spec.image) {
             return Err(AppError::InvalidRequest {
                 what: "image",

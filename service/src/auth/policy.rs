@@ -28,8 +28,11 @@ pub enum Action {
     /// Create a container in the caller's project (`container:create`).
     ContainerCreate,
     /// Create with fields only admins may set: `runtime`,
-    /// `image_pull_policy`, a requested host (`container:create:runtime`, …).
+    /// `image_pull_policy` (`container:create:runtime`, …).
     ContainerCreateAdminFields,
+    /// Create on a named instance, the `host` hint
+    /// (`container:create:requested_destination`, admin only in Zun).
+    ContainerCreateRequestedDestination,
     /// List the caller's project's containers (`container:get_all`).
     ContainerList,
     /// List every project's containers (`container:get_all_all_projects`).
@@ -87,9 +90,10 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         Self::ContainerCreate,
         Self::ContainerCreateAdminFields,
+        Self::ContainerCreateRequestedDestination,
         Self::ContainerList,
         Self::ContainerListAllProjects,
         Self::ContainerGet,
@@ -122,6 +126,7 @@ impl Action {
         match self {
             Self::ContainerCreate => "container:create",
             Self::ContainerCreateAdminFields => "container:create:runtime",
+            Self::ContainerCreateRequestedDestination => "container:create:requested_destination",
             Self::ContainerList => "container:get_all",
             Self::ContainerListAllProjects => "container:get_all_all_projects",
             Self::ContainerGet => "container:get_one",
@@ -178,6 +183,7 @@ impl Action {
         matches!(
             self,
             Self::ContainerCreateAdminFields
+                | Self::ContainerCreateRequestedDestination
                 | Self::ContainerListAllProjects
                 | Self::ContainerDeleteForce
                 | Self::HostList
