@@ -759,11 +759,16 @@ async fn agent_renews_its_certificate_over_the_live_session_before_expiry() {
             .count()
     });
     assert_eq!(sessions, 1, "renewal must not need a new session");
-    assert!(
-        agent.log().contains("agent certificate renewed"),
-        "{}",
-        agent.log()
-    );
+    // The agent logs the renewal just after it writes the file.
+    nest_tests::eventually(
+        Duration::from_secs(5),
+        "the renewal in the agent's log",
+        || {
+            let logged = agent.log().contains("agent certificate renewed");
+            async move { logged.then_some(()) }
+        },
+    )
+    .await;
 
     // Once the original certificate has expired, a restarted agent gets in
     // with the renewed one (it has no token left to enroll again).
