@@ -7,8 +7,8 @@
 # starts nest-service in the background, uploads a small demo image, and
 # prints how to reach it.
 #
-#   sudo scripts/nest-up.sh          # start (or say it is running)
-#   sudo scripts/nest-up.sh stop     # stop the service and delete instances
+#   scripts/nest-up.sh          # as root: start (or say it is running)
+#   scripts/nest-up.sh stop     # stop the service and delete instances
 #
 # Environment: NEST_STATE_DIR (default /var/lib/nest), NEST_API_PORT
 # (default 9517), CARGO_TARGET_DIR (default ~/.cache/nest-target).
@@ -160,5 +160,5 @@ Try it:
     -d '{"image": "'\$NEST_DEMO_IMAGE'", "command": ["httpd", "-f", "-p", "8080"], "ports": ["8080:8080"], "memory": "64"}'
   curl -s -H "X-Auth-Token: \$NEST_TOKEN" "\$NEST_URL/v1/containers"
 
-Stop:   sudo scripts/nest-up.sh stop
+Stop:   scripts/nest-up.sh stop
 EOF
