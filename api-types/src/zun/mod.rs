@@ -11,6 +11,9 @@
 //! - [`actions`]: recorded container actions and their events;
 //! - [`hosts`]: instances shown as Zun hosts;
 //! - [`images`]: Nest's stored images (`/v1/nest/images`);
+//! - [`quotas`]: the limits that bound a project (Nova's);
+//! - [`docker`]: client certificates for the Docker endpoint
+//!   (`/v1/nest/docker/certificates`);
 //! - [`versions`]: the version documents at `/` and `/v1`;
 //! - [`errors`]: Zun's error body;
 //! - [`values`]: the lenient scalars Zun reads (bool-ish, number-ish);
@@ -21,11 +24,13 @@
 
 pub mod actions;
 pub mod containers;
+pub mod docker;
 pub mod errors;
 pub mod exec;
 pub mod hosts;
 pub mod images;
 pub mod inspect;
+pub mod quotas;
 pub mod values;
 pub mod versions;
 
@@ -36,11 +41,13 @@ pub use containers::{
     AddressView, CommandField, ContainerCollection, ContainerView, CreateContainerBody,
     RestartPolicyBody, RestartPolicyView, UpdateContainerBody,
 };
+pub use docker::{CreateDockerCertificateBody, DockerCertificateCollection, DockerCertificateView};
 pub use errors::{ErrorBody, ErrorEntry};
 pub use exec::ExecView;
 pub use hosts::{HostCollection, HostView};
 pub use images::{ImageCollection, ImageView};
 pub use inspect::{StatsView, TopView};
+pub use quotas::{QuotaSetView, QuotaUsage, QuotaUsagesView};
 pub use values::{Flag, IntegerOrString, Lenient, NumberOrString};
 pub use versions::{DocLink, MediaType, RootDocument, V1Document, VersionEntry};
 
