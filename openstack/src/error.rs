@@ -122,6 +122,22 @@ pub enum OpenStackError {
         #[source]
         source: url::ParseError,
     },
+    /// A service refused a request; `message` is the service's own words
+    /// (Nova's `{"forbidden": {"message": ...}}`, Neutron's
+    /// `NeutronError.message`), shown verbatim to whoever asked.
+    #[error("{service} refused to {operation} ({status}{request}): {message}")]
+    Refused {
+        /// The service asked (`nova`, `neutron`, `glance`, `keystone`).
+        service: &'static str,
+        /// What was being done.
+        operation: &'static str,
+        /// The answer's status.
+        status: u16,
+        /// The service's message, verbatim.
+        message: String,
+        /// The service's request id for the answer.
+        request: RemoteRequestId,
+    },
     /// A session acting for a tenant was asked for with no authority to act
     /// with.
     #[error("no tenant authority (trust or application credential) was given")]
@@ -159,8 +175,34 @@ impl OpenStackError {
             | Self::BadExpiry { .. }
             | Self::EndpointNotFound { .. }
             | Self::BadEndpoint { .. } => ErrorKind::Unavailable,
+            Self::Refused {
+                status, message, ..
+            } => refusal_kind(*status, message),
         }
     }
+}
+
+/// What a refusal means: Nova answers a quota refusal 403 at the API and
+/// 413 in a server's fault (lab README, section 4); 5xx is the cloud's
+/// trouble, not the caller's.
+fn refusal_kind(status: u16, message: &str) -> ErrorKind {
+    match status {
+        400 | 422 => ErrorKind::Invalid,
+        401 => ErrorKind::Unauthenticated,
+        403 | 413 if is_quota_message(message) => ErrorKind::OverQuota,
+        413 => ErrorKind::OverQuota,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        408 | 504 => ErrorKind::Timeout,
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+/// Whether a message is a quota refusal, in the words Nova and Neutron use
+/// ("Quota exceeded for instances: ...", "Quota exceeded for resources").
+pub fn is_quota_message(message: &str) -> bool {
+    message.contains("Quota exceeded") || message.contains("quota exceeded")
 }
 
 /// OpenStack's own id for one answer (`x-openstack-request-id`), shown in

@@ -182,6 +182,9 @@ struct Token {
     issued_at: Instant,
     refresh_at: Instant,
     catalog: Arc<Catalog>,
+    /// Who the token acts as, and in which project (none when unscoped).
+    user_id: Arc<str>,
+    project_id: Option<Arc<str>>,
 }
 
 impl Session {
@@ -262,6 +265,12 @@ impl Session {
         self.method.principal()
     }
 
+    /// The shared HTTP client, for the calls that carry a token other than
+    /// the session's (a user's own, to create a trust).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.transport.client
+    }
+
     /// The time a call may take unless it says otherwise.
     pub fn request_timeout(&self) -> Duration {
         self.transport.request_timeout
@@ -288,6 +297,28 @@ impl Session {
         }
         let token = self.token(None, &RequestId::generate()).await?;
         token.catalog.endpoint(service_type, interface, region)
+    }
+
+    /// The Keystone id of the user the session's tokens act as (the trustee
+    /// of tenants' trusts, for a service session), logging in first when
+    /// there is no token yet.
+    ///
+    /// # Errors
+    /// Why the login failed.
+    pub async fn user_id(&self) -> Result<String, OpenStackError> {
+        let token = self.token(None, &RequestId::generate()).await?;
+        Ok(token.user_id.to_string())
+    }
+
+    /// The id of the project the session's tokens are scoped to (the
+    /// trust's project, for a session acting for a tenant); `None` when
+    /// unscoped.
+    ///
+    /// # Errors
+    /// Why the login failed.
+    pub async fn project_id(&self) -> Result<Option<String>, OpenStackError> {
+        let token = self.token(None, &RequestId::generate()).await?;
+        Ok(token.project_id.as_deref().map(str::to_owned))
     }
 
     /// Sends the request `build` makes, with the session's token, the call's
@@ -474,6 +505,8 @@ impl Session {
                 .checked_add(refresh_delay(lifetime))
                 .unwrap_or(issued_at),
             catalog: Arc::new(issued.token.catalog),
+            user_id: issued.token.user.id.into(),
+            project_id: issued.token.project.map(|p| p.id.into()),
         })
     }
 
@@ -570,9 +603,17 @@ struct IssuedBody {
 #[derive(serde::Deserialize)]
 struct IssuedToken {
     expires_at: String,
+    user: IssuedId,
+    #[serde(default)]
+    project: Option<IssuedId>,
     /// Absent with `?nocatalog`.
     #[serde(default)]
     catalog: Catalog,
+}
+
+#[derive(serde::Deserialize)]
+struct IssuedId {
+    id: String,
 }
 
 #[cfg(test)]

@@ -295,7 +295,11 @@ fn respond(
             }
             let token = format!("svc-token-{}", s.logins);
             s.service_tokens.insert(token.clone());
-            let mut issued = json!({"expires_at": expires_in(s.token_lifetime)});
+            let mut issued = json!({
+                "expires_at": expires_in(s.token_lifetime),
+                "user": {"id": "nest-user-id", "name": "nest"},
+                "project": {"id": "service-project-id", "name": "service"},
+            });
             if !target.contains("nocatalog") {
                 issued["catalog"] = catalog(base);
             }
