@@ -24,6 +24,7 @@
 //! - [`ca`]: Nest's CA: the relay's and the service's certificates, the signer;
 //! - [`relay_link`]: the service's long-lived links to its relay;
 //! - [`images`]: per-project stored images and loading them into instances;
+//! - [`metrics`]: the registry `/metrics` renders, and the security counters;
 //! - [`config`]: the service's configuration file;
 //! - [`state_dir`]: the state directory and its files, kept private;
 //! - [`server`]: assembling and running all of the above.
@@ -41,6 +42,7 @@ pub mod db;
 pub mod domain;
 pub mod driver;
 pub mod images;
+pub mod metrics;
 pub mod reconcile;
 pub mod relay_link;
 pub mod scheduler;

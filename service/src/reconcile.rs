@@ -6,10 +6,18 @@
 //!   but the database does not are orphans and are removed; recorded
 //!   containers the agent lost are marked Error with a reason.
 //! - Container events update statuses as they happen.
+//! - An agent is its tenant's, so what it says is believed only about the
+//!   containers recorded on its own instance: an event or inventory entry
+//!   naming any other recorded container is dropped, counted in
+//!   [`crate::metrics::AGENT_SCOPE_VIOLATIONS_TOTAL`] and logged as a
+//!   security event naming the instance (as are the relay's own reports of
+//!   frames and results an agent had no right to send).
+//! - Sessions are told apart by id: when a newer session of an instance
+//!   replaced an older one, the older one's end changes nothing.
 //! - Periodically, instances the driver has but the database does not are
 //!   deleted, and recorded instances the driver lost fail their containers.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +33,7 @@ use crate::db::{DbError, Store};
 use crate::domain::ActionKind;
 use crate::domain::{ContainerId, ContainerStatus, InstanceId, InstanceStatus, RequestId};
 use crate::driver::InstanceDriver;
+use crate::metrics::{Metrics, Violation};
 use crate::scheduler::Scheduler;
 
 /// How often the database is compared with what the driver has.
@@ -40,11 +49,17 @@ pub struct Reconciler {
     pub driver: Arc<dyn InstanceDriver>,
     /// Woken when an instance becomes ready.
     pub scheduler: Arc<Scheduler>,
+    /// Where dropped agent messages are counted.
+    pub metrics: Metrics,
 }
+
+/// The live session of each instance, as the watch feed announced them.
+type Sessions = HashMap<InstanceId, u64>;
 
 impl Reconciler {
     /// Applies relay events and sweeps periodically until `cancel`.
     pub async fn run(self, mut events: mpsc::Receiver<AgentEvent>, cancel: CancellationToken) {
+        let mut sessions = Sessions::new();
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -52,7 +67,7 @@ impl Reconciler {
                 () = cancel.cancelled() => return,
                 event = events.recv() => {
                     let Some(event) = event else { return };
-                    if let Err(e) = self.apply(event).await {
+                    if let Err(e) = self.apply(event, &mut sessions).await {
                         tracing::warn!(error = %crate::error_chain(&e), "could not apply a relay event");
                     }
                 }
@@ -68,26 +83,76 @@ impl Reconciler {
         }
     }
 
-    async fn apply(&self, event: AgentEvent) -> Result<(), DbError> {
+    async fn apply(&self, event: AgentEvent, sessions: &mut Sessions) -> Result<(), DbError> {
         match event {
             AgentEvent::Connected {
                 instance,
+                session,
                 inventory,
-                ..
-            } => self.connected(&instance, &inventory).await,
-            AgentEvent::Disconnected { instance, .. } => self
-                .store
-                .update_instance_status(
-                    &instance,
-                    InstanceStatus::Ready,
-                    InstanceStatus::Unreachable,
-                    Some("its agent disconnected"),
-                )
-                .await
-                .map(|_| ())
-                .or_else(ignore_not_found),
-            AgentEvent::Container { event, .. } => self.container_event(event).await,
+            } => {
+                sessions.insert(instance.clone(), session);
+                self.connected(&instance, &inventory).await
+            }
+            AgentEvent::Disconnected {
+                instance,
+                session,
+                reason,
+            } => {
+                if let Some(live) = sessions.get(&instance)
+                    && *live != session
+                {
+                    // The newer session that replaced this one still runs.
+                    tracing::debug!(instance_id = %instance, session, live, %reason, "a replaced agent session ended");
+                    return Ok(());
+                }
+                sessions.remove(&instance);
+                self.store
+                    .update_instance_status(
+                        &instance,
+                        InstanceStatus::Ready,
+                        InstanceStatus::Unreachable,
+                        Some("its agent disconnected"),
+                    )
+                    .await
+                    .map(|_| ())
+                    .or_else(ignore_not_found)
+            }
+            AgentEvent::Container { instance, event } => {
+                self.container_event(&instance, event).await
+            }
+            AgentEvent::Violation {
+                instance,
+                session,
+                kind,
+                count,
+                detail,
+            } => {
+                self.violation(&instance, kind, count, &detail, Some(session));
+                Ok(())
+            }
         }
+    }
+
+    /// Counts and logs messages of `instance`'s agent that were dropped
+    /// because they named what the instance is not entitled to.
+    fn violation(
+        &self,
+        instance: &InstanceId,
+        kind: Violation,
+        count: u64,
+        detail: &str,
+        session: Option<u64>,
+    ) {
+        tracing::warn!(
+            security_event = "agent_scope_violation",
+            instance_id = %instance,
+            session_id = session,
+            kind = kind.as_str(),
+            count,
+            %detail,
+            "security: dropped agent messages outside their instance's scope"
+        );
+        self.metrics.agent_scope_violations(kind, count);
     }
 
     async fn connected(
@@ -161,6 +226,20 @@ impl Reconciler {
         }
         for id in reported.keys() {
             if !known.contains(id) {
+                match self.store.get_container(*id).await {
+                    // Bound here since the list above was read.
+                    Ok(other) if other.instance_id.as_ref() == Some(instance) => continue,
+                    Ok(other) => {
+                        let detail = format!(
+                            "its inventory names container {id} of project {}, not on this instance",
+                            other.project_id
+                        );
+                        self.violation(instance, Violation::Inventory, 1, &detail, None);
+                        continue;
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
                 // No API call asked for this: it gets its own request id.
                 let request_id = RequestId::generate();
                 tracing::warn!(%request_id, instance_id = %instance, container_id = %id, "removing an orphan container");
@@ -198,13 +277,33 @@ impl Reconciler {
         }))
     }
 
-    async fn container_event(&self, event: ContainerEvent) -> Result<(), DbError> {
+    async fn container_event(
+        &self,
+        instance: &InstanceId,
+        event: ContainerEvent,
+    ) -> Result<(), DbError> {
         let id = event.container;
         let container = match self.store.get_container(id).await {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
+        // Only the agent of the container's own instance, in the
+        // container's own project, speaks for it.
+        let entitled = container.instance_id.as_ref() == Some(instance)
+            && match self.store.get_instance(instance).await {
+                Ok(record) => record.project_id == container.project_id,
+                Err(e) if e.kind() == ErrorKind::NotFound => false,
+                Err(e) => return Err(e),
+            };
+        if !entitled {
+            let detail = format!(
+                "a {:?} event about container {id} of project {}, not on this instance",
+                event.action, container.project_id
+            );
+            self.violation(instance, Violation::ContainerEvent, 1, &detail, None);
+            return Ok(());
+        }
         if event.action == EngineAction::Destroy {
             if container.status == ContainerStatus::Deleting || container.spec.auto_remove {
                 return self

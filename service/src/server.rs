@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agents::{AgentEvent, AgentLink};
-use crate::api::{ApiConfig, ApiMetrics, ApiState};
+use crate::api::{ApiConfig, ApiState};
 use crate::app::App;
 use crate::auth::Authenticate;
 use crate::ca::ServicePki;
@@ -20,6 +20,7 @@ use crate::config::{AuthConfig, ServiceConfig};
 use crate::db::Store;
 use crate::driver::{DriverConfig, DriverError, InstanceDriver, LocalDriver, NOVA_NOT_BUILT};
 use crate::images::ProjectImages;
+use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
 use crate::relay_link::RelayLink;
 use crate::scheduler::{Scheduler, SchedulerSettings};
@@ -258,6 +259,8 @@ pub struct CoreParts {
     pub tokens: Arc<dyn TokenStore>,
     /// How instances are booted and containers placed.
     pub settings: SchedulerSettings,
+    /// The registry `/metrics` renders.
+    pub metrics: Metrics,
 }
 
 /// Starts the scheduler and the reconciler on `tasks` (both stop when
@@ -273,6 +276,7 @@ pub fn start_core(parts: CoreParts, tasks: &TaskTracker, cancel: &CancellationTo
         images,
         tokens,
         settings,
+        metrics,
     } = parts;
     let scheduler = Scheduler::new(
         store.clone(),
@@ -289,6 +293,7 @@ pub fn start_core(parts: CoreParts, tasks: &TaskTracker, cancel: &CancellationTo
         agents: agents.clone(),
         driver,
         scheduler: scheduler.clone(),
+        metrics,
     };
     tasks.spawn(reconciler.run(events, cancel.clone()));
     App::new(store, agents, scheduler, images)
@@ -389,6 +394,7 @@ pub async fn run(
         ca_pem: pki.ca.certificate_pem().to_owned(),
         agent_source,
     };
+    let metrics = Metrics::new();
     let app = start_core(
         CoreParts {
             store: store.clone(),
@@ -398,6 +404,7 @@ pub async fn run(
             images,
             tokens,
             settings,
+            metrics: metrics.clone(),
         },
         &tasks,
         &cancel,
@@ -412,7 +419,7 @@ pub async fn run(
             keystone_uri: None,
             agent_binary,
         },
-        ApiMetrics::new(),
+        metrics,
     );
     let api_addr = listeners.api.local_addr().map_err(ServeError::Listener)?;
     tracing::info!(api = %api_addr, relay = %relay_dial, advertise = %advertise, "nest-service serving");

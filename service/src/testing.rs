@@ -425,8 +425,10 @@ impl FakeAgents {
         answer(&mut state)
     }
 
-    /// Sends `events` to every open watch feed, in order.
-    async fn announce(&self, events: Vec<AgentEvent>) {
+    /// Sends `events` to every open watch feed, in order, as the relay
+    /// would pass them on from agents (tests use it to play an agent that
+    /// says what it should not).
+    pub async fn announce(&self, events: Vec<AgentEvent>) {
         if events.is_empty() {
             return;
         }
@@ -1227,6 +1229,7 @@ pub struct TestService {
     driver: Arc<FakeDriver>,
     /// The reconciler's event queue, to see when it has taken every event.
     events: mpsc::Sender<AgentEvent>,
+    metrics: crate::metrics::Metrics,
     cancel: CancellationToken,
     tasks: TaskTracker,
     dir: tempfile::TempDir,
@@ -1274,6 +1277,7 @@ impl TestService {
             events_tx.clone(),
             cancel.clone(),
         ));
+        let metrics = crate::metrics::Metrics::new();
         let app = crate::server::start_core(
             crate::server::CoreParts {
                 store: store.clone(),
@@ -1283,6 +1287,7 @@ impl TestService {
                 images,
                 tokens,
                 settings,
+                metrics: metrics.clone(),
             },
             &tasks,
             &cancel,
@@ -1293,6 +1298,7 @@ impl TestService {
             agents,
             driver,
             events: events_tx,
+            metrics,
             cancel,
             tasks,
             dir,
@@ -1317,6 +1323,11 @@ impl TestService {
     /// Its instance driver.
     pub fn driver(&self) -> &Arc<FakeDriver> {
         &self.driver
+    }
+
+    /// Its metrics registry, as `/metrics` would render it.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Its scratch directory (the database, stored images).

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth;
 use super::hub::{Hub, SigningSubject};
-use super::session::{SESSION_OUTBOUND_CAPACITY, Session};
+use super::session::{SESSION_OUTBOUND_CAPACITY, Session, Violation};
 use crate::convert::WireErrorKind;
 use crate::identity::Role;
 use crate::proto::agent_relay_server::AgentRelay;
@@ -194,6 +194,7 @@ async fn run_session(
                 });
                 // A full queue already tells the agent we are alive.
                 let _ = session.outbound_try(beat);
+                report_violations(&hub, &session, session.pending_violations());
             }
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
@@ -206,7 +207,19 @@ async fn run_session(
         }
     };
     tracing::info!(instance_id = %session.instance, session_id = session.id, %reason, "agent session ended");
+    report_violations(&hub, &session, session.pending_violations());
     hub.unregister(&session, &reason);
+}
+
+/// Tells the watchers (the service, which counts them) what the relay
+/// dropped from this session.
+fn report_violations(hub: &Hub, session: &Session, reports: Vec<proto::AgentViolation>) {
+    for report in reports {
+        hub.publish(
+            &session.instance,
+            proto::watch_event::Kind::Violation(report),
+        );
+    }
 }
 
 fn handle_message(
@@ -231,7 +244,14 @@ fn handle_message(
                     Err(nest_core::ErrorKind::Internal.error("agent sent a result with no outcome"))
                 }
             };
-            session.complete(result.command_id, outcome);
+            if !session.complete(result.command_id, outcome) {
+                let detail = format!("a result for command {}, never sent", result.command_id);
+                report_violations(
+                    hub,
+                    session,
+                    session.violation(Violation::CommandResult, detail),
+                );
+            }
         }
         agent_message::Kind::Event(event) => {
             hub.publish(
@@ -254,10 +274,24 @@ fn handle_message(
                 session.drop_stream(frame.stream_id);
                 return;
             }
-            session.route_frame(frame.stream_id, output);
+            if !session.route_frame(frame.stream_id, output) {
+                let detail = format!("a frame on stream {}, never opened", frame.stream_id);
+                report_violations(
+                    hub,
+                    session,
+                    session.violation(Violation::StreamFrame, detail),
+                );
+            }
         }
         agent_message::Kind::Credit(credit) => {
-            session.add_input_credit(credit.stream_id, credit.frames);
+            if !session.add_input_credit(credit.stream_id, credit.frames) {
+                let detail = format!("credit for stream {}, never opened", credit.stream_id);
+                report_violations(
+                    hub,
+                    session,
+                    session.violation(Violation::StreamFrame, detail),
+                );
+            }
         }
         agent_message::Kind::Renew(renew) => {
             // Signing takes a round trip to the service: off the reader task.

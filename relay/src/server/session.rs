@@ -4,7 +4,7 @@
 //! The session's reader task (in `agent_service.rs`) is the only writer of
 //! results and stream frames; callers only register and wait.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,35 @@ pub(crate) const MAX_STREAMS_PER_SESSION: usize = 256;
 /// Frames a stream's route buffers: the agent's window plus room for the
 /// final end or error frame, so a well-behaved agent never overflows it.
 const STREAM_ROUTE_CAPACITY: usize = STREAM_WINDOW_FRAMES as usize + 2;
+/// Shortest time between two reports of one session's violations, so an
+/// agent that floods them cannot flood the watch feed with them.
+const VIOLATION_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What an agent sent that names something its session was never given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Violation {
+    /// A stream frame or credit for a stream id never opened.
+    StreamFrame,
+    /// A result for a command id never sent.
+    CommandResult,
+}
+
+impl Violation {
+    /// The word the watch feed carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StreamFrame => "stream_frame",
+            Self::CommandResult => "command_result",
+        }
+    }
+}
+
+/// Violations not yet reported, and when they last were.
+#[derive(Default)]
+struct Violations {
+    pending: BTreeMap<Violation, (u64, String)>,
+    last_report: Option<tokio::time::Instant>,
+}
 
 /// The outcome of a command, as the agent reported it.
 pub(crate) type CommandOutcome = Result<proto::CommandOutput, proto::Error>;
@@ -59,6 +88,7 @@ pub(crate) struct Session {
     pending: Mutex<HashMap<u64, oneshot::Sender<CommandOutcome>>>,
     streams: Mutex<HashMap<u64, StreamRoute>>,
     next_id: AtomicU64,
+    violations: Mutex<Violations>,
     in_flight: Semaphore,
     /// Cancelled when the session ends, for whatever reason.
     pub cancel: CancellationToken,
@@ -127,6 +157,7 @@ impl Session {
             pending: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            violations: Mutex::new(Violations::default()),
             in_flight: Semaphore::new(MAX_COMMANDS_IN_FLIGHT),
             cancel: CancellationToken::new(),
         }
@@ -134,6 +165,59 @@ impl Session {
 
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether this session ever handed out `id` (to a command or a
+    /// stream); ids start at 1 and only grow.
+    fn issued(&self, id: u64) -> bool {
+        id != 0 && id < self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Records a message the agent had no right to send. It is logged as a
+    /// security event here; the returned reports (at most one per
+    /// [`VIOLATION_REPORT_INTERVAL`]) are for the watch feed.
+    pub fn violation(&self, kind: Violation, detail: String) -> Vec<proto::AgentViolation> {
+        tracing::warn!(
+            security_event = "agent_scope_violation",
+            instance_id = %self.instance,
+            session_id = self.id,
+            kind = kind.as_str(),
+            %detail,
+            "security: dropped an agent message outside its session's scope"
+        );
+        let mut violations = lock(&self.violations);
+        let entry = violations.pending.entry(kind).or_insert((0, detail));
+        entry.0 += 1;
+        let due = violations
+            .last_report
+            .is_none_or(|at| at.elapsed() >= VIOLATION_REPORT_INTERVAL);
+        if due {
+            Self::take_reports(self.id, &mut violations)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Violations not reported yet (on a timer, and when the session ends).
+    pub fn pending_violations(&self) -> Vec<proto::AgentViolation> {
+        let mut violations = lock(&self.violations);
+        if violations.pending.is_empty() {
+            return Vec::new();
+        }
+        Self::take_reports(self.id, &mut violations)
+    }
+
+    fn take_reports(session: u64, violations: &mut Violations) -> Vec<proto::AgentViolation> {
+        violations.last_report = Some(tokio::time::Instant::now());
+        std::mem::take(&mut violations.pending)
+            .into_iter()
+            .map(|(kind, (count, detail))| proto::AgentViolation {
+                session_id: session,
+                kind: kind.as_str().to_owned(),
+                count,
+                detail,
+            })
+            .collect()
     }
 
     /// Queues a message to the agent, waiting while the queue is full.
@@ -195,13 +279,18 @@ impl Session {
     }
 
     /// Hands a command result from the agent to whoever waits for it.
-    pub fn complete(&self, command_id: u64, outcome: CommandOutcome) {
+    /// Returns `false` when the session never sent that command: the
+    /// result is dropped and the caller reports a violation.
+    pub fn complete(&self, command_id: u64, outcome: CommandOutcome) -> bool {
         if let Some(tx) = lock(&self.pending).remove(&command_id) {
             // The caller may have given up; its result is then moot.
             let _ = tx.send(outcome);
-        } else {
+        } else if self.issued(command_id) {
             tracing::debug!(command_id, "result for a command nobody waits for");
+        } else {
+            return false;
         }
+        true
     }
 
     /// Registers a stream and asks the agent to open it.
@@ -251,14 +340,19 @@ impl Session {
     ///
     /// Never waits: the agent may only send within its credit, so a full
     /// route means the agent broke the protocol and the stream is reset.
-    pub fn route_frame(&self, stream_id: u64, output: proto::StreamOutput) {
+    /// Returns `false` for a stream this session never opened: the frame
+    /// is dropped and the caller reports a violation.
+    pub fn route_frame(&self, stream_id: u64, output: proto::StreamOutput) -> bool {
+        if !self.issued(stream_id) {
+            return false;
+        }
         let is_last = matches!(
             output.kind,
             Some(proto::stream_output::Kind::End(_) | proto::stream_output::Kind::Error(_))
         );
         let mut streams = lock(&self.streams);
         let Some(route) = streams.get(&stream_id) else {
-            return; // the reader left; late frames are dropped
+            return true; // the reader left; late frames are dropped
         };
         match route.to_client.try_send(output) {
             Ok(()) if !is_last => {}
@@ -287,6 +381,7 @@ impl Session {
                 self.cancel_stream_later(stream_id);
             }
         }
+        true
     }
 
     /// Tells the agent to stop a stream without waiting for queue space: the
@@ -309,14 +404,19 @@ impl Session {
         }
     }
 
-    /// Credit from the agent for more input frames on a stream.
-    pub fn add_input_credit(&self, stream_id: u64, frames: u32) {
+    /// Credit from the agent for more input frames on a stream; `false`
+    /// for a stream this session never opened.
+    pub fn add_input_credit(&self, stream_id: u64, frames: u32) -> bool {
+        if !self.issued(stream_id) {
+            return false;
+        }
         if let Some(route) = lock(&self.streams).get(&stream_id) {
             // A confused agent must not grant itself unbounded buffering.
             let room = (STREAM_WINDOW_FRAMES as usize * 4)
                 .saturating_sub(route.input_credit.available_permits());
             route.input_credit.add_permits((frames as usize).min(room));
         }
+        true
     }
 
     /// Forgets a stream whose reader is gone.

@@ -377,6 +377,13 @@ pub(super) fn agent_event(event: proto::WatchEvent) -> Option<AgentEvent> {
             session: bye.session_id,
             reason: bye.reason,
         }),
+        watch_event::Kind::Violation(violation) => Some(AgentEvent::Violation {
+            instance,
+            session: violation.session_id,
+            kind: crate::metrics::Violation::from_relay(&violation.kind),
+            count: violation.count,
+            detail: violation.detail,
+        }),
         watch_event::Kind::Container(event) => {
             let container = ContainerId::parse(&event.uuid).ok()?;
             let action = match event.action.as_str() {

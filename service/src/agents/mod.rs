@@ -522,6 +522,20 @@ pub enum AgentEvent {
         /// What happened.
         event: ContainerEvent,
     },
+    /// The relay dropped messages of an agent that named something its
+    /// session was never given (a stream or command it was never sent).
+    Violation {
+        /// The instance whose agent sent them.
+        instance: InstanceId,
+        /// The session that sent them.
+        session: u64,
+        /// What was dropped.
+        kind: crate::metrics::Violation,
+        /// How many, since the relay's last report.
+        count: u64,
+        /// The first of them, in the relay's words.
+        detail: String,
+    },
 }
 
 /// A change of one container on its engine.

@@ -1,17 +1,12 @@
-//! Request metrics and `GET /metrics` (Prometheus text format).
-//!
-//! The recorder is owned by the API state rather than installed globally,
-//! so that two services can run in one test process; `main` may still
-//! install its own global recorder for other modules.
+//! Request metrics and `GET /metrics` (Prometheus text format), over the
+//! service's registry ([`crate::metrics::Metrics`]).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use super::ApiState;
 
@@ -20,40 +15,17 @@ pub const REQUESTS_TOTAL: &str = "nest_api_requests_total";
 /// Histogram (summary) of request durations, seconds, by method and route.
 pub const REQUEST_DURATION: &str = "nest_api_request_duration_seconds";
 
-/// The API's metrics registry.
-#[derive(Clone)]
-pub struct ApiMetrics {
-    recorder: Arc<PrometheusRecorder>,
-}
+/// The API's metrics registry: the service's, which also counts what the
+/// reconciler sees.
+pub type ApiMetrics = crate::metrics::Metrics;
 
-impl Default for ApiMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ApiMetrics {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self {
-            recorder: Arc::new(PrometheusBuilder::new().build_recorder()),
-        }
-    }
-
-    /// The registry in Prometheus text format.
-    pub fn render(&self) -> String {
-        self.recorder.handle().render()
-    }
-
-    fn record(&self, method: String, route: String, status: u16, seconds: f64) {
-        metrics::with_local_recorder(&*self.recorder, || {
-            metrics::counter!(REQUESTS_TOTAL,
-                "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
-            .increment(1);
-            metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route)
-                .record(seconds);
-        });
-    }
+fn record(registry: &ApiMetrics, method: String, route: String, status: u16, seconds: f64) {
+    registry.with(|| {
+        metrics::counter!(REQUESTS_TOTAL,
+            "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+        metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route).record(seconds);
+    });
 }
 
 /// Counts each routed request under its route template (`unmatched` for
@@ -66,7 +38,8 @@ pub async fn track(State(state): State<ApiState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    state.metrics().record(
+    record(
+        state.metrics(),
         method,
         route,
         response.status().as_u16(),

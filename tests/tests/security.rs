@@ -1,0 +1,320 @@
+//! Every agent is its tenant's: end to end through the real nest-service
+//! (embedded relay, `local` driver), a tenant who is root in its instance
+//! takes its agent's real key and certificate and speaks the agent
+//! protocol itself, with the project's own relay client code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use nest_relay::client::ClientTls;
+use nest_relay::proto::{self, agent_message};
+use nest_tests::service::{ALPHA, BETA, ServiceProcess};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+const BOOT: Duration = Duration::from_secs(90);
+/// How long the service may take to count what it dropped.
+const COUNTED: Duration = Duration::from_secs(15);
+/// A stream and command id no session hands out this early.
+const FOREIGN_ID: u64 = 1 << 40;
+
+/// Runs a container for `token`'s project and returns (uuid, instance).
+async fn run(svc: &ServiceProcess, token: &str, image: &str, name: &str) -> (String, String) {
+    let (code, view) = svc
+        .call(
+            token,
+            Method::POST,
+            "/v1/containers?run=true",
+            Some(json!({
+                "image": image,
+                "name": name,
+                "command": ["sh", "-c", format!("echo hello-{name}; exec sleep 1000")],
+                "cpu": 0.1,
+                "memory": "64",
+            })),
+        )
+        .await;
+    assert_eq!(code, 202, "create: {view}");
+    let id = view["uuid"].as_str().expect("uuid").to_owned();
+    let view = svc.wait_status(token, &id, "Running", BOOT).await;
+    let host = view["host"].as_str().expect("host").to_owned();
+    (id, host)
+}
+
+/// What a root user of `instance` can read in it: its agent's TLS material
+/// and where its relay is.
+fn stolen_identity(svc: &ServiceProcess, instance: &str) -> (ClientTls, String) {
+    let root = svc.instances_dir().join(instance).join("root");
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    };
+    let config = read(&root.join("etc/nest/agent.toml"));
+    let relay_addr = config
+        .lines()
+        .find_map(|l| l.strip_prefix("relay_addr = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .expect("agent.toml names its relay");
+    let state = root.join("var/lib/nest-agent");
+    let tls = ClientTls {
+        ca_pem: read(&root.join("etc/nest/ca.pem")),
+        identity: Some((
+            read(&state.join("agent-cert.pem")),
+            read(&state.join("agent-key.pem")),
+        )),
+        server_name: None,
+    };
+    (tls, relay_addr)
+}
+
+/// An agent session played by hand.
+struct RogueAgent {
+    outbound: mpsc::Sender<proto::AgentMessage>,
+    inbound: tonic::Streaming<proto::RelayMessage>,
+}
+
+impl RogueAgent {
+    /// Opens a session with `tls`, saying hello with `inventory`, and waits
+    /// for the relay's acknowledgement.
+    async fn connect(tls: &ClientTls, relay: &str, inventory: Vec<proto::ContainerState>) -> Self {
+        let channel = nest_relay::client::dial(relay, tls)
+            .await
+            .expect("the stolen certificate passes TLS");
+        let mut client = proto::agent_relay_client::AgentRelayClient::new(channel);
+        let (outbound, rx) = mpsc::channel(16);
+        outbound
+            .send(message(agent_message::Kind::Hello(proto::Hello {
+                protocol_version: nest_relay::version::PROTOCOL_VERSION,
+                agent_version: "rogue".into(),
+                inventory,
+                ..Default::default()
+            })))
+            .await
+            .expect("queue hello");
+        let mut inbound = client
+            .connect(ReceiverStream::new(rx))
+            .await
+            .expect("the relay takes the session")
+            .into_inner();
+        let ack = inbound.message().await.expect("an answer");
+        assert!(
+            matches!(
+                ack.and_then(|m| m.kind),
+                Some(proto::relay_message::Kind::HelloAck(_))
+            ),
+            "the session starts"
+        );
+        Self { outbound, inbound }
+    }
+
+    async fn send(&self, kind: agent_message::Kind) {
+        self.outbound.send(message(kind)).await.expect("queue");
+    }
+}
+
+fn message(kind: agent_message::Kind) -> proto::AgentMessage {
+    proto::AgentMessage { kind: Some(kind) }
+}
+
+fn state(uuid: &str, status: &str, exit_code: i64) -> proto::ContainerState {
+    proto::ContainerState {
+        uuid: uuid.to_owned(),
+        docker_id: "0123456789ab".into(),
+        status: status.into(),
+        running: status == "running",
+        exit_code,
+        ..Default::default()
+    }
+}
+
+/// The service's `nest_agent_scope_violations_total`, by kind.
+async fn violations(svc: &ServiceProcess) -> BTreeMap<String, u64> {
+    let text = reqwest::get(format!("{}/metrics", svc.url))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("nest_agent_scope_violations_total{kind=\""))
+        .filter_map(|l| {
+            let (kind, rest) = l.split_once("\"} ")?;
+            Some((kind.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+async fn show(svc: &ServiceProcess, token: &str, id: &str) -> Value {
+    let (code, view) = svc
+        .call(token, Method::GET, &format!("/v1/containers/{id}"), None)
+        .await;
+    assert_eq!(code, 200, "{view}");
+    view
+}
+
+async fn host_status(svc: &ServiceProcess, token: &str, host: &str) -> String {
+    let (code, view) = svc
+        .call(token, Method::GET, &format!("/v1/hosts/{host}"), None)
+        .await;
+    assert_eq!(code, 200, "{view}");
+    view["status"].as_str().expect("status").to_owned()
+}
+
+async fn exec_echo(svc: &ServiceProcess, token: &str, id: &str) {
+    let (code, exec) = svc
+        .call(
+            token,
+            Method::POST,
+            &format!("/v1/containers/{id}/execute"),
+            Some(json!({"command": "echo alive"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{exec}");
+    assert_eq!(exec["output"], "alive\n", "{exec}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_agent_cannot_change_another_projects_containers() {
+    let svc = ServiceProcess::start().await;
+    let alpha_image = svc.upload_test_image(ALPHA).await;
+    let beta_image = svc.upload_test_image(BETA).await;
+    let (victim, victim_host) = run(&svc, ALPHA, &alpha_image, "victim").await;
+    let (own, attacker_host) = run(&svc, BETA, &beta_image, "own").await;
+    assert_ne!(victim_host, attacker_host);
+    let before = show(&svc, ALPHA, &victim).await;
+
+    // Beta's tenant, root in its instance, speaks as its agent: its
+    // inventory, events, stream frames and results name alpha's container.
+    let (tls, relay) = stolen_identity(&svc, &attacker_host);
+    let rogue = RogueAgent::connect(
+        &tls,
+        &relay,
+        vec![state(&own, "running", 0), state(&victim, "exited", 137)],
+    )
+    .await;
+    for action in ["die", "destroy"] {
+        rogue
+            .send(agent_message::Kind::Event(proto::ContainerEvent {
+                uuid: victim.clone(),
+                docker_id: "0123456789ab".into(),
+                action: action.into(),
+                exit_code: Some(137),
+                time_nanos: 1,
+                state: (action == "die").then(|| state(&victim, "exited", 137)),
+            }))
+            .await;
+    }
+    rogue
+        .send(agent_message::Kind::Stream(proto::StreamFrame {
+            stream_id: FOREIGN_ID,
+            output: Some(proto::StreamOutput {
+                kind: Some(proto::stream_output::Kind::Chunk(proto::Chunk {
+                    kind: proto::OutputKind::Stdout.into(),
+                    data: b"forged output\n".to_vec(),
+                })),
+            }),
+        }))
+        .await;
+    rogue
+        .send(agent_message::Kind::Result(proto::CommandResult {
+            command_id: FOREIGN_ID,
+            outcome: Some(proto::command_result::Outcome::Output(
+                proto::CommandOutput {
+                    kind: Some(proto::command_output::Kind::Done(proto::Empty {})),
+                },
+            )),
+        }))
+        .await;
+
+    // Every kind is dropped and counted...
+    let counted = nest_tests::eventually(COUNTED, "the dropped messages counted", || async {
+        let counts = violations(&svc).await;
+        let all = [
+            "container_event",
+            "inventory",
+            "stream_frame",
+            "command_result",
+        ];
+        all.iter()
+            .all(|k| counts.get(*k).is_some_and(|n| *n >= 1))
+            .then_some(counts)
+    })
+    .await;
+    assert_eq!(counted.get("container_event"), Some(&2), "{counted:?}");
+    // ... and logged as a security event naming the instance.
+    let log = svc.log_text();
+    let events: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("agent_scope_violation"))
+        .collect();
+    assert!(
+        events.iter().any(|l| l.contains(&attacker_host)),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().all(|l| !l.contains(&victim_host)),
+        "{events:#?}"
+    );
+
+    // Alpha's container keeps its true status, and its instance its
+    // agent: its logs hold nothing forged, and it still answers.
+    drop(rogue);
+    let after = show(&svc, ALPHA, &victim).await;
+    assert_eq!(after["status"], "Running", "{after}");
+    assert_eq!(after["status_reason"], before["status_reason"], "{after}");
+    assert_eq!(host_status(&svc, ALPHA, &victim_host).await, "Ready");
+    let (code, logs) = svc
+        .call(
+            ALPHA,
+            Method::GET,
+            &format!("/v1/containers/{victim}/logs"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{logs}");
+    assert_eq!(logs, Value::String("hello-victim\n".into()));
+    exec_echo(&svc, ALPHA, &victim).await;
+    // Beta's real agent takes its instance back.
+    nest_tests::eventually(BOOT, "beta's agent to answer again", || async {
+        let (code, _) = svc
+            .call(
+                BETA,
+                Method::POST,
+                &format!("/v1/containers/{own}/execute"),
+                Some(json!({"command": "true"})),
+            )
+            .await;
+        (code == 200).then_some(())
+    })
+    .await;
+    let own_view = show(&svc, BETA, &own).await;
+    assert_eq!(own_view["status"], "Running", "{own_view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_connecting_twice_stays_ready() {
+    let svc = ServiceProcess::start().await;
+    let image = svc.upload_test_image(ALPHA).await;
+    let (id, host) = run(&svc, ALPHA, &image, "web").await;
+    let (tls, relay) = stolen_identity(&svc, &host);
+
+    // A second session of the same instance replaces the agent's; the
+    // agent soon replaces it in turn. Each replaced session's end must
+    // leave the instance Ready.
+    let mut second = RogueAgent::connect(&tls, &relay, vec![state(&id, "running", 0)]).await;
+    let replaced = tokio::time::timeout(BOOT, async {
+        while let Some(Ok(Some(_))) = Some(second.inbound.message().await) {}
+    })
+    .await;
+    assert!(replaced.is_ok(), "the real agent takes its session back");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(host_status(&svc, ALPHA, &host).await, "Ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    exec_echo(&svc, ALPHA, &id).await;
+    let view = show(&svc, ALPHA, &id).await;
+    assert_eq!(view["status"], "Running", "{view}");
+}
