@@ -18,6 +18,95 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time given to open sessions and streams to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default time a new connection has to finish its TLS handshake, send
+/// the HTTP/2 preface and start its first request.
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may stay open with no request in flight.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default number of connections one source address may hold.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 256;
+/// Default number of connections the relay holds in all.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// What a peer may hold on the relay before it has proved anything: the
+/// relay listens where every instance, and so every tenant, can reach it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLimits {
+    /// Time from accepting a connection to its first request (TLS
+    /// handshake, HTTP/2 preface and request headers); a connection that
+    /// has not started one by then is closed. Default: 10s.
+    #[serde(default = "default_first_request_timeout")]
+    pub first_request_timeout: HumanDuration,
+    /// Time a connection may stay open with no request in flight (an agent
+    /// session or a watch is one long request, so it never idles); then it
+    /// is closed. Default: 5m.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Connections one source address may hold at once; more are closed
+    /// as soon as they are accepted. Raise it when many instances reach
+    /// the relay through one NAT address. Default: 256.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// Connections the relay holds in all; more are closed as soon as they
+    /// are accepted. Keep it well below the process's open-file limit, so
+    /// that whatever else the process serves (the service's API) always
+    /// has descriptors left. Default: 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            first_request_timeout: default_first_request_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// Adds the problems of these limits to `problems`, under `prefix`
+    /// (`limits.` or `relay.limits.`).
+    pub fn check(&self, prefix: &str, problems: &mut Problems) {
+        let first = self.first_request_timeout.get();
+        problems.require(
+            first >= Duration::from_millis(100) && first <= Duration::from_secs(600),
+            &format!("{prefix}first_request_timeout"),
+            "must be between 100ms and 10m",
+        );
+        problems.require(
+            self.idle_timeout.get() >= Duration::from_secs(1),
+            &format!("{prefix}idle_timeout"),
+            "must be at least 1s",
+        );
+        problems.require(
+            self.max_connections_per_source >= 1,
+            &format!("{prefix}max_connections_per_source"),
+            "must be at least 1",
+        );
+        problems.require(
+            self.max_connections >= self.max_connections_per_source,
+            &format!("{prefix}max_connections"),
+            "must be at least max_connections_per_source",
+        );
+    }
+}
+
+fn default_first_request_timeout() -> HumanDuration {
+    HumanDuration(DEFAULT_FIRST_REQUEST_TIMEOUT)
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(DEFAULT_IDLE_TIMEOUT)
+}
+fn default_max_connections_per_source() -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE
+}
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
 
 /// Settings for `nest-relay`.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -45,6 +134,10 @@ pub struct RelayConfig {
     /// Time given to sessions and streams to finish on SIGTERM. Default: 10s.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
+    /// What unauthenticated peers may hold (`[limits]`). Default: every
+    /// limit's default.
+    #[serde(default)]
+    pub limits: ConnectionLimits,
 }
 
 fn default_listen() -> SocketAddr {
@@ -80,6 +173,7 @@ impl Validate for RelayConfig {
             "command_timeout",
             "must be more than 0s",
         );
+        self.limits.check("limits.", problems);
         problems.require_files([
             ("ca_certificate", self.ca_certificate.as_path()),
             ("certificate", self.certificate.as_path()),

@@ -47,6 +47,7 @@ async fn serve(config: RelayConfig) -> anyhow::Result<()> {
         heartbeat_interval: config.heartbeat_interval.get(),
         command_timeout: config.command_timeout.get(),
         shutdown_grace: config.shutdown_grace.get(),
+        limits: config.limits.clone(),
     };
     server::run(settings, listener, process::shutdown_signal()).await?;
     tracing::info!("relay stopped");

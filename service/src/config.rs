@@ -188,6 +188,11 @@ pub struct RelaySection {
     /// Heartbeat interval on agent sessions. Default: 10s.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: HumanDuration,
+    /// What unauthenticated peers may hold on the embedded relay
+    /// (`[relay.limits]`, the same keys as `nest-relay`'s `[limits]`).
+    /// Default: every limit's default.
+    #[serde(default)]
+    pub limits: nest_relay::config::ConnectionLimits,
 }
 
 impl Default for RelaySection {
@@ -197,6 +202,7 @@ impl Default for RelaySection {
             advertise: None,
             external: None,
             heartbeat_interval: default_heartbeat(),
+            limits: nest_relay::config::ConnectionLimits::default(),
         }
     }
 }
@@ -306,6 +312,7 @@ impl Validate for ServiceConfig {
         if !self.state_dir.is_absolute() {
             problems.push("state_dir", "must be an absolute path");
         }
+        self.relay.limits.check("relay.limits.", problems);
         if let AuthConfig::Keystone(keystone) = &self.auth {
             problems.nested("auth", keystone.as_ref());
         }

@@ -355,6 +355,7 @@ pub async fn run(
             heartbeat_interval: config.relay.heartbeat_interval.get(),
             command_timeout: nest_relay::config::DEFAULT_COMMAND_TIMEOUT,
             shutdown_grace: config.shutdown_grace.get(),
+            limits: config.relay.limits.clone(),
         };
         let relay_cancel = cancel.clone();
         tasks.spawn(async move {

@@ -318,3 +318,186 @@ async fn an_instance_connecting_twice_stays_ready() {
     let view = show(&svc, ALPHA, &id).await;
     assert_eq!(view["status"], "Running", "{view}");
 }
+
+// ---- the relay bounds what unauthenticated peers hold ----
+
+/// The first-request deadline the flood test configures: long enough for
+/// every handshake of the flood to finish before the first is closed.
+const FIRST_REQUEST: Duration = Duration::from_secs(15);
+/// Handshakes the flood runs at once (the machine's cores are few).
+const FLOOD_CONCURRENCY: usize = 64;
+/// Connections the flood holds open.
+const FLOOD: usize = 2_000;
+/// Loopback sources the flood comes from (each under the per-source cap).
+const FLOOD_SOURCES: usize = 8;
+/// The per-source cap the flood test configures.
+const PER_SOURCE: usize = 256;
+
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Raises this process's soft open-file limit to its hard limit: the flood
+/// needs a descriptor per connection, and so does the service it starts.
+fn raise_fd_limit(needed: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+    }
+    assert!(
+        hard >= needed,
+        "the open-file limit ({hard}) is below the {needed} this test needs"
+    );
+}
+
+/// One TLS connection without a client certificate, from `source`, that
+/// never sends anything; returns how long the relay kept it open and
+/// whether its handshake completed.
+async fn silent_connection(
+    source: std::net::Ipv4Addr,
+    relay: std::net::SocketAddr,
+    connector: tokio_rustls::TlsConnector,
+    handshakes: std::sync::Arc<tokio::sync::Semaphore>,
+) -> (Duration, bool) {
+    use tokio::io::AsyncReadExt;
+    let permit = handshakes.acquire_owned().await.expect("semaphore");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::new(source.into(), 0))
+        .expect("bind a loopback source");
+    let tcp = socket.connect(relay).await.expect("TCP connect");
+    let opened = tokio::time::Instant::now();
+    let name = rustls::pki_types::ServerName::try_from(nest_relay::identity::RELAY_SERVER_NAME)
+        .expect("server name");
+    let mut buf = [0u8; 64];
+    let handshake = connector.connect(name, tcp).await;
+    drop(permit);
+    match handshake {
+        Ok(mut tls) => {
+            // Reads end (EOF or error) only when the relay closes it.
+            while let Ok(n) = tls.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            (opened.elapsed(), true)
+        }
+        Err(_) => (opened.elapsed(), false),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_are_closed_within_the_deadline() {
+    raise_fd_limit((FLOOD + PER_SOURCE) as u64 * 2 + 1024);
+    let svc = ServiceProcess::start_with(nest_tests::service::ServiceOptions {
+        extra: format!(
+            "\n[relay.limits]\nfirst_request_timeout = \"{}s\"\nmax_connections_per_source = {PER_SOURCE}\n",
+            FIRST_REQUEST.as_secs()
+        ),
+        ..Default::default()
+    })
+    .await;
+    let image = svc.upload_test_image(ALPHA).await;
+    let (id, host) = run(&svc, ALPHA, &image, "web").await;
+    let (agent_tls, relay) = stolen_identity(&svc, &host);
+    let port: u16 = relay
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("relay port");
+    let relay = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let pid = svc.pid().expect("service pid");
+    let baseline = open_fds(pid);
+
+    let config = nest_relay::tls::client_config(&agent_tls.ca_pem, None).expect("TLS config");
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(FLOOD_CONCURRENCY));
+    let flood_started = tokio::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..FLOOD {
+        let source = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i % FLOOD_SOURCES) as u8);
+        flood.spawn(silent_connection(
+            source,
+            relay,
+            connector.clone(),
+            handshakes.clone(),
+        ));
+    }
+    // A source over its cap gets the rest closed at once.
+    let capped_source = std::net::Ipv4Addr::new(127, 0, 2, 1);
+    let mut capped = tokio::task::JoinSet::new();
+    for _ in 0..PER_SOURCE + 20 {
+        capped.spawn(silent_connection(
+            capped_source,
+            relay,
+            connector.clone(),
+            handshakes.clone(),
+        ));
+    }
+    // Every handshake is done once all permits are free again.
+    nest_tests::eventually(FIRST_REQUEST, "the flood's handshakes", || async {
+        (handshakes.available_permits() == FLOOD_CONCURRENCY && open_fds(pid) > baseline + FLOOD)
+            .then_some(())
+    })
+    .await;
+    let opened_in = flood_started.elapsed();
+
+    // While they are held, the API and a real agent's commands are fine.
+    let held = open_fds(pid);
+    let started = tokio::time::Instant::now();
+    let health = reqwest::get(format!("{}/healthz", svc.url))
+        .await
+        .expect("healthz answers during the flood");
+    assert_eq!(health.status().as_u16(), 200);
+    exec_echo(&svc, ALPHA, &id).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the API and the agent answered in {:?} (the flood opened in {opened_in:?})",
+        started.elapsed()
+    );
+
+    let limit = FIRST_REQUEST + Duration::from_secs(2);
+    let mut handshaken = 0;
+    let all_closed = tokio::time::timeout(limit, async {
+        while let Some(result) = flood.join_next().await {
+            let (open_for, completed) = result.expect("connection task");
+            assert!(open_for <= limit, "a connection stayed open {open_for:?}");
+            handshaken += usize::from(completed);
+        }
+    })
+    .await;
+    assert!(
+        all_closed.is_ok(),
+        "{} connections still open after {limit:?}",
+        flood.len()
+    );
+    assert!(
+        handshaken >= FLOOD * 9 / 10,
+        "only {handshaken} of {FLOOD} handshakes completed"
+    );
+    assert!(
+        held >= baseline + handshaken / 2,
+        "the service held the connections (fds {baseline} -> {held})"
+    );
+    let mut refused_at_once = 0;
+    while let Some(result) = capped.join_next().await {
+        let (open_for, _) = result.expect("connection task");
+        assert!(open_for <= limit, "a connection stayed open {open_for:?}");
+        refused_at_once += usize::from(open_for < Duration::from_secs(1));
+    }
+    assert!(
+        refused_at_once >= 20,
+        "connections over the per-source cap are closed at once ({refused_at_once})"
+    );
+
+    // Every descriptor comes back, and the agent still answers.
+    nest_tests::eventually(Duration::from_secs(10), "fds back to baseline", || async {
+        (open_fds(pid) <= baseline + 2).then_some(())
+    })
+    .await;
+    exec_echo(&svc, ALPHA, &id).await;
+    assert_eq!(host_status(&svc, ALPHA, &host).await, "Ready");
+}

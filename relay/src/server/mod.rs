@@ -11,12 +11,15 @@
 //! - `hub.rs`: live sessions, the watch feed and certificate signers;
 //! - `session.rs`: one agent session: commands in flight and stream routes;
 //! - `agent_service.rs`: enrollment and the agent's `Connect` stream;
-//! - `control_service.rs`: the service's commands, streams, watch, signing.
+//! - `control_service.rs`: the service's commands, streams, watch, signing;
+//! - `limits.rs`: what a peer may hold before it proved anything (caps per
+//!   source and in all, the first-request and idle deadlines).
 
 mod agent_service;
 mod auth;
 mod control_service;
 mod hub;
+mod limits;
 mod session;
 
 use std::future::Future;
@@ -32,11 +35,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::ConnectionLimits;
 use crate::proto::agent_relay_server::AgentRelayServer;
 use crate::proto::relay_control_server::RelayControlServer;
+use limits::{Bounded, Connections};
 
-/// Longest a TLS handshake may take before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest time between two warnings about refused connections.
+const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the gRPC server to pick them up.
 const ACCEPTED_QUEUE: usize = 64;
 /// HTTP/2 keepalive, so a vanished peer's connection is noticed even when
@@ -56,6 +61,8 @@ pub struct RelaySettings {
     pub command_timeout: Duration,
     /// Time sessions and streams get to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// What peers may hold before they proved anything.
+    pub limits: ConnectionLimits,
 }
 
 /// Why the relay server stopped with an error.
@@ -86,10 +93,15 @@ pub async fn run(
     let mut tls = settings.tls;
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let connections = Connections::new(&settings.limits);
     let (accepted_tx, accepted_rx) = mpsc::channel(ACCEPTED_QUEUE);
     tasks.spawn(accept_loop(
-        listener,
-        acceptor,
+        Door {
+            listener,
+            acceptor,
+            connections: connections.clone(),
+            handshake_timeout: settings.limits.first_request_timeout.get(),
+        },
         accepted_tx,
         tasks.clone(),
         cancel.clone(),
@@ -111,6 +123,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true)
+        .layer(limits::TrackRequests { connections })
         .add_service(
             AgentRelayServer::new(agents)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -155,21 +168,32 @@ pub async fn run(
     served.map_err(ServeError::Grpc)
 }
 
-/// Accepts TCP connections and completes their TLS handshakes off the
-/// accept path, so one slow client cannot hold up the others.
-async fn accept_loop(
+/// How connections get in: the listener, TLS, and the caps they are
+/// admitted against.
+struct Door {
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    accepted: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
+    connections: Arc<Connections>,
+    handshake_timeout: Duration,
+}
+
+/// Accepts TCP connections, admits them against the caps, and completes
+/// their TLS handshakes off the accept path, so one slow client cannot
+/// hold up the others.
+async fn accept_loop(
+    door: Door,
+    accepted: mpsc::Sender<Result<TlsStream<Bounded<TcpStream>>, std::io::Error>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
 ) {
     let mut failures =
         nest_core::backoff::Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+    let mut refused = 0u64;
+    let mut last_warned: Option<tokio::time::Instant> = None;
     loop {
         let accepted_conn = tokio::select! {
             () = cancel.cancelled() => return,
-            conn = listener.accept() => conn,
+            conn = door.listener.accept() => conn,
         };
         let (tcp, peer) = match accepted_conn {
             Ok(conn) => {
@@ -183,12 +207,31 @@ async fn accept_loop(
                 continue;
             }
         };
+        let admission = match door.connections.admit(peer) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                // Dropping the socket closes it at once.
+                drop(tcp);
+                refused += 1;
+                tracing::debug!(%peer, reason = %refusal, "connection refused");
+                if last_warned.is_none_or(|at| at.elapsed() >= REFUSAL_WARN_INTERVAL) {
+                    tracing::warn!(%peer, reason = %refusal, refused, "refusing connections over the relay's limits");
+                    last_warned = Some(tokio::time::Instant::now());
+                    refused = 0;
+                }
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let tcp = Bounded::new(tcp, admission);
+        let acceptor = door.acceptor.clone();
         let accepted = accepted.clone();
         let cancel = cancel.clone();
+        let handshake_timeout = door.handshake_timeout;
         tasks.spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            // The socket's own deadline bounds the handshake too; this
+            // timeout only names the failure.
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
             let stream = tokio::select! {
                 () = cancel.cancelled() => return,
                 result = handshake => result,
