@@ -12,6 +12,7 @@
 //! - [`hosts`]: instances shown as Zun hosts;
 //! - [`images`]: Nest's stored images (`/v1/nest/images`);
 //! - [`quotas`]: the limits that bound a project (Nova's);
+//! - [`queries`]: the query strings a client writes;
 //! - [`docker`]: client certificates for the Docker endpoint
 //!   (`/v1/nest/docker/certificates`);
 //! - [`versions`]: the version documents at `/` and `/v1`;
@@ -30,6 +31,7 @@ pub mod exec;
 pub mod hosts;
 pub mod images;
 pub mod inspect;
+pub mod queries;
 pub mod quotas;
 pub mod values;
 pub mod versions;
@@ -47,6 +49,10 @@ pub use exec::ExecView;
 pub use hosts::{HostCollection, HostView};
 pub use images::{ImageCollection, ImageView};
 pub use inspect::{StatsView, TopView};
+pub use queries::{
+    ConsoleExit, DeleteContainerQuery, ExecResizeQuery, ExecuteQuery, KillQuery, ListContainersQuery,
+    LogsQuery, QuotaQuery, ResizeQuery, TimeoutQuery, UploadImageQuery,
+};
 pub use quotas::{QuotaSetView, QuotaUsage, QuotaUsagesView};
 pub use values::{Flag, IntegerOrString, Lenient, NumberOrString};
 pub use versions::{DocLink, MediaType, RootDocument, V1Document, VersionEntry};
