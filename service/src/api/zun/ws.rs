@@ -12,16 +12,21 @@
 //! `{"resize": {"w": W, "h": H}}` resizes the terminal; any other text
 //! frame is input. No Docker socket is ever exposed: the backend pipes the
 //! session through the relay. Output of every stream (stdout, stderr, tty)
-//! goes to the client as binary frames; the exit code and errors are not
-//! sent, the session's end closes the websocket.
+//! goes to the client as binary frames; the session's end closes the
+//! websocket. Nest extension: when the process exited, the close frame's
+//! reason is `{"exit_code": N}` (code 1000); when the session failed, it is
+//! the failure (code 1011). Clients that ignore close reasons (zunclient)
+//! see an ordinary close.
 
 use axum::extract::State;
 use axum::extract::ws::{
-    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code,
+    rejection::WebSocketUpgradeRejection,
 };
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use bytes::Bytes;
+use nest_api_types::zun::ConsoleExit;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -212,6 +217,8 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
     // the socket is not read again until it is, so a session that is busy
     // writing output never deadlocks against a client that is typing.
     let mut pending: Option<ConsoleInput> = None;
+    // How the session ended, told in the close frame.
+    let mut ending: Option<CloseFrame> = None;
     loop {
         tokio::select! {
             result = &mut run => {
@@ -220,22 +227,18 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
                 }
                 // Flush what the session wrote before it ended.
                 while let Ok(frame) = output_rx.try_recv() {
-                    if let Some(chunk) = frame.data()
-                        && socket.send(Message::Binary(chunk.clone())).await.is_err()
-                    {
+                    if forward(&mut socket, &frame, &mut ending).await.is_err() {
                         return;
                     }
                 }
-                let _ = socket.send(Message::Close(None)).await;
+                let _ = socket.send(Message::Close(ending)).await;
                 return;
             }
             frame = output_rx.recv() => match frame {
                 // The exit code and errors end the session, which closes
-                // the socket below; only output bytes reach the client.
+                // the socket below with them as the reason.
                 Some(frame) => {
-                    if let Some(chunk) = frame.data()
-                        && socket.send(Message::Binary(chunk.clone())).await.is_err()
-                    {
+                    if forward(&mut socket, &frame, &mut ending).await.is_err() {
                         return;
                     }
                 }
@@ -244,7 +247,7 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
                     if let Err(error) = (&mut run).await {
                         tracing::warn!(error = %error, "console session failed");
                     }
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = socket.send(Message::Close(ending)).await;
                     return;
                 }
             },
@@ -270,6 +273,50 @@ async fn pump(mut socket: WebSocket, session: Box<dyn ConsoleSession>) {
     }
 }
 
+/// Sends output bytes to the client; keeps an exit code or a failure for
+/// the close frame.
+async fn forward(
+    socket: &mut WebSocket,
+    frame: &ConsoleOutput,
+    ending: &mut Option<CloseFrame>,
+) -> Result<(), axum::Error> {
+    match frame {
+        ConsoleOutput::Exit(code) => *ending = Some(exit_frame(*code)),
+        ConsoleOutput::Error { message, .. } => {
+            *ending = Some(CloseFrame {
+                code: close_code::ERROR,
+                reason: close_reason(message).into(),
+            });
+        }
+        _ => {
+            if let Some(chunk) = frame.data() {
+                socket.send(Message::Binary(chunk.clone())).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn exit_frame(exit_code: i64) -> CloseFrame {
+    let reason = serde_json::to_string(&ConsoleExit { exit_code })
+        .unwrap_or_else(|_| format!("{{\"exit_code\": {exit_code}}}"));
+    CloseFrame {
+        code: close_code::NORMAL,
+        reason: reason.into(),
+    }
+}
+
+/// A close reason is at most 123 bytes (RFC 6455 §5.5); cut on a
+/// character boundary.
+fn close_reason(message: &str) -> String {
+    const MAX: usize = 123;
+    let mut end = message.len().min(MAX);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_owned()
+}
+
 /// Waits for room in the session's input; `None` once it stopped reading.
 async fn reserve(
     input: Option<mpsc::Sender<ConsoleInput>>,
@@ -280,6 +327,16 @@ async fn reserve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_close_frame_carries_the_exit_code_and_fits_the_limit() {
+        let frame = exit_frame(42);
+        assert_eq!(frame.code, close_code::NORMAL);
+        let exit: ConsoleExit = serde_json::from_str(frame.reason.as_str()).expect("json");
+        assert_eq!(exit.exit_code, 42);
+        let long = "é".repeat(100);
+        assert!(close_reason(&long).len() <= 123);
+    }
 
     #[test]
     fn resize_frames_are_recognised_and_other_text_is_input() {
