@@ -50,8 +50,8 @@ pub use hosts::{HostCollection, HostView};
 pub use images::{ImageCollection, ImageView};
 pub use inspect::{StatsView, TopView};
 pub use queries::{
-    ConsoleExit, DeleteContainerQuery, ExecResizeQuery, ExecuteQuery, KillQuery, ListContainersQuery,
-    LogsQuery, QuotaQuery, ResizeQuery, TimeoutQuery, UploadImageQuery,
+    ConsoleExit, DeleteContainerQuery, ExecResizeQuery, ExecuteQuery, KillQuery,
+    ListContainersQuery, LogsQuery, QuotaQuery, ResizeQuery, TimeoutQuery, UploadImageQuery,
 };
 pub use quotas::{QuotaSetView, QuotaUsage, QuotaUsagesView};
 pub use values::{Flag, IntegerOrString, Lenient, NumberOrString};
