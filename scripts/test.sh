@@ -26,7 +26,7 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nest-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-packages=(docker.io busybox-static cloud-init python3-yaml iproute2 tar)
+packages=(docker.io busybox-static cloud-init python3-yaml iproute2 tar openssh-server openssh-client tmux)
 if [ "${NEST_SKIP_INSTALL:-0}" != 1 ]; then
   missing=()
   for p in "${packages[@]}"; do
