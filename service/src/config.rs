@@ -19,6 +19,10 @@ use crate::driver::{DriverConfig, NOVA_NOT_BUILT};
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest";
 /// Default API address: Zun's port, loopback only.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9517";
+/// Default tries of a create that fails in a way a retry can help.
+pub const DEFAULT_CREATE_ATTEMPTS: u32 = 5;
+/// Default wait after a create's first failed try.
+pub const DEFAULT_CREATE_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// Default embedded relay address.
 pub const DEFAULT_RELAY_LISTEN: &str = "0.0.0.0:7443";
 /// Default time an empty instance is kept before it is deleted.
@@ -237,6 +241,15 @@ pub struct SchedulerConfig {
     /// ignores it. Default: none.
     #[serde(default)]
     pub network: Option<String>,
+    /// Tries a create gets when its image cannot be pulled or its agent
+    /// does not answer, before the container ends in `Error` with the
+    /// engine's reason. Default: 5.
+    #[serde(default = "default_create_attempts")]
+    pub create_attempts: u32,
+    /// Wait after a create's first failed try; it doubles after each
+    /// further one, up to 1m. Default: 5s.
+    #[serde(default = "default_create_retry_delay")]
+    pub create_retry_delay: HumanDuration,
 }
 
 impl Default for SchedulerConfig {
@@ -249,8 +262,17 @@ impl Default for SchedulerConfig {
             flavor: None,
             image: None,
             network: None,
+            create_attempts: DEFAULT_CREATE_ATTEMPTS,
+            create_retry_delay: default_create_retry_delay(),
         }
     }
+}
+
+fn default_create_attempts() -> u32 {
+    DEFAULT_CREATE_ATTEMPTS
+}
+fn default_create_retry_delay() -> HumanDuration {
+    HumanDuration(DEFAULT_CREATE_RETRY_DELAY)
 }
 
 fn default_state_dir() -> PathBuf {
@@ -354,6 +376,9 @@ impl Validate for ServiceConfig {
                 "\"download\" needs api.public_url to be an https:// URL \
                  (cloud-init only fetches the agent over HTTPS)",
             );
+        }
+        if self.scheduler.create_attempts == 0 {
+            problems.push("scheduler.create_attempts", "must be at least 1");
         }
         if self.scheduler.max_boots_per_project == 0 {
             problems.push("scheduler.max_boots_per_project", "must be at least 1");

@@ -383,6 +383,8 @@ pub async fn run(
     let images = Arc::new(ProjectImages::new(images_root));
     let settings = SchedulerSettings {
         max_boots_per_project: config.scheduler.max_boots_per_project,
+        create_attempts: config.scheduler.create_attempts,
+        create_retry_delay: config.scheduler.create_retry_delay.get(),
         boot_timeout: config.scheduler.boot_timeout.get(),
         idle_timeout: config.scheduler.idle_timeout.get(),
         warm_pool: config.scheduler.warm_pool,

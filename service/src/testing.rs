@@ -1212,6 +1212,8 @@ pub fn test_settings(ca_pem: String) -> SchedulerSettings {
         relay_advertise: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9),
         ca_pem,
         agent_source: nest_cloud_init::AgentSource::default(),
+        create_attempts: 5,
+        create_retry_delay: Duration::from_millis(50),
     }
 }
 

@@ -96,6 +96,8 @@ pub struct ServiceOptions {
     pub public_url: Option<String>,
     /// TOML appended to the config (extra sections such as `[agent]`).
     pub extra: String,
+    /// TOML lines added to the `[scheduler]` section.
+    pub scheduler_extra: String,
     /// The `[auth]` section's body instead of the dev tokens in [`TOKENS`]
     /// (e.g. Keystone settings).
     pub auth: Option<String>,
@@ -111,6 +113,7 @@ impl Default for ServiceOptions {
             external_relay: None,
             public_url: None,
             extra: String::new(),
+            scheduler_extra: String::new(),
             auth: None,
         }
     }
@@ -171,7 +174,7 @@ impl ServiceProcess {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n{public_url}\n[relay]\n{relay}\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n{extra}\n",
+                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n{public_url}\n[relay]\n{relay}\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n{scheduler_extra}\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n{extra}\n",
                 state = state.path().join("state").display(),
                 idle = options.idle_timeout,
                 boots = options.max_boots_per_project,
@@ -182,6 +185,7 @@ impl ServiceProcess {
                     .map(|u| format!("public_url = \"{u}\"\n"))
                     .unwrap_or_default(),
                 extra = options.extra,
+                scheduler_extra = options.scheduler_extra,
                 bridge = network.bridge,
                 subnet = network.subnet,
                 id = &network.bridge[3..],

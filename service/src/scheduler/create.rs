@@ -4,13 +4,22 @@
 //! asked for the container, and a create whose answer was lost (the agent
 //! already has the container) is adopted. At most one create per container
 //! is in flight.
+//!
+//! A create that fails in a way a retry can help (the registry is
+//! unreachable, the agent did not answer) is tried again after a growing
+//! wait, at most `create_attempts` times; meanwhile its status reason says
+//! what it waits for, and after the last try it ends in `Error` with the
+//! engine's reason. Other failures end in `Error` at once.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nest_core::ErrorKind;
+use nest_core::backoff::Backoff;
+use tokio::time::Instant;
 
-use super::{PassError, Scheduler, lock};
+use super::{CREATE_RETRY_MAX, PassError, Scheduler, lock};
 use crate::agents::{AgentError, AgentLink, CreateRequest, EngineState};
 use crate::db::{DbError, Store};
 use crate::domain::ActionKind;
@@ -30,6 +39,8 @@ impl Scheduler {
             .into_iter()
             .filter(|c| c.instance_id.is_some())
             .collect();
+        let live: HashSet<ContainerId> = waiting.iter().map(|c| c.id).collect();
+        self.create_tries.retain(&live);
         let mut ready: BTreeMap<InstanceId, bool> = BTreeMap::new();
         for container in waiting {
             let Some(instance) = container.instance_id.clone() else {
@@ -47,7 +58,10 @@ impl Scheduler {
                     r
                 }
             };
-            if !is_ready || !lock(&self.creating).insert(container.id) {
+            if !is_ready
+                || !self.create_tries.due(container.id)
+                || !lock(&self.creating).insert(container.id)
+            {
                 continue;
             }
             let this = Arc::clone(self);
@@ -56,6 +70,7 @@ impl Scheduler {
                     &this.store,
                     this.agents.as_ref(),
                     &this.images,
+                    &this.create_tries,
                     &container,
                     &instance,
                 )
@@ -65,6 +80,112 @@ impl Scheduler {
             });
         }
         Ok(())
+    }
+}
+
+/// The failed tries of creates still being retried.
+pub(super) struct CreateTries {
+    max: u32,
+    first_delay: Duration,
+    tries: Mutex<HashMap<ContainerId, Tries>>,
+}
+
+struct Tries {
+    failed: u32,
+    backoff: Backoff,
+    not_before: Instant,
+}
+
+/// What to do after a try failed in a way a retry can help.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Try again after `after`; `failed` of `of` tries have failed.
+    Retry {
+        failed: u32,
+        of: u32,
+        after: Duration,
+    },
+    /// Every try failed.
+    GiveUp { tries: u32 },
+}
+
+impl CreateTries {
+    pub(super) fn new(max: u32, first_delay: Duration) -> Self {
+        Self {
+            max: max.max(1),
+            first_delay,
+            tries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the container's next try may start now.
+    fn due(&self, id: ContainerId) -> bool {
+        lock(&self.tries)
+            .get(&id)
+            .is_none_or(|t| Instant::now() >= t.not_before)
+    }
+
+    /// Counts a failed try and says what comes next.
+    fn failed(&self, id: ContainerId) -> Next {
+        let mut tries = lock(&self.tries);
+        let entry = tries.entry(id).or_insert_with(|| Tries {
+            failed: 0,
+            backoff: Backoff::new(self.first_delay, CREATE_RETRY_MAX),
+            not_before: Instant::now(),
+        });
+        entry.failed += 1;
+        if entry.failed >= self.max {
+            let tries_made = entry.failed;
+            tries.remove(&id);
+            return Next::GiveUp { tries: tries_made };
+        }
+        let after = entry.backoff.next_delay();
+        entry.not_before = Instant::now() + after;
+        Next::Retry {
+            failed: entry.failed,
+            of: self.max,
+            after,
+        }
+    }
+
+    /// Forgets a container whose create ended.
+    fn forget(&self, id: ContainerId) {
+        lock(&self.tries).remove(&id);
+    }
+
+    /// Forgets every container no longer waiting to be created.
+    fn retain(&self, waiting: &HashSet<ContainerId>) {
+        lock(&self.tries).retain(|id, _| waiting.contains(id));
+    }
+}
+
+/// Records a failed try of `container`'s create: its status reason says
+/// what it waits for, or, after the last try, it ends in `Error`.
+async fn retry_or_fail(store: &Store, tries: &CreateTries, container: ContainerId, error: &str) {
+    let (status, reason) = match tries.failed(container) {
+        Next::Retry { failed, of, after } => {
+            tracing::info!(container_id = %container, failed, of, ?after, %error, "create failed; will retry");
+            (
+                ContainerStatus::Creating,
+                format!(
+                    "retrying in {}s ({failed} of {of} tries failed): {error}",
+                    after.as_secs().max(1)
+                ),
+            )
+        }
+        Next::GiveUp { tries } => {
+            tracing::info!(container_id = %container, tries, %error, "create failed; giving up");
+            (
+                ContainerStatus::Error,
+                format!("{error} (gave up after {tries} tries)"),
+            )
+        }
+    };
+    if let Err(e) = store
+        .update_status(container, ContainerStatus::Creating, status, Some(&reason))
+        .await
+    {
+        tracing::warn!(container_id = %container, error = %crate::error_chain(&e), "could not record a failed create");
     }
 }
 
@@ -91,6 +212,7 @@ async fn create_container(
     store: &Store,
     agents: &dyn AgentLink,
     images: &ProjectImages,
+    tries: &CreateTries,
     container: &Container,
     instance: &InstanceId,
 ) {
@@ -110,12 +232,14 @@ async fn create_container(
         {
             Ok(reference) => spec.image = reference,
             Err(e) if e.kind().is_retryable() => {
-                tracing::info!(container_id = %container.id, error = %crate::error_chain(&e), "image load not finished; will retry");
+                let error = format!("loading its image: {}", crate::error_chain(&e));
+                retry_or_fail(store, tries, container.id, &error).await;
                 return;
             }
             Err(e) => {
                 let reason = crate::error_chain(&e);
                 tracing::info!(container_id = %container.id, %reason, "image load failed");
+                tries.forget(container.id);
                 if let Err(e) = store
                     .update_status(
                         container.id,
@@ -146,19 +270,21 @@ async fn create_container(
     let result = match outcome {
         Ok(state) => {
             tracing::info!(container_id = %container.id, instance_id = %instance, status = %state.status, "container created");
+            tries.forget(container.id);
             store_created(store, &state).await
         }
         Err(e @ AgentError::UnexpectedAnswer { .. }) => {
             tracing::warn!(container_id = %container.id, error = %e, "unexpected create result");
             Ok(())
         }
-        // The agent is away or slow: the next pass tries again.
+        // The registry or the agent is away or slow: tried again later.
         Err(e) if e.kind().is_retryable() => {
-            tracing::info!(container_id = %container.id, error = %e, "create not answered; will retry");
+            retry_or_fail(store, tries, container.id, &e.to_string()).await;
             Ok(())
         }
         Err(e) => {
             tracing::info!(container_id = %container.id, error = %e, "create failed");
+            tries.forget(container.id);
             store
                 .update_status(
                     container.id,
@@ -243,7 +369,8 @@ mod tests {
             })
             .await
             .expect("record the create");
-        create_container(&store, &link, &images, &asked, &instance).await;
+        let tries = CreateTries::new(3, Duration::from_secs(1));
+        create_container(&store, &link, &images, &tries, &asked, &instance).await;
 
         // Without a recorded create, the work still gets a request id.
         let unrecorded = Container {
@@ -252,7 +379,7 @@ mod tests {
             ..container()
         };
         store.insert_container(&unrecorded).await.expect("insert");
-        create_container(&store, &link, &images, &unrecorded, &instance).await;
+        create_container(&store, &link, &images, &tries, &unrecorded, &instance).await;
 
         let creates: Vec<(ContainerId, RequestId)> = link
             .calls()
@@ -274,6 +401,58 @@ mod tests {
                 ContainerStatus::Running,
                 Some(engine.state.docker_id.as_str())
             )
+        );
+        store.close().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_tries_wait_longer_and_are_bounded() {
+        let tries = CreateTries::new(3, Duration::from_secs(2));
+        let id = ContainerId::generate();
+        assert!(tries.due(id));
+        let Next::Retry { failed, of, after } = tries.failed(id) else {
+            panic!("the first failure is retried");
+        };
+        assert_eq!((failed, of), (1, 3));
+        assert!(!tries.due(id), "not before {after:?}");
+        tokio::time::advance(after).await;
+        assert!(tries.due(id));
+        assert!(matches!(tries.failed(id), Next::Retry { failed: 2, .. }));
+        assert_eq!(tries.failed(id), Next::GiveUp { tries: 3 });
+        assert!(tries.due(id), "a given-up container is forgotten");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_ends_in_error_after_the_last_try() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}/nest.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.expect("SQLite opens");
+        let images = ProjectImages::new(dir.path().join("images"));
+        let link = FakeAgents::new();
+        let instance = InstanceId::parse("i-1").expect("a valid instance id");
+        link.connect(&instance).await;
+        let asked = container();
+        store.insert_container(&asked).await.expect("insert");
+        let tries = CreateTries::new(2, Duration::ZERO);
+        let pull = "pulling image r.example/x:1 failed: connection refused";
+
+        link.fail_next(ErrorKind::Unavailable, pull);
+        create_container(&store, &link, &images, &tries, &asked, &instance).await;
+        let waiting = store.get_container(asked.id).await.expect("read back");
+        assert_eq!(waiting.status, ContainerStatus::Creating);
+        let reason = waiting.status_reason.expect("a reason while retrying");
+        assert!(
+            reason.contains("1 of 2 tries failed") && reason.contains(pull),
+            "{reason}"
+        );
+
+        link.fail_next(ErrorKind::Unavailable, pull);
+        create_container(&store, &link, &images, &tries, &asked, &instance).await;
+        let failed = store.get_container(asked.id).await.expect("read back");
+        assert_eq!(failed.status, ContainerStatus::Error);
+        assert_eq!(
+            failed.status_reason.as_deref(),
+            Some(format!("{pull} (gave up after 2 tries)").as_str())
         );
         store.close().await;
     }

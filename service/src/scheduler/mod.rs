@@ -73,7 +73,16 @@ pub struct SchedulerSettings {
     pub ca_pem: String,
     /// Where new instances get the agent binary.
     pub agent_source: nest_cloud_init::AgentSource,
+    /// Tries a create gets (its image pull included) before the container
+    /// ends in `Error` with the last failure as its reason.
+    pub create_attempts: u32,
+    /// Wait after the first failed try of a create; it doubles (jittered)
+    /// after each further one, up to [`CREATE_RETRY_MAX`].
+    pub create_retry_delay: Duration,
 }
+
+/// Longest wait between two tries of one create.
+pub const CREATE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The scheduler's shared parts.
 pub struct Scheduler {
@@ -85,6 +94,7 @@ pub struct Scheduler {
     settings: SchedulerSettings,
     wake: Notify,
     creating: Mutex<HashSet<ContainerId>>,
+    create_tries: create::CreateTries,
     tasks: TaskTracker,
 }
 
@@ -121,9 +131,13 @@ impl Scheduler {
             agents,
             images,
             tokens,
-            settings,
             wake: Notify::new(),
             creating: Mutex::new(HashSet::new()),
+            create_tries: create::CreateTries::new(
+                settings.create_attempts,
+                settings.create_retry_delay,
+            ),
+            settings,
             tasks,
         })
     }
