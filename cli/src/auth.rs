@@ -24,7 +24,10 @@ pub async fn open_session(settings: &CloudSettings) -> Result<Session, CliError>
             http,
             parse_url(&endpoint)?,
             token,
-            settings.project_id.clone(),
+            settings
+                .project_id
+                .clone()
+                .or_else(|| settings.direct_project_id.clone()),
             settings.clone(),
         ));
     }

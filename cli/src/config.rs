@@ -52,6 +52,9 @@ pub struct CloudSettings {
     pub cacert: Option<PathBuf>,
     /// Skip TLS verification.
     pub insecure: bool,
+    /// `NEST_PROJECT_ID`: the project of a token used without Keystone
+    /// (the embedded default's dev token), for `quota-show`.
+    pub direct_project_id: Option<String>,
 }
 
 /// How to authenticate, decided from the settings.
@@ -121,6 +124,7 @@ impl CloudSettings {
             interface: nonempty(&args.interface),
             cacert: args.cacert.clone().filter(|p| !p.as_os_str().is_empty()),
             insecure: args.insecure,
+            direct_project_id: env.var("NEST_PROJECT_ID"),
         };
         if let Some(name) = nonempty(&args.cloud) {
             let cloud = find_cloud(&name, env)?;

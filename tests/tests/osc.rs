@@ -322,6 +322,29 @@ async fn the_proposal_osc_use_case_runs_sshd_reached_with_ssh() {
     assert_eq!(instances[0]["addresses"]["pub"], address.as_str());
     assert_eq!(instances[0]["containers"], json!([shown["name"]]));
 
+    // Quotas: the local driver enforces none; a service that does not
+    // serve the route yet gets a message that says so.
+    let quota = osc(
+        &[("NEST_PROJECT_ID", "alpha"), env[0], env[1]],
+        &["quota-show", "-f", "json"],
+    );
+    match quota.status.code() {
+        Some(0) => {
+            let rows = json_of(&stdout(&quota));
+            assert!(rows.to_string().contains("instances"), "{rows}");
+        }
+        code => {
+            assert_eq!(code, Some(4), "{}", stderr(&quota));
+            assert!(
+                stderr(&quota).contains("does not serve quotas yet"),
+                "{}",
+                stderr(&quota)
+            );
+        }
+    }
+    let completion = osc_ok(&[], &["completion", "bash"]);
+    assert!(completion.contains("container-create"), "{completion}");
+
     // The other project sees nothing of it.
     let beta = [("NEST_URL", svc.url.as_str()), ("NEST_TOKEN", BETA)];
     let hidden = osc(&beta, &["container-show", &id]);

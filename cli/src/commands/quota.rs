@@ -22,7 +22,7 @@ pub async fn show(
         .ok_or_else(|| {
             CliError::Usage(
                 "which project? the token's project is unknown without Keystone: pass --project \
-                 or set OS_PROJECT_ID"
+                 or set OS_PROJECT_ID (NEST_PROJECT_ID)"
                     .into(),
             )
         })?;
