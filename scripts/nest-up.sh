@@ -5,7 +5,10 @@
 # agent), and the relay inside the service. Installs Debian's Docker engine
 # and the other tools the driver uses if they are missing, builds Nest,
 # starts nest-service in the background, uploads a small demo image, and
-# prints how to reach it.
+# writes $STATE_DIR/nestrc: source it and `osc` (installed beside it) works
+# with no more set-up. The local instances are reachable from this machine
+# on the network named `pub`, so `--port pub:222:22` works as in the
+# proposal.
 #
 #   scripts/nest-up.sh          # as root: start (or say it is running)
 #   scripts/nest-up.sh stop     # stop the service and delete instances
@@ -34,7 +37,8 @@ bridge, starts a Docker engine inside it, and runs the agent in a private
 mount namespace. Creating namespaces, bridges and mounts, and running dockerd,
 all need root; so does installing Debian's docker.io when it is missing.
 
-Run it again with sudo:   sudo scripts/nest-up.sh
+Run it again as root: log in as root, or `su -c scripts/nest-up.sh`
+(or `sudo scripts/nest-up.sh` where sudo is installed).
 MSG
   exit 1
 fi
@@ -75,7 +79,7 @@ fi
 
 # 2. Build.
 say "building Nest (release; the first build takes several minutes)"
-cargo build --release --locked --bins -p nest-service -p nest-agent >&2
+cargo build --release --locked --bins -p nest-service -p nest-agent -p nest-cli >&2
 
 # 3. Configuration, made once: a random dev token.
 mkdir -p "$STATE_DIR"
@@ -103,9 +107,16 @@ tokens = [
 [driver]
 kind = "local"
 agent_binary = "$BIN/nest-agent"
+# The network name published ports use: --port pub:222:22.
+network_name = "pub"
 EOF
   chmod 0600 "$CONFIG"
+elif ! grep -q '^network_name' "$CONFIG"; then
+  # Configs written before osc: name the network as the proposal does.
+  sed -i 's/^kind = "local"$/kind = "local"\nnetwork_name = "pub"/' "$CONFIG"
 fi
+# osc beside the environment file, on the PATH that nestrc sets.
+install -D -m 0755 "$BIN/osc" "$STATE_DIR/bin/osc"
 TOKEN="$(sed -n 's/.*token = "\([0-9a-f]*\)".*/\1/p' "$CONFIG" | head -n1)"
 URL="http://127.0.0.1:$API_PORT"
 
@@ -140,9 +151,12 @@ IMAGE="$(cat "$IMAGE_FILE")"
 
 cat >"$RC" <<EOF
 # Source this file: . $RC
+# osc reads NEST_URL and NEST_TOKEN (dev auth: user demo, project demo).
 export NEST_URL=$URL
 export NEST_TOKEN=$TOKEN
+export NEST_PROJECT_ID=demo
 export NEST_DEMO_IMAGE=$IMAGE
+case ":\$PATH:" in *":$STATE_DIR/bin:"*) ;; *) export PATH="$STATE_DIR/bin:\$PATH" ;; esac
 EOF
 
 cat <<EOF
@@ -155,10 +169,10 @@ Nest is up.
 Environment:  . $RC
 
 Try it:
-  curl -s -X POST -H "X-Auth-Token: \$NEST_TOKEN" -H 'Content-Type: application/json' \\
-    -H 'OpenStack-API-Version: container 1.40' "\$NEST_URL/v1/containers?run=true" \\
-    -d '{"image": "'\$NEST_DEMO_IMAGE'", "command": ["httpd", "-f", "-p", "8080"], "ports": ["8080:8080"], "memory": "64"}'
-  curl -s -H "X-Auth-Token: \$NEST_TOKEN" "\$NEST_URL/v1/containers"
+  . $RC
+  osc container-create --port pub:8080:8080 --daemon --wait --memory 64M \\
+    --image \$NEST_DEMO_IMAGE --cmd "httpd -f -p 8080"
+  osc container-list
 
 Stop:   scripts/nest-up.sh stop
 EOF
