@@ -156,8 +156,9 @@ pub enum Phase {
     Booting(String),
     /// The instance is up; its agent has not connected yet.
     Enrolling(String),
-    /// Placed on a ready instance: the image is fetched and it starts.
-    Starting,
+    /// Placed on a ready instance: the image is fetched and it starts;
+    /// with the service's reason while it retries.
+    Starting(Option<String>),
 }
 
 impl Phase {
@@ -168,7 +169,8 @@ impl Phase {
             Self::Scheduling => format!("waiting for an instance ({secs} s)"),
             Self::Booting(id) => format!("booting instance {}… ({secs} s)", short(id)),
             Self::Enrolling(id) => format!("enrolling agent on {}… ({secs} s)", short(id)),
-            Self::Starting => format!("starting container ({secs} s)"),
+            Self::Starting(None) => format!("starting container ({secs} s)"),
+            Self::Starting(Some(reason)) => format!("starting container ({secs} s): {reason}"),
         }
     }
 }
@@ -178,12 +180,13 @@ async fn phase(session: &Session, container: &ContainerView) -> Phase {
     let Some(host) = &container.host else {
         return Phase::Scheduling;
     };
+    let starting = || Phase::Starting(container.status_reason.clone());
     match session.show_host(host).await {
         Ok(h) if h.status == "Booting" && h.addresses.is_empty() => Phase::Booting(host.clone()),
         Ok(h) if h.status == "Booting" => Phase::Enrolling(host.clone()),
-        Ok(_) => Phase::Starting,
+        Ok(_) => starting(),
         // Hosts may be hidden by policy: say what we know.
-        Err(_) => Phase::Starting,
+        Err(_) => starting(),
     }
 }
 
@@ -251,7 +254,10 @@ pub async fn wait_running(
                 return Ok(container);
             }
             "Error" => {
-                progress.finish("failed");
+                progress.finish(&format!(
+                    "failed ({} s)",
+                    progress.started.elapsed().as_secs()
+                ));
                 return Err(CliError::ContainerFailed {
                     id: container.uuid,
                     reason: container
@@ -260,7 +266,7 @@ pub async fn wait_running(
                 });
             }
             "Creating" => progress.show(phase(session, &container).await),
-            _ => progress.show(Phase::Starting),
+            _ => progress.show(Phase::Starting(None)),
         }
         if progress.started.elapsed() > timeout {
             progress.finish("gave up");
