@@ -39,6 +39,30 @@ impl SignError {
     }
 }
 
+/// Logs why a token was refused, each reason in its own words: a token
+/// presented again after its use is the sign of a leak (the user-data it
+/// came from was read by someone else), so it is a security event.
+fn log_refusal(error: &TokenError) {
+    match error {
+        TokenError::AlreadyUsed { instance } => tracing::warn!(
+            security_event = "enrollment_token_reused",
+            instance_id = %instance,
+            "security: enrollment refused: the token was already used; the instance's user-data may have leaked"
+        ),
+        TokenError::Expired { instance } => tracing::info!(
+            instance_id = %instance,
+            "enrollment refused: the token has expired"
+        ),
+        TokenError::Unknown => {
+            tracing::info!("enrollment refused: the token is unknown (never issued, or purged)");
+        }
+        TokenError::Malformed => tracing::info!("enrollment refused: the token is malformed"),
+        TokenError::TtlTooLong(_) | TokenError::Random(_) => {
+            tracing::warn!(error = %error, "enrollment refused");
+        }
+    }
+}
+
 /// A certificate issued to an agent, with what it needs to use it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedAgent {
@@ -92,7 +116,7 @@ impl Signer {
     /// (`Unauthenticated`).
     pub fn enroll(&self, token: &str, csr_pem: &str) -> Result<SignedAgent, SignError> {
         let csr = AgentCsr::parse(csr_pem)?;
-        let instance = self.tokens.redeem(token)?;
+        let instance = self.tokens.redeem(token).inspect_err(log_refusal)?;
         let signed = self.sign(&csr, instance)?;
         tracing::info!(instance_id = %signed.instance_id, "agent enrolled");
         Ok(signed)
@@ -221,7 +245,10 @@ mod tests {
         let again = signer
             .enroll(token.as_str(), &csr_claiming("nest://agent/i-good"))
             .unwrap_err();
-        assert!(matches!(again, SignError::Token(TokenError::AlreadyUsed)));
+        assert!(matches!(
+            again,
+            SignError::Token(TokenError::AlreadyUsed { .. })
+        ));
         assert_eq!(again.kind(), ErrorKind::Unauthenticated);
     }
 

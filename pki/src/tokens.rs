@@ -43,11 +43,17 @@ pub enum TokenError {
     #[error("enrollment token is unknown")]
     Unknown,
     /// The token was issued but its time to live has passed.
-    #[error("enrollment token has expired")]
-    Expired,
-    /// The token was already redeemed once.
-    #[error("enrollment token was already used")]
-    AlreadyUsed,
+    #[error("enrollment token of instance {instance} has expired")]
+    Expired {
+        /// The instance it was issued for.
+        instance: InstanceId,
+    },
+    /// The token was already redeemed once: someone else holds a copy.
+    #[error("enrollment token of instance {instance} was already used")]
+    AlreadyUsed {
+        /// The instance it was issued for.
+        instance: InstanceId,
+    },
     /// The token's expiry cannot be represented (absurd time to live).
     #[error("enrollment token time to live {0:?} is too long")]
     TtlTooLong(Duration),
@@ -61,7 +67,7 @@ impl TokenError {
     /// not prove who it is; failing to make one is internal.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Malformed | Self::Unknown | Self::Expired | Self::AlreadyUsed => {
+            Self::Malformed | Self::Unknown | Self::Expired { .. } | Self::AlreadyUsed { .. } => {
                 ErrorKind::Unauthenticated
             }
             Self::TtlTooLong(_) | Self::Random(_) => ErrorKind::Internal,
@@ -236,10 +242,14 @@ impl TokenStore for MemoryTokenStore {
         let record = records.get_mut(&key).ok_or(TokenError::Unknown)?;
         // Reported before expiry: a replay is worth knowing about even late.
         if record.used {
-            return Err(TokenError::AlreadyUsed);
+            return Err(TokenError::AlreadyUsed {
+                instance: record.instance.clone(),
+            });
         }
         if now >= record.expires_at {
-            return Err(TokenError::Expired);
+            return Err(TokenError::Expired {
+                instance: record.instance.clone(),
+            });
         }
         record.used = true;
         Ok(record.instance.clone())
@@ -323,7 +333,7 @@ mod tests {
         let t = store.issue(&instance("i-a"), TTL).unwrap();
         store.redeem(t.as_str()).unwrap();
         let err = store.redeem(t.as_str()).unwrap_err();
-        assert!(matches!(err, TokenError::AlreadyUsed));
+        assert!(matches!(err, TokenError::AlreadyUsed { .. }));
         assert_eq!(err.kind(), ErrorKind::Unauthenticated);
     }
 
@@ -335,8 +345,14 @@ mod tests {
         clock.advance(TTL - Duration::from_secs(1));
         let early = store.issue(&instance("i-b"), TTL).unwrap();
         clock.advance(Duration::from_secs(1));
-        assert!(matches!(store.redeem(t.as_str()), Err(TokenError::Expired)));
-        assert!(matches!(store.redeem(t.as_str()), Err(TokenError::Expired)));
+        assert!(matches!(
+            store.redeem(t.as_str()),
+            Err(TokenError::Expired { .. })
+        ));
+        assert!(matches!(
+            store.redeem(t.as_str()),
+            Err(TokenError::Expired { .. })
+        ));
         // The other token, issued later, is still good.
         assert_eq!(store.redeem(early.as_str()).unwrap(), instance("i-b"));
     }
@@ -352,7 +368,7 @@ mod tests {
         // Within retention, the replay is still recognised.
         assert!(matches!(
             store.redeem(used.as_str()),
-            Err(TokenError::AlreadyUsed)
+            Err(TokenError::AlreadyUsed { .. })
         ));
         clock.advance(Duration::from_secs(1));
         let fresh = store.issue(&instance("i-c"), TTL).unwrap();
@@ -401,6 +417,9 @@ mod tests {
         let fixed = Instant::now();
         let store = MemoryTokenStore::with_clock(Arc::new(move || fixed));
         let t = store.issue(&instance("i-a"), Duration::ZERO).unwrap();
-        assert!(matches!(store.redeem(t.as_str()), Err(TokenError::Expired)));
+        assert!(matches!(
+            store.redeem(t.as_str()),
+            Err(TokenError::Expired { .. })
+        ));
     }
 }

@@ -501,3 +501,125 @@ async fn unauthenticated_connections_are_closed_within_the_deadline() {
     exec_echo(&svc, ALPHA, &id).await;
     assert_eq!(host_status(&svc, ALPHA, &host).await, "Ready");
 }
+
+// ---- bad input is refused at the door ----
+
+/// The Zun error of a 400, which must name `field`.
+fn assert_names(code: u16, body: &Value, field: &str, what: &str) {
+    assert_eq!(code, 400, "{what}: {body}");
+    let detail = body["errors"][0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(field),
+        "{what}: {field} not named in {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
+    let svc = ServiceProcess::start().await;
+    let image = svc.upload_test_image(ALPHA).await;
+    let (id, _host) = run(&svc, ALPHA, &image, "web").await;
+    let list = || async {
+        let (code, list) = svc.call(ALPHA, Method::GET, "/v1/containers", None).await;
+        assert_eq!(code, 200, "{list}");
+        list["containers"].as_array().map_or(0, Vec::len)
+    };
+    let before = list().await;
+
+    let many_args: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    let many_labels: serde_json::Map<String, Value> = (0..10_000)
+        .map(|i| (format!("k{i}"), Value::from("v")))
+        .collect();
+    let cases = [
+        (json!({"environment": {"A=B": "x"}}), "environment"),
+        (json!({"environment": {"": "x"}}), "environment"),
+        (json!({"environment": {"A": "x\u{0}y"}}), "environment"),
+        (json!({"labels": {"nest.instance": "x"}}), "labels"),
+        (json!({"labels": many_labels}), "labels"),
+        (json!({"workdir": "../.."}), "workdir"),
+        (json!({"command": ["sh", "a\u{0}b"]}), "command"),
+        (json!({"command": many_args}), "command"),
+        (json!({"hostname": "not a host!"}), "hostname"),
+        (json!({"hints": {"host": "somewhere"}}), "host"),
+        (
+            json!({"hints": {"colocate_with": "x"}}),
+            "hints.colocate_with",
+        ),
+    ];
+    for (extra, field) in cases {
+        let mut body = json!({"image": image, "name": "bad", "memory": "64"});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (code, answer) = svc
+            .call(ALPHA, Method::POST, "/v1/containers", Some(body))
+            .await;
+        if field == "host" {
+            // Zun's policy: a host hint is an admin's choice.
+            assert_eq!(code, 403, "host hint: {answer}");
+        } else {
+            assert_names(code, &answer, field, field);
+        }
+    }
+    for ps_args in ["--help", "-o comm", "aux;id", "-p 1"] {
+        let path = format!("/v1/containers/{id}/top?ps_args={ps_args}");
+        let (code, answer) = svc.call(ALPHA, Method::GET, &path, None).await;
+        assert_names(code, &answer, "ps_args", ps_args);
+    }
+    let (code, top) = svc
+        .call(
+            ALPHA,
+            Method::GET,
+            &format!("/v1/containers/{id}/top?ps_args=-o%20pid,comm"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{top}");
+    assert_eq!(top["Titles"], json!(["PID", "COMMAND"]), "{top}");
+    assert_eq!(list().await, before, "nothing was created");
+    let view = show(&svc, ALPHA, &id).await;
+    assert_eq!(view["status"], "Running", "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_enrollment_refusal_is_logged_in_its_own_words() {
+    let svc = ServiceProcess::start().await;
+    let image = svc.upload_test_image(ALPHA).await;
+    let (_id, host) = run(&svc, ALPHA, &image, "web").await;
+    let (tls, relay) = stolen_identity(&svc, &host);
+    let anonymous = ClientTls {
+        identity: None,
+        ..tls
+    };
+    for token in ["0".repeat(64), "not-a-token".repeat(6)] {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let csr_pem = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        let channel = nest_relay::client::dial(&relay, &anonymous)
+            .await
+            .expect("TLS without a certificate, for enrollment");
+        let refused = proto::agent_relay_client::AgentRelayClient::new(channel)
+            .enroll(proto::EnrollRequest {
+                token,
+                csr_pem,
+                protocol_version: nest_relay::version::PROTOCOL_VERSION,
+                agent_version: "test".into(),
+            })
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                refused.code(),
+                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument
+            ),
+            "{refused:?}"
+        );
+    }
+    let log = svc.log_text();
+    assert!(log.contains("the token is unknown"), "{log}");
+    assert!(log.contains("the token is malformed"), "{log}");
+}

@@ -242,6 +242,15 @@ pub fn parse_create(
 
     let mut hints = BTreeMap::new();
     for (key, value) in body.hints.unwrap_or_default() {
+        if !KNOWN_HINTS.contains(&key.as_str()) {
+            return Err(schema(
+                &format!("hints.{key}"),
+                format!(
+                    "is not a hint Nest knows (known: {})",
+                    KNOWN_HINTS.join(", ")
+                ),
+            ));
+        }
         let text = match value {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
@@ -579,6 +588,11 @@ pub fn format_port(port: &PublishedPort) -> String {
     )
 }
 
+/// The scheduler hints Nest acts on: `host` (admins only, as Zun's policy
+/// says) and `availability_zone` (Zun's field of the same name). Any other
+/// key would be silently ignored, so it is refused.
+const KNOWN_HINTS: [&str; 2] = ["host", "availability_zone"];
+
 /// Most environment variables, labels or hints one container may carry.
 pub const MAX_ENTRIES: usize = 256;
 /// Longest key or value of an environment variable or a label, bytes.
@@ -750,12 +764,9 @@ mod tests {
             serde_json::json!({"image": "busybox", "labels": labels}),
             "labels",
         );
-        let hints: serde_json::Map<String, Value> = (0..=MAX_ENTRIES)
-            .map(|i| (format!("h{i}"), Value::from("v")))
-            .collect();
         refused(
-            serde_json::json!({"image": "busybox", "hints": hints}),
-            "hints",
+            serde_json::json!({"image": "busybox", "hints": {"same_host": "x"}}),
+            "hints.same_host",
         );
         // What clients send every day still passes.
         let ok = body(

@@ -1,5 +1,9 @@
 //! Read-only looks into a running container: `logs`, `top`, `stats`.
 //!
+//! `top`'s `ps_args` reach `ps` in the instance (dockerd runs it), so only
+//! a known-safe set of options is passed on ([`check_ps_args`]); anything
+//! else is a 400 naming the field, never an engine failure later.
+//!
 //! Nest extension: `GET …/logs?follow=true` answers `text/plain` and
 //! streams new lines until the container stops or the client hangs up
 //! (Zun's logs are one JSON string and cannot be followed).
@@ -151,12 +155,75 @@ pub async fn top(
     QueryParams(query): QueryParams<TopQuery>,
 ) -> Result<Json<TopView>, ApiError> {
     let ps_args = match query.ps_args {
-        Some(Lenient(a)) if a != "None" && !a.is_empty() => Some(a),
+        Some(Lenient(a)) if a != "None" && !a.trim().is_empty() => Some(check_ps_args(&a)?),
         _ => None,
     };
     let container = ContainerRef::parse(&ident);
     let list = state.app().top(&cx.call, &container, ps_args).await?;
     Ok(Json(top_view(list)))
+}
+
+/// Longest `ps_args` accepted.
+const MAX_PS_ARGS: usize = 128;
+/// `ps` options `top` passes on: selections and formats whose output
+/// keeps the PID column the engine needs to parse it.
+const PS_OPTIONS: &[&str] = &[
+    "-e", "-A", "-a", "-d", "-N", "-f", "-F", "-l", "-j", "-L", "-T", "-H", "-y", "-w", "-ef",
+    "-eF", "-el", "-ely", "-eLf", "-ej", "-efH", "-aux", "a", "u", "x", "ax", "au", "ux", "aux",
+    "auxw", "auxww", "axu", "f", "j", "l", "w",
+];
+/// Fields `-o` may name (`ps -o pid,comm`); the list must include `pid`.
+const PS_FIELDS: &[&str] = &[
+    "pid", "ppid", "pgid", "sid", "tid", "lwp", "nlwp", "uid", "euid", "ruid", "gid", "user",
+    "euser", "ruser", "group", "comm", "args", "cmd", "command", "etime", "etimes", "time", "stat",
+    "state", "s", "pcpu", "%cpu", "pmem", "%mem", "rss", "vsz", "sz", "tty", "tname", "nice", "ni",
+    "pri", "psr", "start", "stime", "lstart", "c", "f", "wchan", "cls", "rtprio",
+];
+
+/// `ps_args`, checked against the options `top` passes on.
+///
+/// # Errors
+/// [`ApiError::Schema`] naming `ps_args` for an unknown option, a field
+/// list without `pid`, or a value too long.
+fn check_ps_args(args: &str) -> Result<String, ApiError> {
+    let refuse = |reason: String| ApiError::Schema {
+        field: "ps_args".to_owned(),
+        reason,
+    };
+    if args.len() > MAX_PS_ARGS {
+        return Err(refuse(format!("is longer than {MAX_PS_ARGS} characters")));
+    }
+    let mut words = args.split_whitespace();
+    let mut kept = Vec::new();
+    while let Some(word) = words.next() {
+        if word == "-o" || word == "o" {
+            let Some(fields) = words.next() else {
+                return Err(refuse(format!(
+                    "{word} needs a field list, such as pid,comm"
+                )));
+            };
+            let names: Vec<&str> = fields.split(',').collect();
+            if let Some(bad) = names.iter().find(|f| !PS_FIELDS.contains(f)) {
+                return Err(refuse(format!(
+                    "{bad:?} is not a ps field top accepts (known: {})",
+                    PS_FIELDS.join(", ")
+                )));
+            }
+            if !names.contains(&"pid") {
+                return Err(refuse("a field list must include pid".to_owned()));
+            }
+            kept.push(word.to_owned());
+            kept.push(fields.to_owned());
+        } else if PS_OPTIONS.contains(&word) {
+            kept.push(word.to_owned());
+        } else {
+            return Err(refuse(format!(
+                "{word:?} is not a ps option top accepts (known: {}, -o FIELDS)",
+                PS_OPTIONS.join(" ")
+            )));
+        }
+    }
+    Ok(kept.join(" "))
 }
 
 /// A container's resource usage.
@@ -184,5 +251,30 @@ mod tests {
         assert_eq!(parse_since("2025-06-28 03:25:27"), Some(1_751_081_127));
         assert_eq!(parse_since("yesterday"), None);
         assert_eq!(parse_since("2025-13-01 00:00:00"), None);
+    }
+
+    #[test]
+    fn known_ps_options_pass_and_others_name_the_field() {
+        assert_eq!(check_ps_args("aux").ok().as_deref(), Some("aux"));
+        assert_eq!(check_ps_args(" -ef ").ok().as_deref(), Some("-ef"));
+        assert_eq!(
+            check_ps_args("-e -o pid,comm,%cpu").ok().as_deref(),
+            Some("-e -o pid,comm,%cpu")
+        );
+        for bad in [
+            "--help",
+            "-o comm",
+            "-o",
+            "-o pid,comm=$(id)",
+            "aux; rm -rf /",
+            "-p 1",
+            &"a ".repeat(100),
+        ] {
+            let err = check_ps_args(bad).expect_err(bad);
+            assert!(
+                matches!(&err, ApiError::Schema { field, .. } if field == "ps_args"),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }
