@@ -219,7 +219,7 @@ pub fn parse_create(
         ));
     }
     if let Some(hostname) = &body.hostname {
-        check_host_name("hostname", hostname)?;
+        check_hostname(hostname)?;
     }
     if let Some(workdir) = &body.workdir
         && workdir.len() > 255
@@ -414,6 +414,32 @@ fn check_host_name(field: &str, value: &str) -> Result<(), ApiError> {
         Err(schema(
             field,
             format!("{value:?} must be 1 to 255 characters matching ^[a-zA-Z0-9-._]*$"),
+        ))
+    }
+}
+
+/// Longest container hostname: the kernel's `HOST_NAME_MAX` is 64, and
+/// the engine fails a longer one only when it starts the container.
+const MAX_HOSTNAME: usize = 63;
+
+/// A container's `hostname`: an RFC 1123 name (dot-separated labels of
+/// letters, digits and inner hyphens) short enough for the kernel.
+fn check_hostname(value: &str) -> Result<(), ApiError> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if (1..=MAX_HOSTNAME).contains(&value.len()) && value.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(schema(
+            "hostname",
+            format!(
+                "{value:?} must be an RFC 1123 host name of at most {MAX_HOSTNAME} characters: \
+                 dot-separated labels of letters, digits and inner hyphens"
+            ),
         ))
     }
 }
@@ -768,6 +794,13 @@ mod tests {
             serde_json::json!({"image": "busybox", "hints": {"same_host": "x"}}),
             "hints.same_host",
         );
+        for bad in ["-web", "web-", "a..b", "my_host", &"a".repeat(64)] {
+            refused(
+                serde_json::json!({"image": "busybox", "hostname": bad}),
+                "hostname",
+            );
+        }
+        assert!(check_hostname("web-1.example").is_ok());
         // What clients send every day still passes.
         let ok = body(
             serde_json::json!({"image": "busybox", "workdir": "/srv/app/",
