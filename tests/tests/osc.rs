@@ -432,6 +432,30 @@ async fn a_create_that_boots_an_instance_shows_its_progress() {
     assert_eq!(shown["memory"], "64");
     assert_eq!(shown["command"], json!(["sleep", "3600"]));
 
+    // In the foreground, create follows the output until the container ends.
+    let foreground = osc(
+        &env,
+        &[
+            "container-create",
+            "--image",
+            &image,
+            "--memory",
+            "64M",
+            "--",
+            "sh",
+            "-c",
+            "echo hello-from-osc; sleep 2; echo bye",
+        ],
+    );
+    assert!(foreground.status.success(), "{}", stderr(&foreground));
+    assert!(
+        stdout(&foreground).contains("hello-from-osc\n") && stdout(&foreground).contains("bye"),
+        "{}",
+        stdout(&foreground)
+    );
+    let logs = osc_ok(&env, &["container-logs", "waited"]);
+    assert_eq!(logs, "", "sleep prints nothing");
+
     let missing = osc(
         &env,
         &[
