@@ -13,7 +13,7 @@ use nest_core::config::{Problems, Validate};
 use nest_core::duration::HumanDuration;
 
 use crate::auth::keystone::KeystoneConfig;
-use crate::driver::{DriverConfig, NOVA_NOT_BUILT};
+use crate::driver::DriverConfig;
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nest";
@@ -180,8 +180,10 @@ pub struct RelaySection {
     /// Address the embedded relay listens on. Default: `0.0.0.0:7443`.
     #[serde(default = "default_relay_listen")]
     pub listen: SocketAddr,
-    /// Address agents dial, written into user-data. Default: for the
-    /// `local` driver, its bridge gateway and the relay's port.
+    /// Address agents dial, written into user-data; port 0 means the
+    /// embedded relay's own port. Default: for the `local` driver, its
+    /// bridge gateway and the relay's port. Set it for `nova`: an address
+    /// of this host that the servers' networks reach.
     #[serde(default)]
     pub advertise: Option<SocketAddr>,
     /// A stand-alone `nest-relay` to use instead of the embedded one,
@@ -387,9 +389,6 @@ impl Validate for ServiceConfig {
             problems.push("scheduler.boot_timeout", "must be at least 5s");
         }
         if let DriverConfig::Nova(nova) = &self.driver {
-            // The driver comes with a later issue; its settings are checked
-            // already, so that a config can be prepared.
-            problems.push("driver.kind", NOVA_NOT_BUILT);
             problems.nested("driver", nova.as_ref());
             if nova.boot_timeout >= self.scheduler.boot_timeout {
                 problems.push(
@@ -420,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_nova_example_is_refused_only_for_not_being_built() {
+    fn the_documented_nova_example_parses_and_validates() {
         let example = include_str!("../../docs/examples/service.toml");
         let (head, tail) = example
             .split_once("\n[driver]\n")
@@ -434,10 +433,7 @@ mod tests {
         let config: ServiceConfig = toml::from_str(&format!("{head}\n{}\n", nova.join("\n")))
             .expect("the commented nova example parses");
         assert_eq!(config.driver.kind(), "nova");
-        assert_eq!(
-            config.validate().expect_err("not built yet").to_string(),
-            format!("invalid configuration: driver.kind: {NOVA_NOT_BUILT}")
-        );
+        config.validate().expect("the nova example is valid");
     }
 
     #[test]
@@ -531,7 +527,7 @@ max_boots_per_project = 0
     }
 
     #[test]
-    fn the_nova_driver_is_refused_until_it_is_built_and_its_settings_are_checked() {
+    fn the_nova_drivers_settings_are_checked() {
         let text = format!(
             "{DEV_AUTH}[driver]\nkind = \"nova\"\nflavor = \"m1.small\"\nimage = \"\"\n\
              boot_timeout = \"10m\"\nnetworks = [{{ name = \"pub\", network = \"public\" }}]\n\
@@ -540,9 +536,8 @@ max_boots_per_project = 0
         );
         let config: ServiceConfig = toml::from_str(&text).expect("parses");
         assert_eq!(config.driver.kind(), "nova");
-        let err = config.validate().expect_err("not built yet").to_string();
+        let err = config.validate().expect_err("bad settings").to_string();
         for expected in [
-            "driver.kind: the nova driver is not built yet",
             "driver.image: must not be empty",
             "driver.boot_timeout: must be shorter than scheduler.boot_timeout",
         ] {

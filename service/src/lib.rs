@@ -19,8 +19,10 @@
 //! - [`reconcile`]: converging the database with what agents and drivers report;
 //! - [`agents`]: the one typed link to agents (commands, streams, events),
 //!   and the only mapping to and from the wire protocol;
-//! - [`driver`]: the instance drivers (`local`, later `nova`) behind one
-//!   trait, and their typed configuration;
+//! - [`driver`]: the instance drivers (`local`, `nova`) behind one trait,
+//!   and their typed configuration;
+//! - [`enrollment`]: the driver's check of an instance before its agent's
+//!   first certificate is signed;
 //! - [`ca`]: Nest's CA: the relay's and the service's certificates, the signer;
 //! - [`relay_link`]: the service's long-lived links to its relay;
 //! - [`images`]: per-project stored images and loading them into instances;
@@ -41,6 +43,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod driver;
+pub mod enrollment;
 pub mod images;
 pub mod metrics;
 pub mod reconcile;

@@ -376,7 +376,10 @@ impl Reconciler {
                     .set_status_any(
                         container.id,
                         ContainerStatus::Error,
-                        Some(&format!("its instance {} no longer exists", instance.id)),
+                        Some(&format!(
+                            "instance deleted: its instance {} no longer exists",
+                            instance.id
+                        )),
                     )
                     .await?;
                 self.store.unbind_container(container.id).await?;

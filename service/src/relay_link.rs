@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nest_core::backoff::Backoff;
-use nest_pki::Signer;
 use nest_relay::client::{ClientTls, RelayClient};
+use nest_relay::signing::SigningAuthority;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,7 +57,7 @@ impl RelayLink {
     pub fn start(
         addr: SocketAddr,
         tls: &ClientTls,
-        signer: Arc<Signer>,
+        signer: Arc<dyn SigningAuthority>,
         events: mpsc::Sender<AgentEvent>,
         tasks: &TaskTracker,
         cancel: CancellationToken,
@@ -72,7 +72,11 @@ impl RelayLink {
     }
 }
 
-async fn serve_signing(client: RelayClient, signer: Arc<Signer>, cancel: CancellationToken) {
+async fn serve_signing(
+    client: RelayClient,
+    signer: Arc<dyn SigningAuthority>,
+    cancel: CancellationToken,
+) {
     let mut backoff = Backoff::new(SIGNING_BACKOFF_INITIAL, SIGNING_BACKOFF_MAX);
     while !cancel.is_cancelled() {
         let started = tokio::time::Instant::now();

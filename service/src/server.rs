@@ -18,7 +18,7 @@ use crate::auth::Authenticate;
 use crate::ca::ServicePki;
 use crate::config::{AuthConfig, ServiceConfig};
 use crate::db::Store;
-use crate::driver::{DriverConfig, DriverError, InstanceDriver, LocalDriver, NOVA_NOT_BUILT};
+use crate::driver::{DriverConfig, InstanceDriver, LocalDriver, NovaDriver};
 use crate::images::ProjectImages;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
@@ -67,7 +67,12 @@ pub struct Listeners {
 /// [`ServeError::Driver`] when the driver settings are unusable or an
 /// instance cannot be deleted.
 pub async fn delete_instances(config: &ServiceConfig) -> Result<usize, ServeError> {
-    let setup = driver(config)?;
+    // The nova driver acts with the authorities the database records.
+    let database_url = config.database_url(std::env::var("NEST_DATABASE_URL").ok());
+    let store = Store::connect(&database_url)
+        .await
+        .map_err(ServeError::Database)?;
+    let setup = driver(config, &store).await?;
     let ids = setup
         .driver
         .list()
@@ -191,8 +196,10 @@ struct DriverSetup {
     memory_mib: u64,
 }
 
-/// Builds the driver named in the config (`local` by default).
-fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
+/// Builds the driver named in the config (`local` by default). The `nova`
+/// driver reads the projects' delegated authorities from `store`, and the
+/// size of the instances it boots from the configured flavor.
+async fn driver(config: &ServiceConfig, store: &Store) -> Result<DriverSetup, ServeError> {
     match &config.driver {
         DriverConfig::Local(local) => {
             let mut local = local.clone();
@@ -208,12 +215,22 @@ fn driver(config: &ServiceConfig) -> Result<DriverSetup, ServeError> {
                 memory_mib,
             })
         }
-        // Refused by `ServiceConfig::validate` already; this covers a config
-        // built without it.
-        DriverConfig::Nova(_) => Err(ServeError::Driver(Box::new(DriverError::invalid(
-            "driver.kind",
-            NOVA_NOT_BUILT,
-        )))),
+        DriverConfig::Nova(nova) => {
+            let driver = NovaDriver::new(nova.as_ref().clone(), Arc::new(store.clone()))
+                .await
+                .map_err(|e| ServeError::Driver(Box::new(e)))?;
+            let flavor = driver
+                .default_flavor()
+                .await
+                .map_err(|e| ServeError::Driver(Box::new(e)))?;
+            tracing::info!(flavor = %flavor.name, vcpus = flavor.vcpus, ram_mib = flavor.ram, "nova driver ready");
+            Ok(DriverSetup {
+                gateway: None,
+                driver: Arc::new(driver),
+                vcpus: f64::from(flavor.vcpus),
+                memory_mib: flavor.ram,
+            })
+        }
     }
 }
 
@@ -320,7 +337,7 @@ pub async fn run(
         gateway,
         vcpus,
         memory_mib,
-    } = driver(&config)?;
+    } = driver(&config, &store).await?;
     let authenticator = authenticator(&config).await?;
 
     // The relay the service drives agents through: embedded, or external.
@@ -336,13 +353,19 @@ pub async fn run(
             ));
         }
     };
-    let advertise = config.relay.advertise.unwrap_or_else(|| {
+    let advertise = match config.relay.advertise {
+        // Port 0: the relay's own port, at the given address (the relay
+        // listens on port 0 in tests, and instances dial a host address).
+        Some(advertise) if advertise.port() == 0 => {
+            SocketAddr::new(advertise.ip(), relay_dial.port())
+        }
+        Some(advertise) => advertise,
         // The local driver's instances reach the host at the bridge gateway.
-        SocketAddr::new(
+        None => SocketAddr::new(
             IpAddr::V4(gateway.unwrap_or(Ipv4Addr::LOCALHOST)),
             relay_dial.port(),
-        )
-    });
+        ),
+    };
     let pki = ServicePki::bootstrap(
         &config.state_dir,
         vec![advertise.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST)],
@@ -371,7 +394,11 @@ pub async fn run(
     let link = RelayLink::start(
         relay_dial,
         &pki.service_tls,
-        pki.signer(tokens.clone()),
+        Arc::new(crate::enrollment::VerifiedEnrollment::new(
+            pki.signer(tokens.clone()),
+            driver.clone(),
+            tokio::runtime::Handle::current(),
+        )),
         events_tx,
         &tasks,
         cancel.clone(),

@@ -20,6 +20,7 @@
 //! - `records.rs`: container actions and hosts.
 
 pub mod console;
+mod delegation;
 mod error;
 mod io;
 mod lifecycle;

@@ -22,6 +22,7 @@
 //!   the busy timeout instead of failing to upgrade a read lock.
 
 mod actions;
+mod authorities;
 mod codec;
 mod containers;
 mod error;

@@ -147,6 +147,20 @@ const AGENT_LOG_FILE: &str = "agent.log";
 const DOCKERD_PID_FILE: &str = "dockerd.pid";
 const DOCKERD_LOG_FILE: &str = "dockerd.log";
 
+/// Addresses a guest gets from outside the driver (a cloud's fixed and
+/// floating addresses), instead of a lease from the driver's subnet; see
+/// [`LocalDriver::boot_guest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestAddresses {
+    /// The guest's own address: a host address of the driver's subnet,
+    /// leased to it exactly.
+    pub address: Ipv4Addr,
+    /// Further addresses the guest answers on (`/32` on its `eth0`); the
+    /// host reaches them through routes on the bridge that the caller
+    /// sets up.
+    pub extra: Vec<Ipv4Addr>,
+}
+
 /// Settings of the `local` driver.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -552,8 +566,28 @@ impl LocalDriver {
         Ok(child)
     }
 
+    /// Starts a guest like [`InstanceDriver::boot`] does, but at the
+    /// addresses another system assigned it (the test hypervisor gives a
+    /// Nova server's guest its Neutron addresses). Deleted and listed like
+    /// any other instance of this driver.
+    ///
+    /// # Errors
+    /// [`DriverError`]; [`DriverError::Invalid`] when the address is not in
+    /// the subnet or another guest holds it.
+    pub async fn boot_guest(
+        &self,
+        req: BootRequest,
+        addresses: GuestAddresses,
+    ) -> Result<BootedInstance, DriverError> {
+        self.boot_instance(req, Some(addresses)).await
+    }
+
     #[tracing::instrument(skip_all, fields(instance_id = %req.instance_id, project_id = %req.project_id))]
-    async fn boot_instance(&self, req: BootRequest) -> Result<BootedInstance, DriverError> {
+    async fn boot_instance(
+        &self,
+        req: BootRequest,
+        assigned: Option<GuestAddresses>,
+    ) -> Result<BootedInstance, DriverError> {
         let plan = GuestPlan::parse(&req.user_data)?;
         let id = req.instance_id;
         let agent = &self.config.agent_binary;
@@ -575,7 +609,7 @@ impl LocalDriver {
             }
             Err(e) => return Err(io_error(format!("creating {}", dir.display()))(e)),
         }
-        match self.start(&id, plan).await {
+        match self.start(&id, plan, assigned).await {
             Ok(address) => {
                 tracing::info!(%address, "instance booted");
                 Ok(BootedInstance {
@@ -599,19 +633,46 @@ impl LocalDriver {
     }
 
     /// Everything after the instance directory exists. Returns the address.
-    async fn start(&self, id: &InstanceId, plan: GuestPlan) -> Result<Ipv4Addr, DriverError> {
+    async fn start(
+        &self,
+        id: &InstanceId,
+        plan: GuestPlan,
+        assigned: Option<GuestAddresses>,
+    ) -> Result<Ipv4Addr, DriverError> {
         let names = self.names(id);
         let subnet = self.subnet;
         let (leases, holder) = (self.leases_dir(), id.clone());
-        let address = blocking("leasing an address", move || subnet.lease(&leases, &holder))
-            .await?
-            .ok_or_else(|| DriverError::OverQuota {
-                reason: format!(
-                    "all {} addresses of the local subnet {} are in use",
-                    subnet.hosts().count(),
-                    self.config.subnet
-                ),
-            })?;
+        let extra = assigned
+            .as_ref()
+            .map(|a| a.extra.clone())
+            .unwrap_or_default();
+        let address = match assigned {
+            Some(GuestAddresses { address, .. }) => {
+                let leased = blocking("leasing an address", move || {
+                    subnet.lease_exact(&leases, &holder, address)
+                })
+                .await;
+                match leased {
+                    Ok(true) => address,
+                    Ok(false) => {
+                        return Err(DriverError::invalid(
+                            "address",
+                            format!("{address} is held by another instance"),
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => blocking("leasing an address", move || subnet.lease(&leases, &holder))
+                .await?
+                .ok_or_else(|| DriverError::OverQuota {
+                    reason: format!(
+                        "all {} addresses of the local subnet {} are in use",
+                        subnet.hosts().count(),
+                        self.config.subnet
+                    ),
+                })?,
+        };
 
         let (dir, run) = (names.dir.clone(), names.run.clone());
         let plan = std::sync::Arc::new(plan);
@@ -637,6 +698,7 @@ impl LocalDriver {
             self.subnet.gateway(),
         )
         .await?;
+        network::add_addresses(&names.net, &extra).await?;
         self.start_dockerd(id, &names).await?;
         self.start_agent(id, &names, &plan).await?;
         Ok(address)
@@ -888,7 +950,7 @@ impl InstanceDriver for LocalDriver {
     /// cancel safe: a boot dropped midway leaves an instance that `list`
     /// reports and `delete` removes.
     fn boot(&self, req: BootRequest) -> BoxFuture<'_, Result<BootedInstance, DriverError>> {
-        Box::pin(self.boot_instance(req))
+        Box::pin(self.boot_instance(req, None))
     }
 
     fn delete<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), DriverError>> {

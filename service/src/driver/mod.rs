@@ -15,8 +15,8 @@
 //!   `[driver]` section that picks one;
 //! - [`local`]: the embedded driver for one machine (DESIGN.md, "Instance
 //!   drivers"): a network namespace with its own dockerd and agent;
-//! - [`nova`]: the settings of the `nova` driver, which comes with a later
-//!   issue.
+//! - [`nova`]: servers in the tenant's own Nova project, and the driver's
+//!   settings.
 
 pub mod local;
 pub mod nova;
@@ -30,13 +30,9 @@ use nest_core::ErrorKind;
 
 use crate::domain::{InstanceId, ProjectId};
 
-pub use local::{LocalDriver, LocalDriverConfig};
+pub use local::{GuestAddresses, LocalDriver, LocalDriverConfig};
 pub use nest_openstack::TenantAuthority;
-pub use nova::{NovaDriverConfig, NovaNetwork};
-
-/// Why `kind = "nova"` is refused until the driver exists.
-pub const NOVA_NOT_BUILT: &str =
-    "the nova driver is not built yet; use kind = \"local\" (the default)";
+pub use nova::{AuthorityLookup, NovaDriver, NovaDriverConfig, NovaNetwork};
 
 /// The `[driver]` section: which driver boots instances, with that driver's
 /// settings beside `kind`. Without a section, or without `kind`, the
@@ -227,6 +223,49 @@ pub trait InstanceDriver: Send + Sync {
     /// # Errors
     /// [`DriverError`] when the cloud or the disk cannot be read.
     fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceId>, DriverError>>;
+
+    /// Obtains, with a user's own token, the authority the driver needs to
+    /// act in the user's project later on (the `nova` driver: a Keystone
+    /// trust to the service user). `None`: the driver needs none (the
+    /// default, and the `local` driver).
+    ///
+    /// # Errors
+    /// [`DriverError`] when the cloud refuses the delegation.
+    fn delegate<'a>(
+        &'a self,
+        delegation: &'a Delegation,
+    ) -> BoxFuture<'a, Result<Option<TenantAuthority>, DriverError>> {
+        let _ = delegation;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Confirms with the cloud that instance `id` is one this driver booted
+    /// and that it is up, before its agent's certificate is signed. The
+    /// default (the `local` driver, whose instances are this machine's own
+    /// namespaces) has nothing to ask.
+    ///
+    /// # Errors
+    /// [`DriverError::Invalid`] saying which check failed.
+    fn verify_enrollment<'a>(
+        &'a self,
+        id: &'a InstanceId,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        let _ = id;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A user's request, with the user's own token, to let the service act in
+/// the user's project.
+pub struct Delegation {
+    /// The user's Keystone id.
+    pub user_id: String,
+    /// The project the token is scoped to.
+    pub project_id: String,
+    /// The user's roles on it (the trust delegates these).
+    pub roles: Vec<String>,
+    /// The user's token. Never logged.
+    pub token: nest_core::Secret<String>,
 }
 
 /// The classification of a [`DriverError`], which decides how the scheduler

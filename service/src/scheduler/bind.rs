@@ -102,7 +102,8 @@ impl Scheduler {
                     .await?;
                 self.set_reason(container, Some(WAITING_FOR_INSTANCE))
                     .await?;
-                self.start_boot(&instance, &container.project_id).await;
+                self.start_boot(&instance, &container.project_id, &container.spec.hints)
+                    .await;
             }
             Placement::TooBig => {
                 let reason = format!(

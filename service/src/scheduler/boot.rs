@@ -9,10 +9,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{PassError, Scheduler};
+use super::{PassError, Scheduler, lock};
 use crate::db::{DbError, Store};
 use crate::domain::{ContainerStatus, Instance, InstanceId, InstanceStatus, ProjectId};
 use crate::driver::{BootRequest, InstanceDriver, TenantAuthority};
+
+/// The scheduler hints that choose a booted instance's flavor, image and
+/// network (Zun's `hints`; the `local` driver ignores them).
+pub const FLAVOR_HINT: &str = "flavor";
+/// See [`FLAVOR_HINT`].
+pub const IMAGE_HINT: &str = "image";
+/// See [`FLAVOR_HINT`]; `none` boots with no network.
+pub const NETWORK_HINT: &str = "network";
+
+fn hint(hints: &BTreeMap<String, String>, key: &str) -> Option<String> {
+    hints.get(key).filter(|v| !v.is_empty()).cloned()
+}
 
 /// How much longer than the boot timeout an enrollment token stays valid,
 /// so that an agent that connects at the last moment can still enroll.
@@ -61,15 +73,35 @@ impl Scheduler {
     /// containers waiting for it are bound first, so that a boot refused at
     /// once (a quota) finds them and fails them with the driver's reason.
     /// If the boot cannot even be asked for, the instance fails now.
-    pub(super) async fn start_boot(&self, id: &InstanceId, project: &ProjectId) {
-        if let Err(e) = self.request_boot(id, project) {
+    pub(super) async fn start_boot(
+        &self,
+        id: &InstanceId,
+        project: &ProjectId,
+        hints: &BTreeMap<String, String>,
+    ) {
+        // What the project delegated (the nova driver acts with it); the
+        // local driver needs none.
+        let authority = match self.store.authority(project).await {
+            Ok(authority) => authority.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(project_id = %project, error = %crate::error_chain(&e), "cannot read the project's authority");
+                TenantAuthority::None
+            }
+        };
+        if let Err(e) = self.request_boot(id, project, authority, hints) {
             let reason = format!("booting failed: {}", crate::error_chain(&e));
             tracing::warn!(instance_id = %id, %reason, "instance boot failed");
             fail_instance(&self.store, &self.driver, id, &reason).await;
         }
     }
 
-    fn request_boot(&self, id: &InstanceId, project: &ProjectId) -> Result<(), PassError> {
+    fn request_boot(
+        &self,
+        id: &InstanceId,
+        project: &ProjectId,
+        authority: TenantAuthority,
+        hints: &BTreeMap<String, String>,
+    ) -> Result<(), PassError> {
         let token = self
             .tokens
             .issue(id, self.settings.boot_timeout + TOKEN_GRACE)?;
@@ -86,20 +118,23 @@ impl Scheduler {
             instance_id: id.clone(),
             project_id: project.clone(),
             user_data: user_data.into_string(),
-            flavor: self.settings.flavor.clone(),
-            image: self.settings.image.clone(),
-            network: self.settings.network.clone(),
-            // The local driver needs no authority; the nova driver will
-            // carry the tenant's trust or application credential here.
-            authority: TenantAuthority::None,
+            // The first container's scheduler hints choose what is booted
+            // for it (the driver refuses names that exist nowhere).
+            flavor: hint(hints, FLAVOR_HINT).or_else(|| self.settings.flavor.clone()),
+            image: hint(hints, IMAGE_HINT).or_else(|| self.settings.image.clone()),
+            network: hint(hints, NETWORK_HINT).or_else(|| self.settings.network.clone()),
+            authority,
         };
         tracing::info!(instance_id = %id, project_id = %project, driver = self.driver.name(), "booting an instance");
         let driver = self.driver.clone();
         let store = self.store.clone();
         let booting = id.clone();
+        let in_flight = self.boots_in_flight.clone();
+        lock(&in_flight).insert(id.clone());
         self.tasks.spawn(async move {
             let id = booting;
-            match driver.boot(request).await {
+            let outcome = driver.boot(request).await;
+            match outcome {
                 Ok(booted) => {
                     let addresses = booted
                         .addresses
@@ -116,8 +151,14 @@ impl Scheduler {
                     fail_instance(&store, &driver, &id, &reason).await;
                 }
             }
+            lock(&in_flight).remove(&id);
         });
         Ok(())
+    }
+
+    /// Whether the driver's boot of `id` has not returned yet.
+    pub(super) fn is_boot_in_flight(&self, id: &InstanceId) -> bool {
+        lock(&self.boots_in_flight).contains(id)
     }
 
     /// Booting instances whose agent never came are given up.

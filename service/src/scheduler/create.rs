@@ -50,7 +50,9 @@ impl Scheduler {
                 Some(r) => *r,
                 None => {
                     let r = match self.store.get_instance(&instance).await {
-                        Ok(i) => i.status == InstanceStatus::Ready,
+                        Ok(i) => {
+                            i.status == InstanceStatus::Ready && !self.is_boot_in_flight(&i.id)
+                        }
                         Err(e) if e.kind() == ErrorKind::NotFound => false,
                         Err(e) => return Err(e.into()),
                     };

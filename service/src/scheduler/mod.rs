@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agents::AgentLink;
 use crate::db::{DbError, Store};
-use crate::domain::ContainerId;
+use crate::domain::{ContainerId, InstanceId};
 use crate::driver::InstanceDriver;
 use crate::images::ProjectImages;
 
@@ -95,6 +95,11 @@ pub struct Scheduler {
     wake: Notify,
     creating: Mutex<HashSet<ContainerId>>,
     create_tries: create::CreateTries,
+    /// Instances whose driver boot has not returned yet: their agent may
+    /// already be connected, but their addresses are not recorded, so no
+    /// container is created on them (its published ports would name no
+    /// address).
+    boots_in_flight: Arc<Mutex<HashSet<InstanceId>>>,
     tasks: TaskTracker,
 }
 
@@ -138,6 +143,7 @@ impl Scheduler {
                 settings.create_retry_delay,
             ),
             settings,
+            boots_in_flight: Arc::new(Mutex::new(HashSet::new())),
             tasks,
         })
     }

@@ -40,11 +40,16 @@ pub struct CreateQuery {
 pub async fn create(
     State(state): State<ApiState>,
     cx: RequestContext,
+    token: Option<axum::Extension<super::middleware::UserToken>>,
     QueryParams(query): QueryParams<CreateQuery>,
     ZunJson(body): ZunJson<CreateContainerBody>,
 ) -> Result<Response, ApiError> {
     let request = parse_create(body, cx.version)?;
     let run = query.run.is_some_and(|Flag(on)| on);
+    // While the user's token is at hand: what the driver acts with later.
+    if let Some(axum::Extension(token)) = &token {
+        state.app().ensure_delegation(&cx.call, &token.0).await?;
+    }
     let created = state.app().create_container(&cx.call, request, run).await?;
     let view = container_view(&created, &cx.base_url);
     let location = format!("{}/v1/containers/{}", cx.base_url.as_str(), view.uuid);

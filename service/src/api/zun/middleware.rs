@@ -54,6 +54,12 @@ fn is_public(path: &str) -> bool {
             && (path.ends_with("/attach/ws") || path.ends_with("/exec/ws")))
 }
 
+/// The caller's validated token, for the one use that needs it: creating
+/// the delegation (a Keystone trust) a driver acts with later. Never
+/// logged (`Secret`).
+#[derive(Clone, Debug)]
+pub struct UserToken(pub nest_core::Secret<String>);
+
 /// Validates `X-Auth-Token` and puts the [`crate::auth::Caller`] in the
 /// request's extensions; 401 (Keystone's shape) without a valid token.
 pub async fn authenticate(
@@ -77,6 +83,10 @@ pub async fn authenticate(
         Ok(caller) => {
             tracing::Span::current().record("project_id", caller.project_id.as_str());
             request.extensions_mut().insert(caller);
+            // For the handlers that delegate with the user's own token.
+            request
+                .extensions_mut()
+                .insert(UserToken(nest_core::Secret::new(token)));
             next.run(request).await
         }
         Err(error) => ApiError::Auth(error).into_response(),

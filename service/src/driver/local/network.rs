@@ -185,6 +185,21 @@ pub(super) async fn create_namespace(
     Ok(())
 }
 
+/// Adds `extra` addresses (`/32`) to the namespace's `eth0`: addresses a
+/// cloud maps to the instance beside its own (a floating IP), answered in
+/// the namespace itself.
+pub(super) async fn add_addresses(names: &NetNames, extra: &[Ipv4Addr]) -> Result<(), DriverError> {
+    for addr in extra {
+        let cidr = format!("{addr}/32");
+        run(
+            "ip",
+            &["-n", &names.netns, "addr", "add", &cidr, "dev", "eth0"],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Removes the veth pair and the namespace; whatever is already gone is
 /// fine. Processes still inside keep the namespace alive (unnamed) until
 /// they exit, so callers stop them first.

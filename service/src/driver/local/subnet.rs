@@ -70,6 +70,39 @@ impl Subnet {
         (self.network + 2..broadcast).map(Ipv4Addr::from)
     }
 
+    /// Leases `addr` to `id`: `Ok(false)` when another instance holds it.
+    /// Blocking.
+    ///
+    /// # Errors
+    /// An I/O error, or `InvalidInput` when `addr` is not a host address
+    /// of the subnet.
+    pub(super) fn lease_exact(
+        &self,
+        leases: &Path,
+        id: &InstanceId,
+        addr: Ipv4Addr,
+    ) -> io::Result<bool> {
+        if !self.hosts().any(|a| a == addr) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr} is not a host address of the subnet"),
+            ));
+        }
+        std::fs::create_dir_all(leases)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(leases.join(addr.to_string()));
+        match file {
+            Ok(mut file) => {
+                io::Write::write_all(&mut file, id.as_str().as_bytes())?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Leases the lowest free address to `id`; `None` when all are taken.
     /// Blocking.
     pub(super) fn lease(&self, leases: &Path, id: &InstanceId) -> io::Result<Option<Ipv4Addr>> {

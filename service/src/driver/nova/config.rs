@@ -1,11 +1,9 @@
 //! The settings of the `nova` instance driver (DESIGN.md, "Instance
-//! drivers"): `[driver]` with `kind = "nova"`.
-//!
-//! The driver itself comes with a later issue; until then, selecting it is
-//! refused when the config is checked. Its settings are typed and checked
-//! already, so that an operator can prepare a config, and so that the
-//! driver has one obvious place to read them from. The Keystone session is
-//! `nest_openstack`'s, as everywhere the service talks to OpenStack.
+//! drivers"): `[driver]` with `kind = "nova"`, typed and checked when the
+//! config is loaded. What they name (flavor, image, networks, zone, key
+//! pair) is checked against the cloud at each boot, with the tenant's own
+//! view of it. The Keystone session is `nest_openstack`'s, as everywhere
+//! the service talks to OpenStack.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,6 +17,10 @@ pub const DEFAULT_NOVA_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest network alias: it is written in port specs (`pub:222:22`) and
 /// keys the instance's addresses.
 pub const MAX_NETWORK_ALIAS_LEN: usize = 64;
+/// Default tag of every server Nest boots.
+pub const DEFAULT_SERVER_TAG: &str = "nest";
+/// Longest server tag: with `-<instance uuid>` it must fit Nova's 60.
+pub const MAX_SERVER_TAG_LEN: usize = 20;
 
 /// Settings of the `nova` driver.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -42,8 +44,12 @@ pub struct NovaDriverConfig {
     /// one (`scheduler.image`); with `agent.source = "baked"` it must hold
     /// `nest-agent`. Required.
     pub image: String,
-    /// Neutron networks every server is attached to, in NIC order, each
-    /// under the alias that port specs and addresses use. At least one.
+    /// Neutron networks of every server, each under the alias that port
+    /// specs and addresses use. A network is attached (a port, in NIC
+    /// order; its fixed address is the alias's address), unless it is
+    /// external (`router:external`): then the alias's address is a floating
+    /// IP from it, associated with the port on the first attached network.
+    /// At least one.
     pub networks: Vec<NovaNetwork>,
     /// Availability zone of booted servers. Default: Nova's choice.
     #[serde(default)]
@@ -57,6 +63,17 @@ pub struct NovaDriverConfig {
     /// enrollment. Default: 3m.
     #[serde(default = "default_boot_timeout")]
     pub boot_timeout: HumanDuration,
+    /// Tag of every server this service boots (each also gets
+    /// `<tag>-<instance id>`); servers with it in a project the service
+    /// acts for are the service's, and deleted when no record knows them.
+    /// Give each Nest deployment sharing a cloud its own. 1 to 20
+    /// characters of `[A-Za-z0-9_-]`. Default: [`DEFAULT_SERVER_TAG`].
+    #[serde(default = "default_server_tag")]
+    pub server_tag: String,
+}
+
+fn default_server_tag() -> String {
+    DEFAULT_SERVER_TAG.to_owned()
 }
 
 /// One network servers are attached to.
@@ -115,6 +132,15 @@ impl Validate for NovaDriverConfig {
                 "must not be empty",
             );
         }
+        problems.require(
+            (1..=MAX_SERVER_TAG_LEN).contains(&self.server_tag.len())
+                && self
+                    .server_tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')),
+            "server_tag",
+            "must be 1 to 20 characters of [A-Za-z0-9_-]",
+        );
         problems.require(
             !self.boot_timeout.get().is_zero(),
             "boot_timeout",

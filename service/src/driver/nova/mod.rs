@@ -1,0 +1,866 @@
+//! The `nova` instance driver (DESIGN.md, "Instance drivers"): each
+//! instance is a Nova server in the tenant's own project, so that Nova
+//! enforces the tenant's quotas and there is no second quota system.
+//!
+//! The driver acts for the tenant with the authority the project delegated
+//! (a Keystone trust whose trustee is the service user, or an application
+//! credential), never with admin powers: a boot carries it in
+//! [`BootRequest::authority`]; deletes, listings and enrollment checks look
+//! it up through [`AuthorityLookup`] (the database's record of it).
+//!
+//! # What a server carries
+//! - name `<server_tag>-<instance id>`; tags `<server_tag>` and
+//!   `<server_tag>-<instance id>` (how the driver finds its servers again,
+//!   even after a create whose answer was lost);
+//! - metadata `nest_instance_id = <instance id>` (what enrollment checks and
+//!   what a hypervisor-side tool reads);
+//! - the cloud-config user data, base64, at most 65,535 bytes.
+//!
+//! # Booting
+//! Flavor, image and networks come from the boot request's hints or the
+//! configuration, and are looked up with the tenant's session (a private
+//! network or image of the tenant's counts); one that names nothing is
+//! refused clearly. The driver then waits for `ACTIVE` with backoff, up to
+//! `boot_timeout`. A quota refusal (403 at create, or a server that goes
+//! `ERROR` with fault 413 after Nova's recheck) is [`DriverError::OverQuota`]
+//! with Nova's message; any failure after the create deletes the server and
+//! releases its floating IPs, so nothing leaks.
+//!
+//! # Addresses
+//! An attached network's alias gets the server's fixed address on it; an
+//! external network's alias gets a floating IP from it, associated with the
+//! port on the first attached network and described `<tag>-<instance id>`
+//! so that a delete finds it even after the port is gone.
+//!
+//! This module is the only one in the service that talks to Nova and
+//! Neutron; it never assumes anything about what runs inside a server.
+
+pub mod config;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::future::BoxFuture;
+use nest_core::backoff::Backoff;
+use nest_core::{ErrorKind, RequestId};
+use nest_openstack::compute::{
+    MAX_USER_DATA_BYTES, Server, ServerCreate, ServerNetworks, ServerQuery,
+};
+use nest_openstack::network::NetworkInfo;
+use nest_openstack::{
+    Compute, Image, Network, OpenStackError, Session, SessionOptions, TenantAuthority, TrustRequest,
+};
+
+pub use self::config::{NovaDriverConfig, NovaNetwork};
+use super::{
+    BootRequest, BootedInstance, BoxError, Delegation, DriverError, InstanceDriver, Reason,
+};
+use crate::domain::{InstanceId, ProjectId};
+
+/// The metadata key holding Nest's instance id.
+pub const INSTANCE_METADATA_KEY: &str = "nest_instance_id";
+/// The network hint that boots a server with no network at all.
+pub const NO_NETWORK: &str = "none";
+/// First wait between two looks at a booting server.
+const POLL_INITIAL: Duration = Duration::from_millis(500);
+/// Longest wait between two looks at a booting server.
+const POLL_MAX: Duration = Duration::from_secs(5);
+/// Creates tried when Nova's answer is lost (and no server came of it).
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Where the driver learns which project an instance belongs to and what
+/// authority that project delegated: the service's database.
+pub trait AuthorityLookup: Send + Sync {
+    /// The project that owns instance `id`, if it is recorded.
+    fn project_of<'a>(
+        &'a self,
+        id: &'a InstanceId,
+    ) -> BoxFuture<'a, Result<Option<ProjectId>, BoxError>>;
+
+    /// The authority `project` delegated, if any.
+    fn authority<'a>(
+        &'a self,
+        project: &'a ProjectId,
+    ) -> BoxFuture<'a, Result<Option<TenantAuthority>, BoxError>>;
+
+    /// Every project's authority.
+    fn authorities(&self) -> BoxFuture<'_, Result<Vec<(ProjectId, TenantAuthority)>, BoxError>>;
+}
+
+impl AuthorityLookup for crate::db::Store {
+    fn project_of<'a>(
+        &'a self,
+        id: &'a InstanceId,
+    ) -> BoxFuture<'a, Result<Option<ProjectId>, BoxError>> {
+        Box::pin(async move {
+            match self.get_instance(id).await {
+                Ok(instance) => Ok(Some(instance.project_id)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn authority<'a>(
+        &'a self,
+        project: &'a ProjectId,
+    ) -> BoxFuture<'a, Result<Option<TenantAuthority>, BoxError>> {
+        Box::pin(async move { Ok(crate::db::Store::authority(self, project).await?) })
+    }
+
+    fn authorities(&self) -> BoxFuture<'_, Result<Vec<(ProjectId, TenantAuthority)>, BoxError>> {
+        Box::pin(async move { Ok(crate::db::Store::authorities(self).await?) })
+    }
+}
+
+/// The `nova` driver. See the module documentation.
+pub struct NovaDriver {
+    config: NovaDriverConfig,
+    /// The service user's session: the trustee of the tenants' trusts.
+    service: Session,
+    lookup: Arc<dyn AuthorityLookup>,
+    /// One session per delegated authority, so that tokens are reused.
+    tenants: Mutex<HashMap<String, Arc<Session>>>,
+    /// Owners of servers seen by `list`, for deleting servers no record
+    /// knows any more.
+    owners: Mutex<HashMap<InstanceId, ProjectId>>,
+}
+
+impl std::fmt::Debug for NovaDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NovaDriver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing awaits or panics under these locks.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a refusal or failure of OpenStack means for the driver's caller;
+/// a quota refusal keeps the cloud's own message as its reason.
+fn from_openstack(what: &'static str, e: OpenStackError) -> DriverError {
+    match e.kind() {
+        ErrorKind::OverQuota => DriverError::OverQuota {
+            reason: match &e {
+                OpenStackError::Refused { message, .. } => message.clone(),
+                other => other.to_string(),
+            },
+        },
+        ErrorKind::Invalid
+        | ErrorKind::NotFound
+        | ErrorKind::Forbidden
+        | ErrorKind::Conflict
+        | ErrorKind::Unauthenticated => DriverError::Invalid {
+            what,
+            source: Box::new(e),
+        },
+        ErrorKind::Unavailable | ErrorKind::Timeout => DriverError::Unavailable {
+            what: "OpenStack".to_owned(),
+            source: Box::new(e),
+        },
+        ErrorKind::Internal => DriverError::internal(what, e),
+    }
+}
+
+fn lookup_failed(source: BoxError) -> DriverError {
+    DriverError::internal("reading the tenant's authority", source)
+}
+
+/// The networks of one boot, resolved in the tenant's view.
+struct Plan {
+    /// Attached networks: (alias, network).
+    attached: Vec<(String, NetworkInfo)>,
+    /// External networks floating IPs come from: (alias, network).
+    floating: Vec<(String, NetworkInfo)>,
+}
+
+impl NovaDriver {
+    /// A driver with `config`, reading authorities through `lookup`. Does
+    /// not call Keystone: the first boot logs in.
+    ///
+    /// # Errors
+    /// [`DriverError::Invalid`] when the session configuration is unusable.
+    pub async fn new(
+        config: NovaDriverConfig,
+        lookup: Arc<dyn AuthorityLookup>,
+    ) -> Result<Self, DriverError> {
+        let service = Session::new(&config.auth, SessionOptions::default())
+            .await
+            .map_err(|e| DriverError::Invalid {
+                what: "driver.auth",
+                source: Box::new(e),
+            })?;
+        Ok(Self {
+            config,
+            service,
+            lookup,
+            tenants: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &NovaDriverConfig {
+        &self.config
+    }
+
+    /// The service user's session (the trustee of the tenants' trusts).
+    pub fn service_session(&self) -> &Session {
+        &self.service
+    }
+
+    /// The configured flavor, as the service user sees it: what the
+    /// scheduler sizes a new instance by.
+    ///
+    /// # Errors
+    /// [`DriverError::Invalid`] when it names no flavor; why Nova could
+    /// not be asked.
+    pub async fn default_flavor(&self) -> Result<nest_openstack::compute::Flavor, DriverError> {
+        let compute = self.compute(&self.service).await?;
+        compute
+            .find_flavor(&self.config.flavor, &RequestId::generate())
+            .await
+            .map_err(|e| from_openstack("flavor", e))?
+            .ok_or_else(|| {
+                DriverError::invalid(
+                    "driver.flavor",
+                    format!("flavor {:?} names no flavor", self.config.flavor),
+                )
+            })
+    }
+
+    /// The tag every server of instance `id` carries.
+    pub fn instance_tag(&self, id: &InstanceId) -> String {
+        format!("{}-{id}", self.config.server_tag)
+    }
+
+    /// The session acting with `authority` (shared, so its token is reused).
+    ///
+    /// # Errors
+    /// [`DriverError::Invalid`] without an authority, or when it cannot be
+    /// used with the service's credentials.
+    pub fn tenant_session(&self, authority: &TenantAuthority) -> Result<Arc<Session>, DriverError> {
+        let key = match authority {
+            TenantAuthority::None => String::new(),
+            TenantAuthority::Trust { trust_id } => format!("trust {trust_id}"),
+            TenantAuthority::ApplicationCredential { id, .. } => format!("credential {id}"),
+        };
+        if let Some(session) = lock(&self.tenants).get(&key) {
+            return Ok(session.clone());
+        }
+        let session =
+            Arc::new(
+                self.service
+                    .for_tenant(authority)
+                    .map_err(|e| DriverError::Invalid {
+                        what: "tenant authority",
+                        source: Box::new(e),
+                    })?,
+            );
+        lock(&self.tenants).insert(key, session.clone());
+        Ok(session)
+    }
+
+    /// The session acting in `project`, from its recorded authority.
+    async fn project_session(&self, project: &ProjectId) -> Result<Arc<Session>, DriverError> {
+        let authority = self
+            .lookup
+            .authority(project)
+            .await
+            .map_err(lookup_failed)?
+            .ok_or_else(|| {
+                DriverError::invalid(
+                    "tenant authority",
+                    format!(
+                        "project {project} delegated no authority to Nest (a Keystone trust is \
+                         created when one of its users creates a container with a token)"
+                    ),
+                )
+            })?;
+        self.tenant_session(&authority)
+    }
+
+    async fn compute<'s>(&self, session: &'s Session) -> Result<Compute<'s>, DriverError> {
+        Compute::connect(
+            session,
+            self.config.interface,
+            self.config.region.as_deref(),
+        )
+        .await
+        .map_err(|e| from_openstack("compute endpoint", e))
+    }
+
+    async fn network<'s>(&self, session: &'s Session) -> Result<Network<'s>, DriverError> {
+        Network::connect(
+            session,
+            self.config.interface,
+            self.config.region.as_deref(),
+        )
+        .await
+        .map_err(|e| from_openstack("network endpoint", e))
+    }
+
+    /// The networks a boot attaches and takes floating IPs from.
+    async fn plan_networks(
+        &self,
+        network: &Network<'_>,
+        hint: Option<&str>,
+        rid: &RequestId,
+    ) -> Result<Plan, DriverError> {
+        let wanted: Vec<NovaNetwork> = match hint {
+            Some(NO_NETWORK) => Vec::new(),
+            Some(hint) => match self.config.networks.iter().find(|n| n.name == hint) {
+                Some(n) => vec![n.clone()],
+                None => vec![NovaNetwork {
+                    name: hint.to_owned(),
+                    network: hint.to_owned(),
+                }],
+            },
+            None => self.config.networks.clone(),
+        };
+        let mut plan = Plan {
+            attached: Vec::new(),
+            floating: Vec::new(),
+        };
+        for n in wanted {
+            let found = network
+                .find_network(&n.network, rid)
+                .await
+                .map_err(|e| from_openstack("network", e))?
+                .ok_or_else(|| {
+                    DriverError::invalid(
+                        "network",
+                        format!(
+                            "network {:?} (alias {:?}) names no network this project can use",
+                            n.network, n.name
+                        ),
+                    )
+                })?;
+            if found.external {
+                plan.floating.push((n.name, found));
+            } else {
+                plan.attached.push((n.name, found));
+            }
+        }
+        if !plan.floating.is_empty() && plan.attached.is_empty() {
+            return Err(DriverError::invalid(
+                "network",
+                "a floating IP needs an attached (non-external) network to associate with",
+            ));
+        }
+        Ok(plan)
+    }
+
+    #[tracing::instrument(skip_all, fields(instance_id = %req.instance_id, project_id = %req.project_id))]
+    async fn boot_server(&self, req: BootRequest) -> Result<BootedInstance, DriverError> {
+        let rid = RequestId::generate();
+        let id = req.instance_id.clone();
+        let user_data = base64::engine::general_purpose::STANDARD.encode(req.user_data.as_bytes());
+        if user_data.len() > MAX_USER_DATA_BYTES {
+            return Err(DriverError::invalid(
+                "user-data",
+                format!(
+                    "it is {} bytes once base64-encoded; Nova accepts at most {MAX_USER_DATA_BYTES}",
+                    user_data.len()
+                ),
+            ));
+        }
+        if req.authority == TenantAuthority::None {
+            return Err(DriverError::invalid(
+                "tenant authority",
+                format!(
+                    "project {} delegated no authority to Nest (a Keystone trust is created \
+                     when one of its users creates a container with a token)",
+                    req.project_id
+                ),
+            ));
+        }
+        let session = self.tenant_session(&req.authority)?;
+        let compute = self.compute(&session).await?;
+        let network = self.network(&session).await?;
+        let image_client = Image::connect(
+            &session,
+            self.config.interface,
+            self.config.region.as_deref(),
+        )
+        .await
+        .map_err(|e| from_openstack("image endpoint", e))?;
+
+        let flavor_name = req.flavor.as_deref().unwrap_or(&self.config.flavor);
+        let flavor = compute
+            .find_flavor(flavor_name, &rid)
+            .await
+            .map_err(|e| from_openstack("flavor", e))?
+            .ok_or_else(|| {
+                DriverError::invalid(
+                    "flavor",
+                    format!("flavor {flavor_name:?} names no flavor this project can use"),
+                )
+            })?;
+        let image_name = req.image.as_deref().unwrap_or(&self.config.image);
+        let image = image_client
+            .find_image(image_name, &rid)
+            .await
+            .map_err(|e| from_openstack("image", e))?
+            .ok_or_else(|| {
+                DriverError::invalid(
+                    "image",
+                    format!("image {image_name:?} names no image this project can use"),
+                )
+            })?;
+        let plan = self
+            .plan_networks(&network, req.network.as_deref(), &rid)
+            .await?;
+        if let Some(zone) = &self.config.availability_zone {
+            let zones = compute
+                .availability_zones(&rid)
+                .await
+                .map_err(|e| from_openstack("availability zone", e))?;
+            if !zones.contains(zone) {
+                return Err(DriverError::invalid(
+                    "availability zone",
+                    format!("availability zone {zone:?} does not exist (Nova has {zones:?})"),
+                ));
+            }
+        }
+        if let Some(key) = &self.config.key_name
+            && !compute
+                .has_key_pair(key, &rid)
+                .await
+                .map_err(|e| from_openstack("key pair", e))?
+        {
+            return Err(DriverError::invalid(
+                "key pair",
+                format!("key pair {key:?} does not exist for the trustor"),
+            ));
+        }
+
+        let tag = self.instance_tag(&id);
+        let create = ServerCreate {
+            name: tag.clone(),
+            flavor_ref: flavor.id.clone(),
+            image_ref: image.id,
+            networks: if plan.attached.is_empty() {
+                ServerNetworks::None
+            } else {
+                ServerNetworks::Networks(plan.attached.iter().map(|(_, n)| n.id.clone()).collect())
+            },
+            availability_zone: self.config.availability_zone.clone(),
+            key_name: self.config.key_name.clone(),
+            user_data: Some(user_data),
+            metadata: BTreeMap::from([(INSTANCE_METADATA_KEY.to_owned(), id.to_string())]),
+            tags: vec![self.config.server_tag.clone(), tag.clone()],
+        };
+        let started = tokio::time::Instant::now();
+        let server_id = self.create_once(&compute, &create, &tag, &rid).await?;
+        tracing::info!(server_id = %server_id, flavor = %flavor.name, "server requested");
+        let outcome = async {
+            let server = self.wait_active(&compute, &server_id, &rid).await?;
+            tracing::info!(server_id = %server_id, boot_s = started.elapsed().as_secs_f64(), "server active");
+            self.addresses(&network, &server, &plan, &tag, &rid).await
+        }
+        .await;
+        match outcome {
+            Ok(addresses) => Ok(BootedInstance {
+                id,
+                addresses,
+                vcpus: f64::from(flavor.vcpus),
+                memory_mib: flavor.ram,
+            }),
+            Err(e) => {
+                tracing::warn!(server_id = %server_id, error = %crate::error_chain(&e), "boot failed; deleting the server");
+                if let Err(cleanup) = self.remove(&compute, &network, &tag, &rid).await {
+                    tracing::warn!(error = %crate::error_chain(&cleanup), "cleanup after a failed boot failed; the reconciler retries");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the server, or finds the one an earlier attempt created
+    /// when Nova's answer was lost.
+    async fn create_once(
+        &self,
+        compute: &Compute<'_>,
+        create: &ServerCreate,
+        tag: &str,
+        rid: &RequestId,
+    ) -> Result<String, DriverError> {
+        let mut backoff = Backoff::new(POLL_INITIAL, POLL_MAX);
+        let mut attempt = 1;
+        loop {
+            match compute.create_server(create, rid).await {
+                Ok(id) => return Ok(id),
+                Err(e) if e.kind().is_retryable() && attempt < CREATE_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "a server create was not answered; looking for it");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    let query = ServerQuery {
+                        tags: vec![tag.to_owned()],
+                        all_tenants: false,
+                    };
+                    if let Ok(found) = compute.servers(&query, rid).await
+                        && let Some(server) = found.into_iter().next()
+                    {
+                        return Ok(server.id);
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(from_openstack("server", e)),
+            }
+        }
+    }
+
+    /// Waits for `ACTIVE`, up to `boot_timeout`.
+    async fn wait_active(
+        &self,
+        compute: &Compute<'_>,
+        server_id: &str,
+        rid: &RequestId,
+    ) -> Result<Server, DriverError> {
+        let timeout = self.config.boot_timeout.get();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Backoff::new(POLL_INITIAL, POLL_MAX);
+        loop {
+            match compute.server(server_id, rid).await {
+                Ok(Some(server)) if server.is_active() => return Ok(server),
+                Ok(Some(server)) if server.is_error() => {
+                    return Err(match server.fault {
+                        // Nova's conductor recheck: the quota ran out
+                        // between the API's check and the boot.
+                        Some(fault) if fault.code == 413 => DriverError::OverQuota {
+                            reason: fault.message,
+                        },
+                        Some(fault) => DriverError::internal(
+                            format!("booting server {server_id}"),
+                            Reason(format!("Nova: {} (fault {})", fault.message, fault.code)),
+                        ),
+                        None => DriverError::internal(
+                            format!("booting server {server_id}"),
+                            Reason("Nova put it in ERROR without a fault".into()),
+                        ),
+                    });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(DriverError::internal(
+                        format!("booting server {server_id}"),
+                        Reason("it was deleted while booting".into()),
+                    ));
+                }
+                Err(e) if e.kind().is_retryable() => {
+                    tracing::info!(error = %e, "cannot read a booting server; retrying");
+                }
+                Err(e) => return Err(from_openstack("server", e)),
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(DriverError::Unavailable {
+                    what: "Nova".to_owned(),
+                    source: Box::new(Reason(format!(
+                        "server {server_id} was not ACTIVE within {timeout:?}"
+                    ))),
+                });
+            }
+            tokio::time::sleep(backoff.next_delay().min(deadline - now)).await;
+        }
+    }
+
+    /// The instance's address under each alias; floating IPs are
+    /// allocated and associated here.
+    async fn addresses(
+        &self,
+        network: &Network<'_>,
+        server: &Server,
+        plan: &Plan,
+        tag: &str,
+        rid: &RequestId,
+    ) -> Result<BTreeMap<String, IpAddr>, DriverError> {
+        let mut addresses = BTreeMap::new();
+        for (alias, net) in &plan.attached {
+            let fixed = server.addresses_of(&net.name, "fixed").next();
+            if let Some(ip) = fixed.and_then(|a| a.parse::<IpAddr>().ok()) {
+                addresses.insert(alias.clone(), ip);
+            }
+        }
+        if plan.floating.is_empty() {
+            return Ok(addresses);
+        }
+        let Some((_, first)) = plan.attached.first() else {
+            return Ok(addresses);
+        };
+        let ports = network
+            .server_ports(&server.id, rid)
+            .await
+            .map_err(|e| from_openstack("port", e))?;
+        let port = ports
+            .iter()
+            .find(|p| p.network_id == first.id)
+            .ok_or_else(|| {
+                DriverError::internal(
+                    format!("associating a floating IP with server {}", server.id),
+                    Reason(format!("it has no port on network {}", first.name)),
+                )
+            })?;
+        for (alias, external) in &plan.floating {
+            let fip = network
+                .create_floating_ip(&external.id, &port.id, tag, rid)
+                .await
+                .map_err(|e| from_openstack("floating IP", e))?;
+            let ip = fip.floating_ip_address.parse::<IpAddr>().map_err(|e| {
+                DriverError::internal(
+                    format!("reading floating IP {}", fip.id),
+                    Reason(format!("{:?}: {e}", fip.floating_ip_address)),
+                )
+            })?;
+            tracing::info!(%alias, address = %ip, "floating IP associated");
+            addresses.insert(alias.clone(), ip);
+        }
+        Ok(addresses)
+    }
+
+    /// Releases the floating IPs and deletes the servers of `tag`.
+    async fn remove(
+        &self,
+        compute: &Compute<'_>,
+        network: &Network<'_>,
+        tag: &str,
+        rid: &RequestId,
+    ) -> Result<(), DriverError> {
+        let floating = network
+            .floating_ips_described(tag, rid)
+            .await
+            .map_err(|e| from_openstack("floating IP", e))?;
+        for fip in floating {
+            network
+                .delete_floating_ip(&fip.id, rid)
+                .await
+                .map_err(|e| from_openstack("floating IP", e))?;
+            tracing::info!(address = %fip.floating_ip_address, "floating IP released");
+        }
+        let query = ServerQuery {
+            tags: vec![tag.to_owned()],
+            all_tenants: false,
+        };
+        let servers = compute
+            .servers(&query, rid)
+            .await
+            .map_err(|e| from_openstack("server", e))?;
+        for server in servers {
+            compute
+                .delete_server(&server.id, rid)
+                .await
+                .map_err(|e| from_openstack("server", e))?;
+            tracing::info!(server_id = %server.id, "server deleted");
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(instance_id = %id))]
+    async fn delete_server(&self, id: &InstanceId) -> Result<(), DriverError> {
+        let known = lock(&self.owners).get(id).cloned();
+        let project = match known {
+            Some(project) => Some(project),
+            None => self.lookup.project_of(id).await.map_err(lookup_failed)?,
+        };
+        let Some(project) = project else {
+            tracing::warn!("no project is known for this instance; nothing to delete");
+            return Ok(());
+        };
+        let session = self.project_session(&project).await?;
+        let compute = self.compute(&session).await?;
+        let network = self.network(&session).await?;
+        let rid = RequestId::generate();
+        self.remove(&compute, &network, &self.instance_tag(id), &rid)
+            .await?;
+        lock(&self.owners).remove(id);
+        Ok(())
+    }
+
+    async fn list_servers(&self) -> Result<Vec<InstanceId>, DriverError> {
+        let rid = RequestId::generate();
+        let mut ids = Vec::new();
+        for (project, authority) in self.lookup.authorities().await.map_err(lookup_failed)? {
+            let session = self.tenant_session(&authority)?;
+            let compute = self.compute(&session).await?;
+            let query = ServerQuery {
+                tags: vec![self.config.server_tag.clone()],
+                all_tenants: false,
+            };
+            let servers = compute
+                .servers(&query, &rid)
+                .await
+                .map_err(|e| from_openstack("server", e))?;
+            for server in servers {
+                let Some(id) = server
+                    .metadata
+                    .get(INSTANCE_METADATA_KEY)
+                    .and_then(|v| InstanceId::parse(v).ok())
+                else {
+                    continue;
+                };
+                lock(&self.owners).insert(id.clone(), project.clone());
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Checks, before an agent's certificate is signed, that instance `id`
+    /// is a server of its recorded project, `ACTIVE`, carrying Nest's id in
+    /// its metadata.
+    ///
+    /// # Errors
+    /// [`DriverError::Invalid`] saying which check failed;
+    /// [`DriverError::Unavailable`] when Nova cannot be asked.
+    pub async fn verify_server(&self, id: &InstanceId) -> Result<(), DriverError> {
+        let refuse = |reason: String| DriverError::invalid("enrollment", reason);
+        let project = self
+            .lookup
+            .project_of(id)
+            .await
+            .map_err(lookup_failed)?
+            .ok_or_else(|| refuse(format!("instance {id} is not recorded")))?;
+        let session = self.project_session(&project).await?;
+        let compute = self.compute(&session).await?;
+        let rid = RequestId::generate();
+        let query = ServerQuery {
+            tags: vec![self.instance_tag(id)],
+            all_tenants: false,
+        };
+        let servers = compute
+            .servers(&query, &rid)
+            .await
+            .map_err(|e| from_openstack("server", e))?;
+        let [server] = servers.as_slice() else {
+            return Err(refuse(format!(
+                "{} servers of project {project} are tagged for instance {id}",
+                servers.len()
+            )));
+        };
+        if server.tenant_id != project.as_str() {
+            return Err(refuse(format!(
+                "server {} belongs to project {}, not {project}",
+                server.id, server.tenant_id
+            )));
+        }
+        if server
+            .metadata
+            .get(INSTANCE_METADATA_KEY)
+            .map(String::as_str)
+            != Some(id.as_str())
+        {
+            return Err(refuse(format!(
+                "server {} does not carry {INSTANCE_METADATA_KEY} = {id}",
+                server.id
+            )));
+        }
+        if !server.is_active() {
+            return Err(refuse(format!(
+                "server {} is {}, not ACTIVE",
+                server.id, server.status
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl InstanceDriver for NovaDriver {
+    fn name(&self) -> &'static str {
+        "nova"
+    }
+
+    /// Boots a server; see the module documentation. Not cancel safe: a
+    /// boot dropped midway leaves a tagged server that `list` reports and
+    /// `delete` removes.
+    fn boot(&self, req: BootRequest) -> BoxFuture<'_, Result<BootedInstance, DriverError>> {
+        Box::pin(self.boot_server(req))
+    }
+
+    fn delete<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(self.delete_server(id))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceId>, DriverError>> {
+        Box::pin(self.list_servers())
+    }
+
+    fn delegate<'a>(
+        &'a self,
+        delegation: &'a Delegation,
+    ) -> BoxFuture<'a, Result<Option<TenantAuthority>, DriverError>> {
+        Box::pin(async move {
+            let rid = RequestId::generate();
+            let trustee = self
+                .service
+                .user_id()
+                .await
+                .map_err(|e| from_openstack("service user", e))?;
+            let trust_id = self
+                .service
+                .create_trust(
+                    &delegation.token,
+                    &TrustRequest {
+                        trustor_user_id: delegation.user_id.clone(),
+                        trustee_user_id: trustee,
+                        project_id: delegation.project_id.clone(),
+                        roles: delegation.roles.clone(),
+                    },
+                    &rid,
+                )
+                .await
+                .map_err(|e| from_openstack("delegation", e))?;
+            Ok(Some(TenantAuthority::Trust { trust_id }))
+        })
+    }
+
+    fn verify_enrollment<'a>(
+        &'a self,
+        id: &'a InstanceId,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(self.verify_server(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_refusals_keep_novas_words() {
+        let e = from_openstack(
+            "server",
+            OpenStackError::Refused {
+                service: "nova",
+                operation: "boot a server",
+                status: 403,
+                message:
+                    "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"
+                        .into(),
+                request: nest_openstack::RemoteRequestId(None),
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "over quota: Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"
+        );
+        let e = from_openstack(
+            "flavor",
+            OpenStackError::Refused {
+                service: "nova",
+                operation: "show a flavor",
+                status: 400,
+                message: "bad".into(),
+                request: nest_openstack::RemoteRequestId(None),
+            },
+        );
+        assert_eq!(e.kind(), super::super::DriverErrorKind::Invalid);
+    }
+}
