@@ -17,10 +17,13 @@
 //! - [`bench`]: statistics and sample counts for the benchmarks;
 //! - [`docker`]: the test image and direct engine checks;
 //! - [`service`]: a real `nest-service` with the `local` driver, and an
-//!   HTTP client for its API.
+//!   HTTP client for its API;
+//! - [`nova`]: the `nova` driver against the lab, with the test
+//!   hypervisor (`src/bin/nest-test-hypervisor.rs`) running its servers.
 
 pub mod bench;
 pub mod docker;
+pub mod nova;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

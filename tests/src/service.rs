@@ -101,6 +101,11 @@ pub struct ServiceOptions {
     /// The `[auth]` section's body instead of the dev tokens in [`TOKENS`]
     /// (e.g. Keystone settings).
     pub auth: Option<String>,
+    /// The `[driver]` section's body instead of the `local` driver on the
+    /// service's own bridge (e.g. `kind = "nova"` and its settings).
+    pub driver: Option<String>,
+    /// `relay.advertise` (port 0: the embedded relay's own port).
+    pub relay_advertise: Option<String>,
 }
 
 impl Default for ServiceOptions {
@@ -115,6 +120,8 @@ impl Default for ServiceOptions {
             extra: String::new(),
             scheduler_extra: String::new(),
             auth: None,
+            driver: None,
+            relay_advertise: None,
         }
     }
 }
@@ -163,7 +170,10 @@ impl ServiceProcess {
             .clone()
             .unwrap_or_else(|| format!("mode = \"dev\"\ntokens = [\n{}\n]", tokens.join("\n")));
         let relay = match options.external_relay {
-            None => "listen = \"0.0.0.0:0\"".to_owned(),
+            None => match &options.relay_advertise {
+                Some(advertise) => format!("listen = \"0.0.0.0:0\"\nadvertise = \"{advertise}\""),
+                None => "listen = \"0.0.0.0:0\"".to_owned(),
+            },
             Some(external) => format!(
                 "external = \"{external}\"\nadvertise = \"{}:{}\"",
                 network.gateway(),
@@ -174,7 +184,7 @@ impl ServiceProcess {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n{public_url}\n[relay]\n{relay}\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n{scheduler_extra}\n[driver]\nkind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"\n{extra}\n",
+                "state_dir = \"{state}\"\nshutdown_grace = \"3s\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n{public_url}\n[relay]\n{relay}\nheartbeat_interval = \"2s\"\n\n[auth]\n{auth}\n\n[scheduler]\nidle_timeout = \"{idle}\"\nmax_boots_per_project = {boots}\nwarm_pool = {warm}\n{scheduler_extra}\n[driver]\n{driver}\n{extra}\n",
                 state = state.path().join("state").display(),
                 idle = options.idle_timeout,
                 boots = options.max_boots_per_project,
@@ -186,9 +196,12 @@ impl ServiceProcess {
                     .unwrap_or_default(),
                 extra = options.extra,
                 scheduler_extra = options.scheduler_extra,
-                bridge = network.bridge,
-                subnet = network.subnet,
-                id = &network.bridge[3..],
+                driver = options.driver.clone().unwrap_or_else(|| format!(
+                    "kind = \"local\"\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nrun_dir = \"/run/nt{id}\"",
+                    bridge = network.bridge,
+                    subnet = network.subnet,
+                    id = &network.bridge[3..],
+                )),
             ),
         )
         .expect("write service config");

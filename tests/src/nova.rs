@@ -1,0 +1,362 @@
+//! The `nova` driver against the lab (`../shared/openstack-lab`): a
+//! service booting servers in the tenants' own projects, the test
+//! hypervisor that runs those servers as namespace guests, the `openstack`
+//! CLI as a tenant or admin sees it, and cleanup of whatever a test left in
+//! the cloud.
+//!
+//! Each test gets its own server tag, so its hypervisor runs only its
+//! servers and its cleanup deletes only what it made. One test runs at a
+//! time ([`serial`]): the hypervisor's bridge holds the private subnet's
+//! gateway address, which only one bridge may hold.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::service::ServiceOptions;
+use crate::{START_TIMEOUT, TempDir, bin_path};
+
+/// The lab's Keystone.
+pub const AUTH_URL: &str = "http://127.0.0.1:5000/v3";
+/// The hypervisor's bridge address: the private subnet's gateway, where
+/// guests dial the relay.
+pub const GATEWAY: &str = "198.51.100.1";
+/// The service user the driver logs in as: the trustee of the tenants'
+/// trusts, with no role beyond `member` of its own project.
+pub const DRIVER_USER: (&str, &str) = ("nest-driver", "nest-driver-pass");
+
+/// A lab user: name, password, project.
+#[derive(Clone, Copy, Debug)]
+pub struct User {
+    /// Name.
+    pub name: &'static str,
+    /// Password.
+    pub password: &'static str,
+    /// Project name.
+    pub project: &'static str,
+}
+
+/// The lab's `demo`.
+pub const DEMO: User = User {
+    name: "demo",
+    password: "demopass",
+    project: "demo",
+};
+/// The lab's `alt_demo`.
+pub const ALT_DEMO: User = User {
+    name: "alt_demo",
+    password: "alt_demopass",
+    project: "alt_demo",
+};
+/// The lab's `admin`.
+pub const ADMIN: User = User {
+    name: "admin",
+    password: "adminpass",
+    project: "admin",
+};
+
+/// Serializes the tests that use the hypervisor's bridge (an async lock:
+/// it is held across the whole test).
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// A tag unique to this test: at most 20 characters.
+pub fn unique_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("nt{}x{nanos:x}", std::process::id() % 100_000)
+}
+
+/// Runs `openstack <args> -f json` as `user`; returns the JSON (or
+/// `Null` for commands that print nothing) and panics on failure.
+pub fn openstack(user: User, args: &[&str]) -> Value {
+    let (ok, out) = try_openstack(user, args);
+    assert!(ok, "openstack {args:?} as {} failed: {out}", user.name);
+    serde_json::from_str(&out).unwrap_or(Value::Null)
+}
+
+/// Runs `openstack <args>` as `user`; returns whether it succeeded and its
+/// output (stdout, or stderr on failure).
+pub fn try_openstack(user: User, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("openstack")
+        .args(args)
+        .env("OS_AUTH_URL", AUTH_URL)
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .env("OS_USERNAME", user.name)
+        .env("OS_PASSWORD", user.password)
+        .env("OS_PROJECT_NAME", user.project)
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_REGION_NAME", "RegionOne")
+        .env("OS_INTERFACE", "public")
+        .env("OS_COMPUTE_API_VERSION", "2.79")
+        // The CLI is Debian's, next to the lab's Python (README, gotcha 3).
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .output()
+        .unwrap_or_else(|e| panic!("run openstack (is python3-openstackclient installed?): {e}"));
+    if out.status.success() {
+        (true, String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        (false, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A project's id.
+pub fn project_id(project: &str) -> String {
+    let shown = openstack(ADMIN, &["project", "show", project, "-f", "json"]);
+    shown["id"].as_str().expect("a project id").to_owned()
+}
+
+/// Creates the driver's service user unless it exists (idempotent; no
+/// existing user or password is touched).
+pub fn ensure_driver_user() {
+    let (exists, _) = try_openstack(ADMIN, &["user", "show", DRIVER_USER.0, "-f", "json"]);
+    if !exists {
+        openstack(
+            ADMIN,
+            &[
+                "user",
+                "create",
+                "--domain",
+                "Default",
+                "--project",
+                "service",
+                "--password",
+                DRIVER_USER.1,
+                DRIVER_USER.0,
+                "-f",
+                "json",
+            ],
+        );
+    }
+    // Idempotent: a role already held is fine.
+    openstack(
+        ADMIN,
+        &[
+            "role",
+            "add",
+            "--user",
+            DRIVER_USER.0,
+            "--project",
+            "service",
+            "member",
+        ],
+    );
+}
+
+/// A scoped token of `user`, from Keystone.
+pub async fn token(user: User) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{AUTH_URL}/auth/tokens"))
+        .json(&serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user.name, "domain": {"name": "Default"}, "password": user.password}}},
+            "scope": {"project": {"name": user.project, "domain": {"name": "Default"}}}
+        }}))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Keystone is not reachable at {AUTH_URL} ({e}): run ../shared/openstack-lab/up.sh"
+            )
+        });
+    assert_eq!(response.status().as_u16(), 201, "{} logs in", user.name);
+    response
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .expect("a token")
+        .to_owned()
+}
+
+/// Revokes `token` (Keystone's `DELETE /v3/auth/tokens`), as admin.
+pub async fn revoke(token: &str) {
+    let admin = self::token(ADMIN).await;
+    let response = reqwest::Client::new()
+        .delete(format!("{AUTH_URL}/auth/tokens"))
+        .header("x-auth-token", admin)
+        .header("x-subject-token", token)
+        .send()
+        .await
+        .expect("Keystone answers");
+    assert_eq!(response.status().as_u16(), 204, "revoke a token");
+}
+
+/// Options of a service with Keystone auth and the `nova` driver, its
+/// servers tagged `tag` on the lab's private network with `pub` floating
+/// IPs from `public`, and the relay advertised at the hypervisor's bridge.
+pub fn service_options(tag: &str) -> ServiceOptions {
+    ServiceOptions {
+        auth: Some(format!(
+            "mode = \"keystone\"\nauth_url = \"{AUTH_URL}\"\nusername = \"admin\"\n\
+             password = \"adminpass\"\nproject_name = \"admin\"\ncache_ttl = \"0s\"\n"
+        )),
+        driver: Some(format!(
+            "kind = \"nova\"\nregion = \"RegionOne\"\nflavor = \"m1.tiny\"\nimage = \"fake-image\"\n\
+             boot_timeout = \"60s\"\nserver_tag = \"{tag}\"\n\
+             networks = [{{ name = \"private\", network = \"private\" }}, {{ name = \"pub\", network = \"public\" }}]\n\
+             [driver.auth]\nauth_url = \"{AUTH_URL}\"\nusername = \"{}\"\npassword = \"{}\"\n\
+             project_name = \"service\"\n",
+            DRIVER_USER.0, DRIVER_USER.1
+        )),
+        relay_advertise: Some(format!("{GATEWAY}:0")),
+        ..ServiceOptions::default()
+    }
+}
+
+/// A running `nest-test-hypervisor` for the servers tagged `tag`; stopped
+/// (every guest, the bridge and the route removed) on drop.
+pub struct Hypervisor {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Hypervisor {
+    /// Starts it and waits until its bridge is up.
+    pub async fn start(tag: &str) -> Self {
+        let dir = TempDir::new("nest-hv");
+        let log = dir.path().join("hypervisor.log");
+        let stderr = std::fs::File::create(&log).expect("hypervisor log");
+        let mut child = Command::new(bin_path("nest-test-hypervisor"))
+            .arg("--state-dir")
+            .arg(dir.path().join("guests"))
+            .arg("--run-dir")
+            .arg(format!("/run/{tag}"))
+            .arg("--agent-binary")
+            .arg(bin_path("nest-agent"))
+            .arg("--tag")
+            .arg(tag)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nest-test-hypervisor");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(START_TIMEOUT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line == "NEST_HYPERVISOR_READY" {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        let hypervisor = Self {
+            child: Some(child),
+            log,
+            _dir: dir,
+        };
+        assert!(
+            ready,
+            "the hypervisor did not start:\n{}",
+            hypervisor.log_text()
+        );
+        hypervisor
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Hypervisor {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- nest-test-hypervisor ----\n{}", self.log_text());
+        }
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            // SIGTERM: it deletes its guests, then exits.
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let mut child = child;
+        let waited = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                if tokio::time::timeout(Duration::from_secs(90), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            });
+        });
+        let _ = waited.join();
+    }
+}
+
+/// Deletes, on drop, every server tagged `tag` in any project and every
+/// floating IP described `tag-…`: nothing a test made outlives it.
+pub struct CloudCleanup {
+    /// The test's tag.
+    pub tag: String,
+}
+
+impl CloudCleanup {
+    /// The servers tagged with the test's tag, in every project: (id,
+    /// project id, status).
+    pub fn servers(&self) -> Vec<(String, String, String)> {
+        let listed = openstack(
+            ADMIN,
+            &[
+                "server",
+                "list",
+                "--all-projects",
+                "--tags",
+                &self.tag,
+                "--long",
+                "-f",
+                "json",
+            ],
+        );
+        listed
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        let field = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                        (field("ID"), field("Project ID"), field("Status"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CloudCleanup {
+    fn drop(&mut self) {
+        for (id, _, _) in self.servers() {
+            let _ = try_openstack(ADMIN, &["server", "delete", &id]);
+        }
+        let fips = openstack(ADMIN, &["floating", "ip", "list", "--long", "-f", "json"]);
+        for fip in fips.as_array().into_iter().flatten() {
+            let described = fip["Description"].as_str().unwrap_or_default();
+            if described.starts_with(&format!("{}-", self.tag))
+                && let Some(id) = fip["ID"].as_str()
+            {
+                let _ = try_openstack(ADMIN, &["floating", "ip", "delete", id]);
+            }
+        }
+    }
+}
