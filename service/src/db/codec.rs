@@ -212,6 +212,8 @@ struct SpecDoc {
     workdir: Option<String>,
     #[serde(default)]
     hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     #[serde(default)]
     restart_policy: RestartDoc,
     #[serde(default)]
@@ -267,6 +269,7 @@ impl SpecDoc {
             labels: spec.labels.clone(),
             workdir: spec.workdir.clone(),
             hostname: spec.hostname.clone(),
+            user: spec.user.clone(),
             restart_policy: RestartDoc {
                 name: match name {
                     RestartPolicyName::No => RestartNameDoc::No,
@@ -305,6 +308,7 @@ impl SpecDoc {
             labels: self.labels,
             workdir: self.workdir,
             hostname: self.hostname,
+            user: self.user,
             cpu,
             memory_mib,
             restart_policy: (

@@ -4,9 +4,10 @@
 
 use sqlx::any::AnyRow;
 
+use super::changes::{ChangeKind, ContainerChange};
 use super::codec::{
-    self, Arg, Sql, container_columns, container_from_row, get, get_container_id, get_protocol,
-    to_i64,
+    self, Arg, Sql, container_columns, container_from_row, get, get_container_id, get_project_id,
+    get_protocol, to_i64,
 };
 use super::error::classify;
 use super::{DbError, Store, UniqueKey, utc_now};
@@ -143,6 +144,12 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(classify)?;
+        self.changes.send(ContainerChange {
+            container: c.id,
+            project_id: c.project_id.clone(),
+            name: c.name.clone(),
+            kind: ChangeKind::Created,
+        });
         Ok(())
     }
 
@@ -325,19 +332,20 @@ impl Store {
         new: ContainerStatus,
         reason: Option<&str>,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query(
+        let row = sqlx::query(
             "UPDATE containers SET status = $1, status_reason = $2, updated_at = $3 \
-             WHERE uuid = $4 AND status = $5",
+             WHERE uuid = $4 AND status = $5 RETURNING project_id, name",
         )
         .bind(new.as_zun())
         .bind(reason.map(str::to_owned))
         .bind(utc_now())
         .bind(id.to_string())
         .bind(expected.as_zun())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        if done.rows_affected() > 0 {
+        if let Some(row) = row {
+            self.announce_status(id, &row, new, reason)?;
             return Ok(true);
         }
         self.ensure_container(id).await?;
@@ -356,18 +364,40 @@ impl Store {
         new: ContainerStatus,
         reason: Option<&str>,
     ) -> Result<(), DbError> {
-        let done = sqlx::query(
+        let row = sqlx::query(
             "UPDATE containers SET status = $1, status_reason = $2, updated_at = $3 \
-             WHERE uuid = $4",
+             WHERE uuid = $4 RETURNING project_id, name",
         )
         .bind(new.as_zun())
         .bind(reason.map(str::to_owned))
         .bind(utc_now())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(classify)?;
-        found(done.rows_affected(), DbError::ContainerNotFound(id))
+        .map_err(classify)?
+        .ok_or(DbError::ContainerNotFound(id))?;
+        self.announce_status(id, &row, new, reason)
+    }
+
+    /// Announces a status change on the change feed, from the row an
+    /// `UPDATE … RETURNING project_id, name` gave back.
+    fn announce_status(
+        &self,
+        id: ContainerId,
+        row: &AnyRow,
+        status: ContainerStatus,
+        reason: Option<&str>,
+    ) -> Result<(), DbError> {
+        self.changes.send(ContainerChange {
+            container: id,
+            project_id: get_project_id(row, "project_id")?,
+            name: get(row, "name")?,
+            kind: ChangeKind::Status {
+                status,
+                reason: reason.map(str::to_owned),
+            },
+        });
+        Ok(())
     }
 
     /// Records whether the user wants the container running (create with
@@ -420,10 +450,19 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        match row {
-            Some(row) => container_from_row(&row),
-            None => Err(DbError::ContainerNotFound(id)),
+        let container = match row {
+            Some(row) => container_from_row(&row)?,
+            None => return Err(DbError::ContainerNotFound(id)),
+        };
+        if patch.name.is_some() {
+            self.changes.send(ContainerChange {
+                container: id,
+                project_id: container.project_id.clone(),
+                name: container.name.clone(),
+                kind: ChangeKind::Renamed,
+            });
         }
+        Ok(container)
     }
 
     /// Places a container on an instance: in one transaction, checks that
@@ -611,13 +650,21 @@ impl Store {
                 .await
                 .map_err(classify)?;
         }
-        let done = sqlx::query("DELETE FROM containers WHERE uuid = $1")
+        let row = sqlx::query("DELETE FROM containers WHERE uuid = $1 RETURNING project_id, name")
             .bind(uuid)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(classify)?;
-        found(done.rows_affected(), DbError::ContainerNotFound(id))?;
-        tx.commit().await.map_err(classify)
+            .map_err(classify)?
+            .ok_or(DbError::ContainerNotFound(id))?;
+        let change = ContainerChange {
+            container: id,
+            project_id: get_project_id(&row, "project_id")?,
+            name: get(&row, "name")?,
+            kind: ChangeKind::Deleted,
+        };
+        tx.commit().await.map_err(classify)?;
+        self.changes.send(change);
+        Ok(())
     }
 
     /// The containers bound to an instance, in creation order.

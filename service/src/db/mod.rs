@@ -23,6 +23,7 @@
 
 mod actions;
 mod authorities;
+mod changes;
 mod codec;
 mod containers;
 mod error;
@@ -35,6 +36,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub use actions::{ContainerAction, NewAction};
+pub use changes::{CHANGE_FEED_CAPACITY, ChangeKind, ContainerChange};
 pub use containers::{
     ContainerFilters, ContainerPatch, ListQuery, MAX_LIST_LIMIT, Page, PortBooking, SortDir,
     SortKey,
@@ -105,6 +107,7 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    changes: changes::ChangeFeed,
 }
 
 impl Store {
@@ -166,7 +169,18 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| DbError::Migrate { backend, source })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            changes: changes::ChangeFeed::new(),
+        })
+    }
+
+    /// Subscribes to the container changes this process writes (see
+    /// [`ContainerChange`]); a receiver that lags is told how much it
+    /// missed.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<ContainerChange> {
+        self.changes.subscribe()
     }
 
     /// Which engine this store talks to.
