@@ -368,6 +368,9 @@ pub struct ContainerSpec {
     pub workdir: Option<String>,
     /// Hostname inside the container.
     pub hostname: Option<String>,
+    /// User (`name`, `uid` or `uid:gid`) the process runs as; `None` is
+    /// the image's (Docker's `User`; Zun has no such field).
+    pub user: Option<String>,
     /// vCPUs reserved (Zun's `cpu`, e.g. 0.5).
     pub cpu: f64,
     /// Memory reserved and limited, MiB.

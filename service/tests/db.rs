@@ -244,6 +244,7 @@ fn full_container(project_id: &str, name: &str) -> Container {
         labels: BTreeMap::from([("tier".into(), "web".into())]),
         workdir: Some("/srv".into()),
         hostname: Some("web-1".into()),
+        user: Some("1000:1000".into()),
         cpu: 1.25,
         memory_mib: 1536,
         restart_policy: (RestartPolicyName::OnFailure, 5),

@@ -324,6 +324,7 @@ pub fn parse_create(
             labels,
             workdir: body.workdir,
             hostname: body.hostname,
+            user: None,
             cpu: cpu.unwrap_or(DEFAULT_CPU),
             memory_mib: memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
             restart_policy,
