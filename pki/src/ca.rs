@@ -420,6 +420,66 @@ impl CertificateAuthority {
     }
 }
 
+/// A client certificate signed for a person (a Docker CLI user), not for
+/// a Nest process.
+#[derive(Debug)]
+pub struct SignedClient {
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// Its serial number, lowercase hex: the key the caller records it under.
+    pub serial_hex: String,
+}
+
+/// Which URI a user's client certificate carries: not a `nest://` peer
+/// identity, so no relay ever accepts it as an agent, relay or service.
+pub const USER_URI_PREFIX: &str = "urn:nest:user:";
+
+impl CertificateAuthority {
+    /// Signs a user's CSR as a client certificate (EKU clientAuth only)
+    /// with common name `user` and the URI `urn:nest:user:<user>`. As for
+    /// agents, only the CSR's public key is kept; the caller records the
+    /// returned serial with whom it stands for.
+    ///
+    /// # Errors
+    /// [`PkiError::CsrTooLarge`], [`PkiError::Csr`] or
+    /// [`PkiError::CsrKeyMismatch`] for a bad CSR (kind `Invalid`);
+    /// [`PkiError::BadCommonName`] for an empty or over-long `user`;
+    /// [`PkiError::Crypto`] if signing fails.
+    pub fn sign_user_csr(
+        &self,
+        csr_pem: &str,
+        user: &str,
+        validity: Validity,
+    ) -> Result<SignedClient, PkiError> {
+        if user.is_empty() || user.chars().count() > MAX_COMMON_NAME_LEN {
+            return Err(PkiError::BadCommonName);
+        }
+        let csr = AgentCsr::parse(csr_pem)?;
+        let uri = format!("{USER_URI_PREFIX}{user}")
+            .try_into()
+            .map_err(PkiError::Crypto)?;
+        let serial = random_serial()?;
+        let serial_hex = serial.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = common_name_dn(user);
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = validity.not_before();
+        params.not_after = validity.not_after();
+        params.serial_number = Some(serial);
+        params.use_authority_key_identifier_extension = true;
+        let certificate = params
+            .signed_by(&csr.csr.public_key, &self.issuer)
+            .map_err(PkiError::Crypto)?;
+        Ok(SignedClient {
+            certificate_pem: certificate.pem(),
+            serial_hex,
+        })
+    }
+}
+
 /// Builds a leaf certificate's parameters from the identity alone; the one
 /// place that decides what a Nest leaf certificate says.
 fn leaf_params(
@@ -758,6 +818,51 @@ mod tests {
         let left = cert.validity().time_to_expiration().unwrap();
         assert!(left <= time::Duration::hours(12) && left > time::Duration::hours(11));
         verify_client(&ca, &pem).unwrap();
+    }
+
+    #[test]
+    fn user_certificate_names_the_user_and_is_no_peer_identity() {
+        let ca = CertificateAuthority::generate("test CA").unwrap();
+        let (csr, user_key) = csr_claiming("root", "nest://service/main");
+        let signed = ca
+            .sign_user_csr(
+                &csr,
+                "alice",
+                Validity::starting_now(Duration::from_secs(3600)),
+            )
+            .unwrap();
+        let der = der(&signed.certificate_pem);
+        // A relay refuses it: it names no nest:// identity.
+        assert!(peer_identity(&der).is_err());
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let serial: String = cert
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(serial, signed.serial_hex);
+        let cn: Vec<_> = cert
+            .subject()
+            .iter_common_name()
+            .map(|cn| cn.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(cn, ["alice"]);
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
+        assert_eq!(
+            cert.public_key().subject_public_key.data.as_ref(),
+            user_key.public_key_raw()
+        );
+        verify_client(&ca, &signed.certificate_pem).unwrap();
+        assert!(matches!(
+            ca.sign_user_csr(
+                "garbage",
+                "alice",
+                Validity::starting_now(Duration::from_secs(60))
+            ),
+            Err(PkiError::Csr(_))
+        ));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod ca;
 pub mod signer;
 pub mod tokens;
 
-pub use ca::{CertificateAuthority, IssueRequest, IssuedCertificate, PkiError};
+pub use ca::{CertificateAuthority, IssueRequest, IssuedCertificate, PkiError, SignedClient};
 pub use signer::{SignError, SignedAgent, Signer};
 pub use tokens::{Clock, EnrollmentToken, MemoryTokenStore, SystemClock, TokenError, TokenStore};
 
