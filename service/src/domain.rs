@@ -379,6 +379,9 @@ pub struct ContainerSpec {
     pub restart_policy: (RestartPolicyName, u32),
     /// Keep stdin open (`-i`).
     pub interactive: bool,
+    /// Close stdin when the first attached client's stdin ends (Docker's
+    /// `StdinOnce`, which `docker run -i` sets); Zun never sets it.
+    pub stdin_once: bool,
     /// Allocate a terminal (`-t`).
     pub tty: bool,
     /// Remove the container once it exits.

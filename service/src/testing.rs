@@ -113,6 +113,9 @@ pub struct AgentCall {
 }
 
 /// What a recorded [`AgentCall`] asked.
+// A test-only record of calls: its size does not matter, and unboxed
+// variants keep the tests' matches plain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum AgentCommand {
     /// [`AgentLink::create`].

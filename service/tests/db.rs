@@ -249,6 +249,7 @@ fn full_container(project_id: &str, name: &str) -> Container {
         memory_mib: 1536,
         restart_policy: (RestartPolicyName::OnFailure, 5),
         interactive: true,
+        stdin_once: true,
         tty: true,
         auto_remove: true,
         ports: vec![

@@ -214,6 +214,7 @@ fn container_spec(spec: proto::ContainerSpec) -> Result<ContainerSpec, ConvertEr
         restart_policy,
         tty: spec.tty,
         open_stdin: spec.open_stdin,
+        stdin_once: spec.open_stdin && spec.stdin_once,
         user: non_empty(spec.user),
     })
 }
@@ -474,6 +475,7 @@ mod tests {
             tty: true,
             open_stdin: true,
             user: "nobody".to_owned(),
+            stdin_once: true,
         };
         let Ok(Command::Create(create)) = read_command(Some(create(spec))).command else {
             panic!("expected a create");
@@ -502,7 +504,7 @@ mod tests {
             spec.restart_policy,
             RestartPolicy::OnFailure { max_retries: 5 }
         );
-        assert!(spec.tty && spec.open_stdin);
+        assert!(spec.tty && spec.open_stdin && spec.stdin_once);
         assert_eq!(spec.user.as_deref(), Some("nobody"));
     }
 

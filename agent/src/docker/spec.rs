@@ -107,11 +107,11 @@ pub(crate) fn create_body(
         user: spec.user.clone(),
         tty: Some(spec.tty),
         // `attach` with stdin needs the container's stdin open and attached;
-        // StdinOnce stays false so that one client leaving does not close
-        // stdin for the next one.
+        // StdinOnce stays false unless asked (`docker run -i`), so that one
+        // client leaving does not close stdin for the next one.
         open_stdin: Some(spec.open_stdin),
         attach_stdin: Some(spec.open_stdin),
-        stdin_once: Some(false),
+        stdin_once: Some(spec.stdin_once),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         labels: Some(labels),

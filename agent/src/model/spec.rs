@@ -45,6 +45,9 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// Whether the container's stdin stays open for `attach`.
     pub open_stdin: bool,
+    /// Whether the first attached client's end of stdin closes the
+    /// container's stdin (Docker's `StdinOnce`, for `docker run -i`).
+    pub stdin_once: bool,
     /// User to run as; `None` means the image's.
     pub user: Option<String>,
 }
@@ -69,6 +72,7 @@ impl ContainerSpec {
             restart_policy: RestartPolicy::No,
             tty: false,
             open_stdin: false,
+            stdin_once: false,
             user: None,
         }
     }

@@ -68,6 +68,7 @@ fn to_agent_spec(id: ContainerId, name: &str, spec: &ContainerSpec) -> proto::Co
         restart_max_retries: retries,
         tty: spec.tty,
         open_stdin: spec.interactive,
+        stdin_once: spec.stdin_once,
         user: spec.user.clone().unwrap_or_default(),
     }
 }

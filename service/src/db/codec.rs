@@ -218,6 +218,8 @@ struct SpecDoc {
     restart_policy: RestartDoc,
     #[serde(default)]
     interactive: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    stdin_once: bool,
     #[serde(default)]
     tty: bool,
     #[serde(default)]
@@ -280,6 +282,7 @@ impl SpecDoc {
                 max_retry,
             },
             interactive: spec.interactive,
+            stdin_once: spec.stdin_once,
             tty: spec.tty,
             auto_remove: spec.auto_remove,
             ports: spec
@@ -321,6 +324,7 @@ impl SpecDoc {
                 self.restart_policy.max_retry,
             ),
             interactive: self.interactive,
+            stdin_once: self.stdin_once,
             tty: self.tty,
             auto_remove: self.auto_remove,
             ports: self

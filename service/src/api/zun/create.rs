@@ -329,6 +329,7 @@ pub fn parse_create(
             memory_mib: memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
             restart_policy,
             interactive,
+            stdin_once: false,
             tty,
             auto_remove: body.auto_remove.unwrap_or(false),
             ports,
@@ -370,7 +371,7 @@ fn unsupported(field: &'static str, reason: &'static str) -> ApiError {
     ApiError::UnsupportedField { field, reason }
 }
 
-fn check_image(image: &str) -> Result<(), ApiError> {
+pub(crate) fn check_image(image: &str) -> Result<(), ApiError> {
     if !(2..=255).contains(&image.len()) {
         return Err(schema("image", "must be 2 to 255 characters"));
     }
@@ -404,7 +405,7 @@ pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_host_name(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn check_host_name(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = (1..=255).contains(&value.len())
         && value
             .chars()
@@ -634,7 +635,7 @@ pub const RESERVED_LABEL_PREFIX: &str = "nest.";
 
 /// A command or entrypoint the engine can run: bounded, without NUL (which
 /// no argv can carry).
-fn check_argv(field: &str, argv: &[String]) -> Result<(), ApiError> {
+pub(crate) fn check_argv(field: &str, argv: &[String]) -> Result<(), ApiError> {
     if argv.len() > MAX_ARGS {
         return Err(schema(
             field,
@@ -657,7 +658,7 @@ fn check_argv(field: &str, argv: &[String]) -> Result<(), ApiError> {
 
 /// Environment variables: a name is non-empty and holds no `=` or NUL (a
 /// process's environment is `NAME=value` strings); values hold no NUL.
-fn check_environment(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub(crate) fn check_environment(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if env.len() > MAX_ENTRIES {
         return Err(schema(
             "environment",
@@ -688,7 +689,7 @@ fn check_environment(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
 }
 
 /// Labels: bounded, without NUL, and none under Nest's own prefix.
-fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub(crate) fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if labels.len() > MAX_ENTRIES {
         return Err(schema(
             "labels",
@@ -721,7 +722,7 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
 
 /// A working directory: absolute and normalised (no `.` or `..` parts), as
 /// the engine resolves it inside the container.
-fn check_workdir(workdir: &str) -> Result<(), ApiError> {
+pub(crate) fn check_workdir(workdir: &str) -> Result<(), ApiError> {
     if !workdir.starts_with('/') {
         return Err(schema("workdir", "must be an absolute path"));
     }
