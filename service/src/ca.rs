@@ -2,7 +2,7 @@
 //! the CA under `<state_dir>/pki/`, issuing the embedded relay's and the
 //! service's own certificates at every start, issuing stand-alone relays'
 //! certificates, and the signer that answers agents' enrollments and
-//! renewals.
+//! renewals, and the Docker endpoint's server TLS.
 //!
 //! The relay's and the service's certificates are issued afresh at every
 //! start (they are cheap, and this way a changed relay address is always in
@@ -47,6 +47,9 @@ pub enum CaError {
     /// A relay name is not a valid identity name.
     #[error("invalid relay name {0:?}")]
     Name(String, #[source] nest_relay::identity::IdentityError),
+    /// The Docker endpoint's TLS configuration could not be built.
+    #[error("Docker endpoint TLS configuration")]
+    DockerTls(#[source] rustls::Error),
 }
 
 impl CaError {
@@ -55,7 +58,9 @@ impl CaError {
     pub fn kind(&self) -> nest_core::ErrorKind {
         match self {
             Self::Name(..) => nest_core::ErrorKind::Invalid,
-            Self::Ca { .. } | Self::Issue { .. } | Self::Tls(_) => nest_core::ErrorKind::Internal,
+            Self::Ca { .. } | Self::Issue { .. } | Self::Tls(_) | Self::DockerTls(_) => {
+                nest_core::ErrorKind::Internal
+            }
         }
     }
 }
@@ -156,4 +161,65 @@ pub fn issue_relay(
             source,
         })?;
     Ok((ca.certificate_pem().to_owned(), issued))
+}
+
+/// The Docker endpoint's TLS: its server certificate for `public_host`,
+/// signed by Nest's CA (the `ca.pem` clients get with their certificate),
+/// and client certificates verified against the same CA when presented.
+/// A client may present none and authenticate with a token instead; the
+/// endpoint then requires the token.
+///
+/// # Errors
+/// [`CaError`] when issuing fails or rustls refuses the configuration.
+pub fn docker_server_tls(
+    ca: &CertificateAuthority,
+    public_host: &str,
+) -> Result<rustls::ServerConfig, CaError> {
+    use rustls_pki_types::pem::PemObject;
+    let (ip_addresses, dns_names) = match public_host.parse::<IpAddr>() {
+        Ok(ip) => (vec![ip], vec![]),
+        Err(_) => (vec![], vec![public_host.to_owned()]),
+    };
+    let identity =
+        PeerIdentity::service("docker-endpoint").expect("a constant, valid identity name");
+    let issued = ca
+        .issue(&IssueRequest {
+            identity,
+            dns_names,
+            ip_addresses,
+            validity: Validity::starting_now(DEFAULT_SERVER_CERT_LIFETIME),
+        })
+        .map_err(|source| CaError::Issue {
+            what: "Docker endpoint",
+            source,
+        })?;
+    let bad_pem = |_| CaError::DockerTls(rustls::Error::General("unreadable PEM".into()));
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca.certificate_pem().as_bytes())
+        .map_err(bad_pem)?;
+    roots.add(ca_der).map_err(CaError::DockerTls)?;
+    let chain = vec![
+        rustls_pki_types::CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes())
+            .map_err(bad_pem)?,
+    ];
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.private_key_pem.expose().as_bytes())
+            .map_err(bad_pem)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| CaError::DockerTls(rustls::Error::General(e.to_string())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(CaError::DockerTls)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(CaError::DockerTls)?;
+    // Hijacked attach and exec are HTTP/1.1 upgrades.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }

@@ -63,6 +63,9 @@ pub struct ServiceConfig {
     /// How new instances get `nest-agent`.
     #[serde(default)]
     pub agent: AgentSection,
+    /// The Docker Engine API endpoint (off unless enabled).
+    #[serde(default)]
+    pub docker: DockerSection,
     /// The instance driver: `kind = "local"` (default) or `"nova"`, with
     /// that driver's settings beside it.
     #[serde(default)]
@@ -92,6 +95,70 @@ impl Default for ApiConfig {
             public_url: None,
         }
     }
+}
+
+/// Default address of the Docker endpoint: Docker's TLS port.
+pub const DEFAULT_DOCKER_LISTEN: &str = "127.0.0.1:2376";
+/// Default (and longest) lifetime of a Docker client certificate.
+pub const DEFAULT_DOCKER_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Longest `certificate_lifetime` an operator may configure: the
+/// certificates are meant to be short-lived.
+pub const MAX_DOCKER_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The Docker Engine API endpoint (issue #8): the unchanged docker CLI
+/// reaches it over TLS with a client certificate from
+/// `/v1/nest/docker/certificates` or a Keystone token header.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSection {
+    /// Serve the endpoint. Default: `false`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Address to listen on (TLS only). Default: `127.0.0.1:2376`.
+    #[serde(default = "default_docker_listen")]
+    pub listen: SocketAddr,
+    /// Host name or IP address clients put in `DOCKER_HOST`; the server
+    /// certificate names it. Default: the listen address's IP
+    /// (`127.0.0.1` when it listens on every address).
+    #[serde(default)]
+    pub public_host: Option<String>,
+    /// Lifetime of an issued client certificate, and the most a request
+    /// may ask for. Default: `12h`; at most `30d`.
+    #[serde(default = "default_docker_certificate_lifetime")]
+    pub certificate_lifetime: HumanDuration,
+}
+
+impl Default for DockerSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: default_docker_listen(),
+            public_host: None,
+            certificate_lifetime: default_docker_certificate_lifetime(),
+        }
+    }
+}
+
+impl DockerSection {
+    /// The host clients dial: `public_host`, else the listen IP (loopback
+    /// for an unspecified one).
+    pub fn host(&self, listen: SocketAddr) -> String {
+        match &self.public_host {
+            Some(host) => host.clone(),
+            None if listen.ip().is_unspecified() => "127.0.0.1".to_owned(),
+            None => listen.ip().to_string(),
+        }
+    }
+}
+
+fn default_docker_listen() -> SocketAddr {
+    DEFAULT_DOCKER_LISTEN
+        .parse()
+        .expect("DEFAULT_DOCKER_LISTEN is a valid address")
+}
+
+fn default_docker_certificate_lifetime() -> HumanDuration {
+    HumanDuration(DEFAULT_DOCKER_CERTIFICATE_LIFETIME)
 }
 
 /// The database.
@@ -381,6 +448,19 @@ impl Validate for ServiceConfig {
         }
         if self.scheduler.create_attempts == 0 {
             problems.push("scheduler.create_attempts", "must be at least 1");
+        }
+        let lifetime = self.docker.certificate_lifetime.get();
+        if lifetime < Duration::from_secs(60) || lifetime > MAX_DOCKER_CERTIFICATE_LIFETIME {
+            problems.push("docker.certificate_lifetime", "must be between 1m and 30d");
+        }
+        if let Some(host) = &self.docker.public_host
+            && (host.is_empty()
+                || host.len() > 253
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')))
+        {
+            problems.push("docker.public_host", "must be a host name or an IP address");
         }
         if self.scheduler.max_boots_per_project == 0 {
             problems.push("scheduler.max_boots_per_project", "must be at least 1");

@@ -2,8 +2,9 @@
 //! instance driver. Parses flags, sets up logging and the TLS provider,
 //! binds the listeners and runs [`nest_service::server::run`].
 //!
-//! Prints `NEST_API_LISTENING=<addr>` and `NEST_RELAY_LISTENING=<addr>` on
-//! stdout once both listeners are bound; logs go to stderr.
+//! Prints `NEST_DOCKER_LISTENING=<addr>` (when the Docker endpoint is
+//! enabled), `NEST_API_LISTENING=<addr>` and `NEST_RELAY_LISTENING=<addr>`
+//! on stdout once the listeners are bound; logs go to stderr.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +79,16 @@ async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
     let api = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("binding the API to {}", config.api.listen))?;
+    let docker = if config.docker.enabled {
+        let docker = tokio::net::TcpListener::bind(config.docker.listen)
+            .await
+            .with_context(|| format!("binding the Docker endpoint to {}", config.docker.listen))?;
+        println!("NEST_DOCKER_LISTENING={}", docker.local_addr()?);
+        Some(docker)
+    } else {
+        None
+    };
+    // After the Docker line: the test harness reads stdout until this one.
     println!("NEST_API_LISTENING={}", api.local_addr()?);
     let relay = match config.relay.external {
         Some(external) => {
@@ -95,7 +106,7 @@ async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
     let database_url = config.database_url(std::env::var("NEST_DATABASE_URL").ok());
     server::run(
         config,
-        Listeners { api, relay },
+        Listeners { api, relay, docker },
         database_url,
         process::shutdown_signal(),
     )

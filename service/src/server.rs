@@ -58,6 +58,8 @@ pub struct Listeners {
     pub api: TcpListener,
     /// The embedded relay; `None` when a stand-alone relay is configured.
     pub relay: Option<TcpListener>,
+    /// The Docker endpoint; `None` when it is not enabled.
+    pub docker: Option<TcpListener>,
 }
 
 /// Deletes every instance the configured driver has (processes, networks,
@@ -313,7 +315,9 @@ pub fn start_core(parts: CoreParts, tasks: &TaskTracker, cancel: &CancellationTo
         metrics,
     };
     tasks.spawn(reconciler.run(events, cancel.clone()));
-    App::new(store, agents, scheduler, images)
+    let app = App::new(store, agents, scheduler, images);
+    tasks.spawn(app.clone().run_auto_remove(cancel.clone()));
+    app
 }
 
 /// Runs the service until `shutdown` completes.
@@ -439,7 +443,7 @@ pub async fn run(
         &tasks,
         &cancel,
     );
-    let state = ApiState::new(
+    let mut state = ApiState::new(
         app,
         authenticator,
         ApiConfig {
@@ -451,6 +455,40 @@ pub async fn run(
         },
         metrics,
     );
+    let docker = match listeners.docker {
+        Some(listener) => {
+            let addr = listener.local_addr().map_err(ServeError::Listener)?;
+            let host = config.docker.host(addr);
+            let tls = crate::ca::docker_server_tls(&pki.ca, &host)?;
+            // The bound port, so that port 0 (tests) is named right.
+            let docker_host = if host.contains(':') {
+                format!("tcp://[{host}]:{}", addr.port())
+            } else {
+                format!("tcp://{host}:{}", addr.port())
+            };
+            let certificates = crate::app::DockerCertificates::new(
+                store.clone(),
+                pki.ca.clone(),
+                config.docker.certificate_lifetime.get(),
+                docker_host.clone(),
+            );
+            state = state.with_docker_certificates(certificates.clone());
+            Some((listener, Arc::new(tls), certificates, docker_host))
+        }
+        None => None,
+    };
+    if let Some((listener, tls, certificates, docker_host)) = docker {
+        let docker_state =
+            crate::api::docker::DockerState::new(state.clone(), certificates, tasks.clone());
+        tracing::info!(docker = %docker_host, "Docker endpoint serving");
+        tasks.spawn(crate::api::docker::listener::serve(
+            listener,
+            tls,
+            crate::api::docker::router(docker_state),
+            cancel.clone(),
+            tasks.clone(),
+        ));
+    }
     let api_addr = listeners.api.local_addr().map_err(ServeError::Listener)?;
     tracing::info!(api = %api_addr, relay = %relay_dial, advertise = %advertise, "nest-service serving");
     let serve = axum::serve(listeners.api, crate::api::router(state))

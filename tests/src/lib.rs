@@ -16,6 +16,7 @@
 //!   watch feed that survives relay restarts;
 //! - [`bench`]: statistics and sample counts for the benchmarks;
 //! - [`docker`]: the test image and direct engine checks;
+//! - [`docker_client`]: the docker CLI against a service's Docker endpoint;
 //! - [`service`]: a real `nest-service` with the `local` driver, and an
 //!   HTTP client for its API;
 //! - [`nova`]: the `nova` driver against the lab, with the test
@@ -23,6 +24,7 @@
 
 pub mod bench;
 pub mod docker;
+pub mod docker_client;
 pub mod nova;
 
 use std::collections::HashSet;

@@ -131,6 +131,8 @@ pub struct ServiceProcess {
     child: Option<Child>,
     /// The API's base URL, `http://127.0.0.1:port`.
     pub url: String,
+    /// The Docker endpoint's address, when `[docker]` is enabled.
+    pub docker: Option<SocketAddr>,
     config: PathBuf,
     log: PathBuf,
     options_db: Option<String>,
@@ -209,6 +211,7 @@ impl ServiceProcess {
         Self {
             child: None,
             url: String::new(),
+            docker: None,
             config,
             log,
             options_db: options.database_url,
@@ -246,8 +249,12 @@ impl ServiceProcess {
         let mut child = command.spawn().expect("start nest-service");
         let stdout = child.stdout.take().expect("service stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut docker = None;
         let addr = tokio::time::timeout(START_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("NEST_DOCKER_LISTENING=") {
+                    docker = addr.parse::<SocketAddr>().ok();
+                }
                 if let Some(addr) = line.strip_prefix("NEST_API_LISTENING=") {
                     return addr.parse::<SocketAddr>().ok();
                 }
@@ -261,6 +268,7 @@ impl ServiceProcess {
             panic!("nest-service did not start:\n{}", self.log_text());
         };
         self.url = format!("http://{addr}");
+        self.docker = docker;
         self.child = Some(child);
         // Ready once the API answers.
         let url = format!("{}/healthz", self.url);

@@ -6,8 +6,8 @@
 //! - [`zun`]: the REST API compatible with OpenStack Zun's v1 container API
 //!   (`/work/shared/reference/zun-api.md`), so that python-zunclient and
 //!   `openstack appcontainer` work unchanged, plus documented extensions;
-//! - `docker` (to come, issue #8): the Docker Engine API front end, a
-//!   second caller of the same application layer;
+//! - [`docker`]: the Docker Engine API front end (issue #8), a second
+//!   caller of the same application layer, on its own TLS listener;
 //! - `metrics`: `/healthz`, `/metrics` and the request metrics layer;
 //! - this file: [`ApiState`], what the handlers share, and [`router`].
 //!
@@ -16,6 +16,7 @@
 //! keystonemiddleware answers before Zun) → microversion → routing →
 //! metrics → handler.
 
+pub mod docker;
 pub(crate) mod metrics;
 pub mod zun;
 
@@ -61,6 +62,7 @@ struct StateInner {
     authenticator: Arc<dyn Authenticate>,
     config: ApiConfig,
     metrics: ApiMetrics,
+    docker: Option<crate::app::DockerCertificates>,
 }
 
 impl ApiState {
@@ -77,8 +79,31 @@ impl ApiState {
                 authenticator,
                 config,
                 metrics,
+                docker: None,
             }),
         }
+    }
+
+    /// Enables the Docker endpoint's certificates (issued through the Zun
+    /// API, checked by the Docker front end). Call before the state is
+    /// cloned.
+    #[must_use]
+    pub fn with_docker_certificates(
+        mut self,
+        certificates: crate::app::DockerCertificates,
+    ) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.docker = Some(certificates),
+            None => tracing::error!(
+                "the Docker certificates were set after the API state was shared; the endpoint stays off"
+            ),
+        }
+        self
+    }
+
+    /// The Docker endpoint's certificates, when it is enabled.
+    pub fn docker_certificates(&self) -> Option<&crate::app::DockerCertificates> {
+        self.inner.docker.as_ref()
     }
 
     /// The application layer every handler calls.

@@ -32,6 +32,13 @@ pub enum AppError {
     /// A stored image (Nest extension) of the caller's project is missing.
     #[error("image {0} could not be found")]
     StoredImageNotFound(String),
+    /// No Docker client certificate of this serial is visible to the
+    /// caller.
+    #[error("certificate {0} could not be found")]
+    CertificateNotFound(String),
+    /// A part of Nest the request needs is switched off by the operator.
+    #[error("{0} is not enabled on this service")]
+    NotEnabled(&'static str),
     /// Several containers of the project have this name.
     #[error("multiple containers exist with name {0}; use the uuid instead")]
     AmbiguousName(String),
@@ -107,7 +114,9 @@ impl AppError {
             | Self::ExecNotFound(_)
             | Self::ActionNotFound(_)
             | Self::HostNotFound(_)
-            | Self::StoredImageNotFound(_) => ErrorKind::NotFound,
+            | Self::StoredImageNotFound(_)
+            | Self::CertificateNotFound(_)
+            | Self::NotEnabled(_) => ErrorKind::NotFound,
             Self::AmbiguousName(_) | Self::NameInUse(_) | Self::InvalidState { .. } => {
                 ErrorKind::Conflict
             }

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -14,9 +15,9 @@ use crate::agents::{
     StreamOpen,
 };
 use crate::app::{
-    AppError, CallContext, ConsoleTarget, ConsoleTicket, ConsoleToken, ContainerRef,
-    ContainerStats, ExecId, ExecOutcome, ExecRequest, ExecResult, LogStream, LogsParams,
-    ProcessList, TtySize,
+    AppError, AttachStream, CallContext, ConsoleTarget, ConsoleTicket, ConsoleToken, ContainerRef,
+    ContainerStats, ExecId, ExecOutcome, ExecRequest, ExecResult, ExecStream, LogStream,
+    LogsParams, ProcessList, TtySize,
 };
 use crate::auth::policy::Action;
 use crate::domain::{Container, ContainerId};
@@ -232,6 +233,49 @@ impl App {
         Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
     }
 
+    /// The container's logs as typed frames (stdout, stderr or terminal
+    /// output, as the engine separated them), following new output with
+    /// `follow` until the container stops or the receiver is dropped. The
+    /// Docker API needs the streams apart to frame them.
+    pub async fn log_frames(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        params: LogsParams,
+        follow: bool,
+    ) -> Result<BoxStream<'static, Result<ConsoleOutput, AppError>>, AppError> {
+        let mut stream = self.open_logs(cx, reference, &params, follow).await?;
+        let (tx, rx) = mpsc::channel::<Result<ConsoleOutput, AppError>>(LOG_QUEUE);
+        // The pump ends when the stream ends or the HTTP client goes away.
+        self.inner.scheduler.tasks().spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    () = tx.closed() => return,
+                    frame = stream.next() => frame,
+                };
+                let item = match frame {
+                    None | Some(Ok(StreamEvent::End { .. })) => return,
+                    Some(Ok(StreamEvent::Output { stream, data })) => Ok(match stream {
+                        OutputStream::Stdout => ConsoleOutput::Stdout(data),
+                        OutputStream::Stderr => ConsoleOutput::Stderr(data),
+                        OutputStream::Tty => ConsoleOutput::Tty(data),
+                    }),
+                    Some(Ok(StreamEvent::Started)) => continue,
+                    Some(Ok(StreamEvent::Failed { message, .. })) => Err(AppError::Unavailable {
+                        what: format!("logs ({message})"),
+                        source: None,
+                    }),
+                    Some(Err(e)) => Err(stream_error(&e)),
+                };
+                let last = item.is_err();
+                if tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+    }
+
     /// Issues a single-use console token for attaching to an interactive
     /// container ([`AppError::NotInteractive`] otherwise).
     pub async fn attach(
@@ -309,6 +353,103 @@ impl App {
             stream,
             resizes: resize_rx,
         }))
+    }
+
+    /// Opens a console on a new exec in a running container, with the
+    /// stream options a front end asks for (the Docker API's exec start:
+    /// tty or not, stdin or not). The caller is authorised here, unlike a
+    /// console token's websocket; [`App::resize_exec`] reaches it by
+    /// `exec_id`.
+    ///
+    /// # Errors
+    /// [`AppError::ContainerNotFound`], [`AppError::InvalidState`] when it
+    /// is not running, [`AppError::Unavailable`] when its agent is away.
+    pub async fn open_exec(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        exec_id: &ExecId,
+        request: ExecStream,
+    ) -> Result<Box<dyn ConsoleSession>, AppError> {
+        let container = self.resolve(cx, reference, Action::ContainerExec).await?;
+        if !container.status.is_running() {
+            return Err(not_running(&container, "execute"));
+        }
+        if request.command.is_empty() {
+            return Err(AppError::InvalidRequest {
+                what: "command",
+                reason: "must not be empty".into(),
+            });
+        }
+        let instance = placed_on(&container, "execute")?;
+        let open = StreamOpen::Exec {
+            container: container.id,
+            command: request.command,
+            tty: request.tty,
+            stdin: request.stdin,
+            size: request.size.or(request.tty.then_some(EXEC_INITIAL_SIZE)),
+        };
+        let stream = self
+            .inner
+            .agents
+            .open_stream(&cx.request_id, &instance, open)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
+        Ok(self.console(format!("{}/{exec_id}", container.id), stream))
+    }
+
+    /// Opens a console on a container's main process: its output (and,
+    /// with `stdin` for a container created with `interactive`, its
+    /// input). A container that is created but not started yet can be
+    /// attached to; output flows once it starts (Docker's `run` attaches
+    /// before it starts).
+    ///
+    /// # Errors
+    /// [`AppError::ContainerNotFound`], [`AppError::InvalidState`] when it
+    /// is neither created nor running, [`AppError::Unavailable`] when its
+    /// agent is away.
+    pub async fn open_attach(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        request: AttachStream,
+    ) -> Result<Box<dyn ConsoleSession>, AppError> {
+        let container = self.resolve(cx, reference, Action::ContainerAttach).await?;
+        if !matches!(
+            container.status,
+            crate::domain::ContainerStatus::Running
+                | crate::domain::ContainerStatus::Created
+                | crate::domain::ContainerStatus::Paused
+        ) {
+            return Err(not_running(&container, "attach"));
+        }
+        let instance = placed_on(&container, "attach")?;
+        let open = StreamOpen::Attach {
+            container: container.id,
+            stdin: request.stdin && container.spec.interactive,
+            stdout: request.stdout,
+            stderr: request.stderr,
+            logs: request.logs,
+        };
+        let stream = self
+            .inner
+            .agents
+            .open_stream(&cx.request_id, &instance, open)
+            .await
+            .map_err(|e| agent_error(&container, &e))?;
+        Ok(self.console(format!("{}/attach", container.id), stream))
+    }
+
+    /// A console over an agent stream, reachable by resizes under `key`.
+    fn console(&self, key: String, stream: Box<dyn AgentStream>) -> Box<dyn ConsoleSession> {
+        let (resize_tx, resize_rx) = mpsc::channel(RESIZE_QUEUE);
+        lock(&self.inner.resizers).insert(key.clone(), resize_tx);
+        Box::new(Console {
+            app: self.clone(),
+            key,
+            stream,
+            resizes: resize_rx,
+        })
     }
 
     /// The container's processes (`docker top`).

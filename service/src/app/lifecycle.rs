@@ -498,3 +498,78 @@ impl App {
         }
     }
 }
+
+/// How often a start that waits for a create re-reads the container, in
+/// case its change came from another replica.
+const START_RECHECK: Duration = Duration::from_secs(2);
+
+impl App {
+    /// Starts a container, also one still being created: Docker's
+    /// create-then-start (`docker run`) sends start before the instance
+    /// is up, and expects start to return once the container runs. A
+    /// container in `Creating` is marked to start when created, and the
+    /// call waits for it.
+    ///
+    /// # Errors
+    /// As [`App::act_on_container`]; [`AppError::ContainerNotFound`] when
+    /// it is deleted meanwhile, [`AppError::InvalidState`] when its create
+    /// fails.
+    pub async fn start_container(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+    ) -> Result<(), AppError> {
+        let container = self.resolve(cx, reference, Action::ContainerAction).await?;
+        if container.status != ContainerStatus::Creating {
+            return self
+                .act_on_container(cx, &ContainerRef::Id(container.id), ContainerAction::Start)
+                .await;
+        }
+        let mut changes = self.project_changes(cx);
+        self.store()
+            .set_desired_running(container.id, true)
+            .await
+            .map_err(db_error("recording a start"))?;
+        loop {
+            let now = match self.store().get_container(container.id).await {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(AppError::ContainerNotFound(reference.clone()));
+                }
+                Err(e) => return Err(db_error("reading a container")(e)),
+            };
+            match now.status {
+                ContainerStatus::Creating => {}
+                ContainerStatus::Running | ContainerStatus::Restarting => return Ok(()),
+                // Created before the scheduler saw the start: start it now.
+                ContainerStatus::Created | ContainerStatus::Stopped => {
+                    return self
+                        .act_on_container(cx, &ContainerRef::Id(now.id), ContainerAction::Start)
+                        .await;
+                }
+                status => {
+                    return Err(AppError::InvalidState {
+                        id: now.id,
+                        status,
+                        action: "start",
+                    });
+                }
+            }
+            let deadline = tokio::time::sleep(START_RECHECK);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    () = &mut deadline => break,
+                    event = changes.next() => match event {
+                        crate::app::ChangeEvent::Change(c) if c.container != container.id => {}
+                        crate::app::ChangeEvent::Closed => {
+                            (&mut deadline).await;
+                            break;
+                        }
+                        _ => break,
+                    },
+                }
+            }
+        }
+    }
+}

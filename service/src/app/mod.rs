@@ -17,8 +17,14 @@
 //!   actions (start, stop, reboot, pause, unpause, kill);
 //! - `io.rs`: exec, logs, attach and consoles, top, stats;
 //! - `console.rs`: the typed frames of console I/O, both ways;
-//! - `records.rs`: container actions and hosts.
+//! - `records.rs`: container actions and hosts;
+//! - `certificates.rs`: the Docker endpoint's client certificates;
+//! - `changes.rs`: a project's container changes as they happen;
+//! - `auto_remove.rs`: deleting `auto_remove` containers once they stop.
 
+mod auto_remove;
+pub mod certificates;
+pub mod changes;
 pub mod console;
 mod delegation;
 mod error;
@@ -33,6 +39,8 @@ use std::time::Duration;
 
 use nest_core::ErrorKind;
 
+pub use certificates::{DockerCertificates, IssuedDockerCertificate};
+pub use changes::{ChangeEvent, ChangeKind, ContainerChange, ProjectChanges};
 pub use console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
 pub use error::{AppError, BoxError};
 pub use types::*;

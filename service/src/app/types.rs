@@ -233,6 +233,33 @@ pub struct ExecRequest {
     pub interactive: bool,
 }
 
+/// An exec opened as a stream (the Docker API's exec start).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecStream {
+    /// The argv.
+    pub command: Vec<String>,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Pass the client's stdin.
+    pub stdin: bool,
+    /// The terminal's initial size; `None` is 80x24 with a tty.
+    pub size: Option<TtySize>,
+}
+
+/// What an attach streams (the Docker API's attach).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachStream {
+    /// Pass the client's stdin (only to a container created
+    /// `interactive`).
+    pub stdin: bool,
+    /// Stream stdout.
+    pub stdout: bool,
+    /// Stream stderr.
+    pub stderr: bool,
+    /// Replay the output so far first.
+    pub logs: bool,
+}
+
 /// What an exec gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecOutcome {

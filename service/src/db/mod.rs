@@ -26,6 +26,7 @@ mod authorities;
 mod changes;
 mod codec;
 mod containers;
+mod docker_certificates;
 mod error;
 mod instances;
 
@@ -41,6 +42,7 @@ pub use containers::{
     ContainerFilters, ContainerPatch, ListQuery, MAX_LIST_LIMIT, Page, PortBooking, SortDir,
     SortKey,
 };
+pub use docker_certificates::DockerCertificate;
 pub use error::{DbError, UniqueKey};
 pub use instances::{InstanceUsage, Usage};
 
@@ -207,7 +209,7 @@ pub fn utc_now() -> String {
     format_utc(time::OffsetDateTime::now_utc())
 }
 
-fn format_utc(t: time::OffsetDateTime) -> String {
+pub(crate) fn format_utc(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",

@@ -12,7 +12,8 @@
 //! - [`create`]: the create and update bodies and their validation;
 //! - [`views`]: Zun's container, action and host views;
 //! - `containers`, `lifecycle`, `exec`, `inspect`, `container_actions`,
-//!   `hosts`, `images`: the route handlers, one file per group;
+//!   `hosts`, `images`, `docker_certificates`: the route handlers, one
+//!   file per group;
 //! - `ws`: the console websockets behind `attach` and interactive exec;
 //! - `versions`: `/` and `/v1`; `agent`: the agent binary download.
 
@@ -20,6 +21,7 @@ mod agent;
 mod container_actions;
 mod containers;
 pub mod create;
+mod docker_certificates;
 pub mod error;
 mod exec;
 pub(crate) mod extract;
@@ -53,7 +55,8 @@ use super::metrics;
     ),
     tags(
         (name = "containers"), (name = "actions"), (name = "exec"), (name = "inspect"),
-        (name = "hosts"), (name = "images"), (name = "versions"), (name = "operations"),
+        (name = "hosts"), (name = "images"), (name = "docker"), (name = "versions"),
+        (name = "operations"),
     )
 )]
 struct ApiDoc;
@@ -92,6 +95,11 @@ pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(agent::sha256))
         .routes(routes!(images::upload, images::list))
         .routes(routes!(images::delete))
+        .routes(routes!(
+            docker_certificates::create,
+            docker_certificates::list
+        ))
+        .routes(routes!(docker_certificates::revoke))
         .routes(routes!(ws::attach))
         .routes(routes!(ws::exec))
         .split_for_parts()

@@ -1,0 +1,432 @@
+//! `POST /containers/create`'s body (§5) and its translation into Nest's
+//! container spec. The CLI sends every field, mostly zero-valued; a field
+//! Nest cannot honour is refused with a 400 naming it only when it holds
+//! something other than its neutral value, so that `docker run` works and
+//! `docker run --privileged` says why it does not.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::DockerError;
+use super::views::NETWORK_LABEL;
+use crate::api::zun::create::{
+    MAX_CPU, MAX_MEMORY_MIB, MIN_CPU, MIN_MEMORY_MIB, check_argv, check_environment,
+    check_host_name, check_labels, check_name, check_workdir,
+};
+use crate::app::NewContainer;
+use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
+
+/// Memory of a container created without `-m`, MiB (the Zun default).
+const DEFAULT_MEMORY_MIB: u64 = crate::api::zun::create::DEFAULT_MEMORY_MIB;
+/// vCPUs of a container created without `--cpus`: a tenth, so that
+/// containers that ask for nothing pack densely, as they do on one engine.
+const DEFAULT_CPU: f64 = 0.1;
+
+/// The fields of the create body Nest reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateBody {
+    hostname: Option<String>,
+    user: Option<String>,
+    attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
+    exposed_ports: Option<BTreeMap<String, Value>>,
+    tty: bool,
+    open_stdin: bool,
+    stdin_once: bool,
+    env: Option<Vec<String>>,
+    cmd: Option<StringOrList>,
+    image: Option<String>,
+    working_dir: Option<String>,
+    entrypoint: Option<StringOrList>,
+    labels: Option<BTreeMap<String, String>>,
+    volumes: Option<BTreeMap<String, Value>>,
+    host_config: Option<HostConfig>,
+    networking_config: Option<NetworkingConfig>,
+    /// Everything else: refused unless neutral.
+    #[serde(flatten)]
+    rest: BTreeMap<String, Value>,
+}
+
+/// Docker accepts `Cmd` and `Entrypoint` as a string or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct HostConfig {
+    port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    publish_all_ports: bool,
+    auto_remove: bool,
+    restart_policy: Option<RestartPolicy>,
+    memory: i64,
+    nano_cpus: i64,
+    cpu_shares: i64,
+    network_mode: Option<String>,
+    console_size: Option<Vec<u32>>,
+    #[serde(flatten)]
+    rest: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PortBinding {
+    host_ip: String,
+    host_port: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartPolicy {
+    name: String,
+    maximum_retry_count: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkingConfig {
+    endpoints_config: Option<BTreeMap<String, Value>>,
+}
+
+/// Whether a value is what the CLI sends for "not set".
+fn is_neutral(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.iter().all(is_neutral),
+        Value::Object(map) => map.values().all(is_neutral),
+    }
+}
+
+/// Fields whose non-zero value the CLI sends by default, with that value.
+fn is_default(field: &str, value: &Value) -> bool {
+    match field {
+        // `-1` is "the kernel's default".
+        "MemorySwappiness" => value.as_i64() == Some(-1),
+        // The CLI's own default log driver settings.
+        "LogConfig" => is_neutral(value),
+        _ => false,
+    }
+}
+
+fn refuse_unsupported(scope: &str, rest: &BTreeMap<String, Value>) -> Result<(), DockerError> {
+    for (field, value) in rest {
+        if is_neutral(value) || is_default(field, value) {
+            continue;
+        }
+        let name = if scope.is_empty() {
+            field.clone()
+        } else {
+            format!("{scope}.{field}")
+        };
+        return Err(DockerError::Invalid(format!(
+            "{name} is not supported by Nest; leave it unset (see docs/docker.md for what Nest runs)"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(e: impl std::fmt::Display) -> DockerError {
+    DockerError::Invalid(e.to_string())
+}
+
+/// A port key of `ExposedPorts`/`PortBindings`: `22/tcp`.
+fn parse_port_key(key: &str) -> Result<(u16, PortProtocol), DockerError> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let protocol = PortProtocol::parse(proto)
+        .ok_or_else(|| invalid(format!("port {key}: Nest publishes tcp and udp ports only")))?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| invalid(format!("port {key}: not a port number")))?;
+    Ok((port, protocol))
+}
+
+/// What the body asks for, as Nest's create; `name` is the `?name=`
+/// query. The image is resolved by the caller.
+///
+/// # Errors
+/// [`DockerError::Invalid`] naming the field that cannot be honoured.
+pub fn parse(
+    body: CreateBody,
+    name: Option<String>,
+) -> Result<(NewContainer, String), DockerError> {
+    refuse_unsupported("", &body.rest)?;
+    if body.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(invalid(
+            "Volumes (docker run -v) are not supported by Nest: containers keep their data in their own filesystem",
+        ));
+    }
+    let host = body.host_config.unwrap_or_default();
+    refuse_unsupported("HostConfig", &host.rest)?;
+    let image = body
+        .image
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| invalid("Image is required"))?;
+    if let Some(name) = &name {
+        check_name("name", name).map_err(invalid)?;
+    }
+    let command = body.cmd.map(StringOrList::into_vec).unwrap_or_default();
+    let entrypoint = body
+        .entrypoint
+        .map(StringOrList::into_vec)
+        .unwrap_or_default();
+    check_argv("Cmd", &command).map_err(invalid)?;
+    check_argv("Entrypoint", &entrypoint).map_err(invalid)?;
+    let mut environment = BTreeMap::new();
+    for entry in body.env.unwrap_or_default() {
+        let (key, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+        environment.insert(key.to_owned(), value.to_owned());
+    }
+    check_environment(&environment).map_err(invalid)?;
+    let mut labels = body.labels.unwrap_or_default();
+    // The network whose address ports are published on (§6).
+    let network = labels.remove(NETWORK_LABEL);
+    if let Some(network) = &network {
+        check_host_name("Labels.nest.network", network).map_err(invalid)?;
+    }
+    check_labels(&labels).map_err(invalid)?;
+    if let Some(workdir) = body.working_dir.as_ref().filter(|w| !w.is_empty()) {
+        check_workdir(workdir).map_err(invalid)?;
+    }
+    let hostname = body.hostname.filter(|h| !h.is_empty());
+    if let Some(hostname) = &hostname {
+        check_host_name("Hostname", hostname).map_err(invalid)?;
+    }
+    let user = body.user.filter(|u| !u.is_empty());
+    if let Some(user) = &user
+        && (user.len() > 255 || user.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        return Err(invalid("User must be a name or uid[:gid]"));
+    }
+    if let Some(mode) = host.network_mode.as_deref()
+        && !matches!(mode, "" | "default" | "bridge")
+    {
+        return Err(DockerError::Invalid(format!(
+            "network mode {mode:?} is not supported by Nest: containers run on their instance's \
+             default network; choose the network of published ports with the label {NETWORK_LABEL}=<name>"
+        )));
+    }
+    if let Some(endpoints) = &body.networking_config.and_then(|n| n.endpoints_config)
+        && let Some(other) = endpoints
+            .keys()
+            .find(|k| !matches!(k.as_str(), "default" | "bridge"))
+    {
+        return Err(DockerError::Invalid(format!(
+            "network {other:?}: user-defined networks are not supported by Nest"
+        )));
+    }
+    if host.publish_all_ports {
+        return Err(invalid(
+            "PublishAllPorts (-P) is not supported by Nest: publish each port with -p HOST:CONTAINER",
+        ));
+    }
+    let mut ports = Vec::new();
+    for (key, bindings) in host.port_bindings.unwrap_or_default() {
+        let (container_port, protocol) = parse_port_key(&key)?;
+        for binding in bindings.unwrap_or_default() {
+            if !matches!(binding.host_ip.as_str(), "" | "0.0.0.0" | "::") {
+                return Err(DockerError::Invalid(format!(
+                    "port {key}: a host address ({}) cannot be chosen; Nest publishes on the \
+                     instance's address on the network named by the label {NETWORK_LABEL}",
+                    binding.host_ip
+                )));
+            }
+            let host_port = binding.host_port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                invalid(format!(
+                    "port {key}: Nest needs the host port (-p HOST:{container_port}); it does not pick one"
+                ))
+            })?;
+            ports.push(PublishedPort {
+                network: network.clone(),
+                host_port,
+                container_port,
+                protocol,
+            });
+        }
+    }
+    for key in body.exposed_ports.unwrap_or_default().keys() {
+        parse_port_key(key)?;
+    }
+    let memory_mib = match host.memory {
+        0 => DEFAULT_MEMORY_MIB,
+        bytes if bytes < 0 => return Err(invalid("Memory must not be negative")),
+        bytes => {
+            let mib = u64::try_from(bytes)
+                .unwrap_or(u64::MAX)
+                .div_ceil(1024 * 1024);
+            if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+                return Err(DockerError::Invalid(format!(
+                    "Memory: {mib} MiB is outside what Nest runs ({MIN_MEMORY_MIB} to {MAX_MEMORY_MIB} MiB)"
+                )));
+            }
+            mib
+        }
+    };
+    if host.cpu_shares < 0 {
+        return Err(invalid("CpuShares must not be negative"));
+    }
+    let cpu = match host.nano_cpus {
+        0 => DEFAULT_CPU,
+        n if n < 0 => return Err(invalid("NanoCpus must not be negative")),
+        n => {
+            // One decimal, as Zun's cpu.
+            let cpu = (n as f64 / 1e9 * 10.0).round() / 10.0;
+            if !(MIN_CPU..=MAX_CPU).contains(&cpu) {
+                return Err(DockerError::Invalid(format!(
+                    "NanoCpus: {cpu} CPUs is outside what Nest runs ({MIN_CPU} to {MAX_CPU})"
+                )));
+            }
+            cpu
+        }
+    };
+    let restart = host.restart_policy.unwrap_or_default();
+    let retries = u32::try_from(restart.maximum_retry_count)
+        .map_err(|_| invalid("RestartPolicy.MaximumRetryCount must be 0 or more"))?;
+    let policy = match restart.name.as_str() {
+        "" | "no" => RestartPolicyName::No,
+        "always" => RestartPolicyName::Always,
+        "on-failure" => RestartPolicyName::OnFailure,
+        "unless-stopped" => RestartPolicyName::UnlessStopped,
+        other => {
+            return Err(DockerError::Invalid(format!(
+                "invalid restart policy {other:?}"
+            )));
+        }
+    };
+    if host.auto_remove && policy != RestartPolicyName::No {
+        return Err(invalid(
+            "conflicting options: cannot specify both --restart and --rm",
+        ));
+    }
+    // The initial terminal size is set on attach; the rest of the attach
+    // flags describe the client's own session.
+    let _ = (
+        body.attach_stdin,
+        body.attach_stdout,
+        body.attach_stderr,
+        host.console_size,
+    );
+    Ok((
+        NewContainer {
+            name,
+            spec: ContainerSpec {
+                image: image.clone(),
+                command,
+                entrypoint,
+                environment,
+                labels,
+                workdir: body.working_dir.filter(|w| !w.is_empty()),
+                hostname,
+                user,
+                cpu,
+                memory_mib,
+                restart_policy: (policy, retries),
+                interactive: body.open_stdin,
+                stdin_once: body.open_stdin && body.stdin_once,
+                tty: body.tty,
+                auto_remove: host.auto_remove,
+                ports,
+                hints: BTreeMap::new(),
+            },
+        },
+        image,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> CreateBody {
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}"))
+    }
+
+    #[test]
+    fn the_clis_run_body_becomes_a_spec() {
+        let b = body(serde_json::json!({
+            "Hostname": "hn", "User": "1000", "Env": ["A=B", "EMPTY="], "Cmd": ["sh", "-c", "x"],
+            "Image": "img:1", "WorkingDir": "/tmp", "Labels": {"x": "y", "nest.network": "pub"},
+            "ExposedPorts": {"22/tcp": {}}, "Domainname": "", "Volumes": {},
+            "HostConfig": {"PortBindings": {"22/tcp": [{"HostIp": "", "HostPort": "222"}]},
+                "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+                "Memory": 67108864, "NanoCpus": 500000000, "MemorySwappiness": -1,
+                "LogConfig": {"Type": "", "Config": {}}, "ConsoleSize": [0, 0], "NetworkMode": "default"},
+            "NetworkingConfig": {"EndpointsConfig": {"default": {"MacAddress": ""}}}
+        }));
+        let (new, image) = parse(b, Some("n1".into())).expect("accepted");
+        assert_eq!(image, "img:1");
+        let spec = new.spec;
+        assert_eq!(spec.memory_mib, 64);
+        assert!((spec.cpu - 0.5).abs() < 1e-9);
+        assert_eq!(spec.user.as_deref(), Some("1000"));
+        assert_eq!(spec.environment["EMPTY"], "");
+        assert_eq!(spec.restart_policy, (RestartPolicyName::OnFailure, 3));
+        assert!(!spec.labels.contains_key("nest.network"));
+        assert_eq!(
+            spec.ports,
+            vec![PublishedPort {
+                network: Some("pub".into()),
+                host_port: 222,
+                container_port: 22,
+                protocol: PortProtocol::Tcp
+            }]
+        );
+    }
+
+    #[test]
+    fn what_nest_cannot_honour_is_refused_by_name() {
+        let refused = |v: Value, needle: &str| {
+            let err = parse(body(v.clone()), None).expect_err("refused");
+            assert!(err.to_string().contains(needle), "{v}: {err}");
+        };
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"Privileged": true}}),
+            "HostConfig.Privileged",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"Binds": ["/:/host"]}}),
+            "HostConfig.Binds",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"Memory": 1i64 << 50}}),
+            "Memory",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"PortBindings": {"22/tcp": [{"HostPort": ""}]}}}),
+            "host port",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"PortBindings": {"22/tcp": [{"HostIp": "1.2.3.4", "HostPort": "2"}]}}}),
+            "host address",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "Volumes": {"/data": {}}}),
+            "Volumes",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}),
+            "restart policy",
+        );
+        refused(serde_json::json!({}), "Image is required");
+    }
+}

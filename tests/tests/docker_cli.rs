@@ -1,0 +1,274 @@
+//! The real docker CLI against a real `nest-service` (local driver, real
+//! instances with their own engines) through Nest's Docker endpoint: the
+//! commands of the support matrix in docs/docker.md, the same containers
+//! seen through the Zun API, project isolation and the refusals.
+
+use std::time::Duration;
+
+use nest_tests::docker_client::{Auth, DockerCli};
+use nest_tests::service::{ALPHA, BETA, ServiceOptions, ServiceProcess};
+use reqwest::Method;
+use serde_json::Value;
+
+const BOOT: Duration = Duration::from_secs(120);
+const IMAGE: &str = nest_tests::docker::TEST_IMAGE;
+
+async fn service() -> ServiceProcess {
+    ServiceProcess::start_with(ServiceOptions {
+        extra:
+            "\n[docker]\nenabled = true\nlisten = \"127.0.0.1:0\"\ncertificate_lifetime = \"1h\"\n"
+                .into(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Stores the test image in Nest through `docker load`.
+async fn load_image(cli: &DockerCli) {
+    nest_tests::docker::ensure_test_image();
+    let tar = cli.path("image.tar");
+    let saved = std::process::Command::new("docker")
+        .args(["save", "-o"])
+        .arg(&tar)
+        .arg(IMAGE)
+        .output()
+        .expect("docker save on the machine's engine");
+    assert!(saved.status.success());
+    let tar = tar.to_string_lossy().into_owned();
+    let loaded = cli.ok(&["load", "-i", &tar]).await;
+    assert!(
+        loaded.contains(&format!("Loaded image: {IMAGE}")),
+        "{loaded}"
+    );
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_run_publishes_a_port_and_the_cli_drives_the_container() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    let version = cli
+        .ok(&["version", "--format", "{{.Server.APIVersion}}"])
+        .await;
+    assert_eq!(version.trim(), "1.45");
+    load_image(&cli).await;
+    let images = cli
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .await;
+    assert!(images.contains(IMAGE), "{images}");
+
+    // The 2014 use case: run -d -p prints the id; the port answers.
+    let id = cli
+        .ok(&[
+            "run",
+            "-d",
+            "-p",
+            "8080:8080",
+            "--name",
+            "web",
+            IMAGE,
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ])
+        .await;
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    let port = cli.ok(&["port", "web", "8080"]).await;
+    let address = port.trim().to_owned();
+    assert!(
+        address.starts_with("10.248.") && address.ends_with(":8080"),
+        "{address}"
+    );
+    let answer = reqwest::get(format!("http://{address}/"))
+        .await
+        .expect("the published port answers from the host");
+    assert_eq!(answer.status().as_u16(), 404);
+    let ps = cli.ok(&["ps"]).await;
+    assert!(
+        ps.contains(&id[..12]) && ps.contains(&format!("{address}->8080/tcp")),
+        "{ps}"
+    );
+    assert_eq!(cli.ok(&["ps", "-q"]).await.trim(), &id[..12]);
+    let filtered = cli
+        .ok(&[
+            "ps",
+            "-q",
+            "--filter",
+            "name=web",
+            "--filter",
+            "status=running",
+        ])
+        .await;
+    assert_eq!(filtered.trim(), &id[..12]);
+    assert!(
+        cli.ok(&["ps", "-q", "--filter", "status=exited"])
+            .await
+            .trim()
+            .is_empty()
+    );
+    let inspect: Value =
+        serde_json::from_str(&cli.ok(&["inspect", "web"]).await).expect("inspect JSON");
+    assert_eq!(inspect[0]["State"]["Status"], "running", "{inspect}");
+    assert_eq!(
+        inspect[0]["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostIp"],
+        address.trim_end_matches(":8080")
+    );
+
+    // The same container through the Zun API.
+    let (code, list) = svc.call(ALPHA, Method::GET, "/v1/containers", None).await;
+    assert_eq!(code, 200, "{list}");
+    let zun = &list["containers"][0];
+    assert_eq!(
+        zun["uuid"].as_str().map(|u| u.replace('-', "")),
+        Some(id.clone()),
+        "{list}"
+    );
+    assert_eq!(zun["name"], "web");
+
+    // exec: output and exit code.
+    let out = cli
+        .run(&["exec", "web", "sh", "-c", "echo hi; echo oops >&2; exit 3"])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+
+    // stop, start, rm -f.
+    assert_eq!(cli.ok(&["stop", "-t", "1", "web"]).await.trim(), "web");
+    let state = cli.ok(&["inspect", "-f", "{{.State.Status}}", "web"]).await;
+    assert_eq!(state.trim(), "exited");
+    cli.ok(&["start", "web"]).await;
+    assert_eq!(
+        cli.ok(&["inspect", "-f", "{{.State.Status}}", "web"])
+            .await
+            .trim(),
+        "running"
+    );
+    cli.ok(&["rm", "-f", "web"]).await;
+    assert!(cli.ok(&["ps", "-aq"]).await.trim().is_empty());
+    let (_, list) = svc.call(ALPHA, Method::GET, "/v1/containers", None).await;
+    assert_eq!(list["containers"], serde_json::json!([]), "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_run_pipes_stdin_and_rm_removes_the_container() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Token).await;
+    load_image(&cli).await;
+    let out = cli
+        .run_with_stdin(&["run", "-i", "--rm", IMAGE, "cat"], Some(b"hi\n"))
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let out = cli
+        .run(&["run", "--rm", IMAGE, "sh", "-c", "echo bye; exit 7"])
+        .await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bye\n");
+    nest_tests::eventually(BOOT, "the --rm containers to be gone", || async {
+        cli.ok(&["ps", "-aq"]).await.trim().is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_use_dockers_error_body_and_change_nothing() {
+    let svc = service().await;
+    let alpha = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&alpha).await;
+    alpha
+        .ok(&["create", "--name", "kept", IMAGE, "sleep", "600"])
+        .await;
+
+    // Another project sees nothing of alpha's.
+    let beta = DockerCli::new(&svc, BETA, Auth::Certificate).await;
+    assert!(beta.ok(&["ps", "-aq"]).await.trim().is_empty());
+    for args in [
+        vec!["inspect", "--type", "container", "kept"],
+        vec!["start", "kept"],
+        vec!["rm", "-f", "kept"],
+        vec!["logs", "kept"],
+    ] {
+        let out = beta.run(&args).await;
+        // `rm -f` of a missing container exits 0 in the CLI itself.
+        assert!(
+            !out.status.success() || args[0] == "rm",
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("No such container: kept"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+
+    // A bad token and a revoked certificate are refused.
+    let bad = DockerCli::new(&svc, "token-nobody-0123456789abcdef", Auth::Token).await;
+    let out = bad.run(&["ps"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authentication failed"),
+        "{}",
+        text(&out)
+    );
+    let serial = alpha.serial.clone().expect("a serial");
+    let (code, body) = svc
+        .call(
+            ALPHA,
+            Method::DELETE,
+            &format!("/v1/nest/docker/certificates/{serial}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204, "{body}");
+    let out = alpha.run(&["ps"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authentication failed"),
+        "{}",
+        text(&out)
+    );
+
+    // Bad input: 4xx with Docker's body, and nothing created.
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    let out = cli.run(&["run", "-d", "--privileged", IMAGE, "true"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("HostConfig.Privileged is not supported by Nest"),
+        "{}",
+        text(&out)
+    );
+    let out = cli.run(&["run", "-d", "-m", "100g", IMAGE, "true"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outside what Nest runs"),
+        "{}",
+        text(&out)
+    );
+    let out = cli.run(&["kill", "-s", "NOPE!", "kept"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let out = cli
+        .run(&["run", "-d", "--pull", "never", "nosuch/image:1", "true"])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No such image: nosuch/image:1"),
+        "{}",
+        text(&out)
+    );
+    let out = cli.run(&["build", "."]).await;
+    assert!(!out.status.success());
+    assert_eq!(
+        cli.ok(&["ps", "-a", "--format", "{{.Names}}"]).await.trim(),
+        "kept"
+    );
+}
