@@ -114,22 +114,34 @@ impl DockerCli {
         self.dir.path()
     }
 
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new("docker");
+    /// The environment the CLI runs with, nothing else.
+    fn envs(&self) -> Vec<(&'static str, String)> {
+        let dir = self.dir.path().display().to_string();
+        vec![
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("HOME", dir.clone()),
+            ("DOCKER_HOST", self.host.clone()),
+            ("DOCKER_TLS_VERIFY", "1".to_owned()),
+            ("DOCKER_CERT_PATH", dir.clone()),
+            ("DOCKER_CONFIG", dir),
+        ]
+    }
+
+    fn command_of(&self, program: &str, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program);
         command
             .args(args)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("DOCKER_HOST", &self.host)
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", self.dir.path())
-            .env("DOCKER_CONFIG", self.dir.path())
+            .envs(self.envs())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         command
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        self.command_of("docker", args)
     }
 
     /// Runs `docker args…` and returns its output.
@@ -166,6 +178,37 @@ impl DockerCli {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `docker` with `args` on a pseudo-terminal (util-linux
+    /// `script`), typing each of `inputs` a second apart; returns the exit
+    /// status and what the terminal showed.
+    pub async fn run_in_pty(&self, args: &[&str], inputs: &[&[u8]]) -> (Option<i32>, String) {
+        let line = std::iter::once("docker")
+            .chain(args.iter().copied())
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut command = self.command_of("script", &["-qefc", &line, "/dev/null"]);
+        command.env("TERM", "xterm").stdin(Stdio::piped());
+        let mut child = command.spawn().expect("script(1) runs");
+        let mut pipe = child.stdin.take().expect("stdin");
+        for input in inputs {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            pipe.write_all(input).await.expect("write to the terminal");
+        }
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, async move {
+            let out = child.wait_with_output().await;
+            drop(pipe);
+            out
+        })
+        .await
+        .unwrap_or_else(|_| panic!("docker {args:?} on a terminal did not finish"))
+        .expect("script output");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     /// Starts `docker args…` in the background (for `logs -f`, `events`).

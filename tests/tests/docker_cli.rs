@@ -272,3 +272,126 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
         "kept"
     );
 }
+
+/// Reads `child`'s stdout until a line satisfies `done`, within `BOOT`.
+async fn read_until(
+    child: &mut tokio::process::Child,
+    what: &str,
+    mut done: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(BOOT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line);
+            if done(&seen) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(found, "{what}: saw {seen:?}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_exec_tty_attach_detach_and_events_work() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&cli).await;
+
+    // docker events sees a container's create, start and die.
+    let mut events = cli.spawn(&[
+        "events",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    // Give the events stream a moment to subscribe before the run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = cli.run(&["run", "--name", "brief", IMAGE, "true"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = read_until(&mut events, "events of brief", |seen| {
+        seen.iter().any(|l| l == "die brief")
+    })
+    .await;
+    let actions: Vec<&str> = seen
+        .iter()
+        .filter(|l| l.ends_with(" brief"))
+        .map(|l| l.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(actions, ["create", "start", "die"], "{seen:?}");
+    let _ = events.kill().await;
+
+    // docker logs -f streams lines as they come.
+    cli.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        IMAGE,
+        "sh",
+        "-c",
+        "i=0; while true; do echo line$i; i=$((i+1)); sleep 1; done",
+    ])
+    .await;
+    let mut follow = cli.spawn(&["logs", "-f", "ticker"]);
+    let lines = read_until(&mut follow, "followed log lines", |seen| seen.len() >= 3).await;
+    assert_eq!(lines[..3], ["line0", "line1", "line2"]);
+    let _ = follow.kill().await;
+    let tail = cli.ok(&["logs", "--tail", "1", "ticker"]).await;
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+
+    // exec -it gets a real terminal, and its exit code.
+    let (code, screen) = cli
+        .run_in_pty(&["exec", "-it", "ticker", "busybox", "tty"], &[])
+        .await;
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("/dev/pts/"), "{screen}");
+    let (code, screen) = cli
+        .run_in_pty(&["exec", "-it", "ticker", "sh", "-c", "exit 5"], &[])
+        .await;
+    assert_eq!(code, Some(5), "{screen}");
+
+    // attach to an interactive container, then detach with the keys.
+    cli.ok(&["run", "-dit", "--name", "shell", IMAGE, "sh"])
+        .await;
+    let (_, screen) = cli
+        .run_in_pty(
+            &["attach", "--detach-keys", "ctrl-x", "shell"],
+            &[b"echo hello-$((40+2))\n", b"\x18"],
+        )
+        .await;
+    assert!(screen.contains("hello-42"), "{screen}");
+    let state = cli
+        .ok(&["inspect", "-f", "{{.State.Status}}", "shell"])
+        .await;
+    assert_eq!(state.trim(), "running", "detaching leaves it running");
+
+    // A container made through the Zun API is docker's too.
+    let image = svc.upload_test_image(ALPHA).await;
+    let (code, body) = svc
+        .call(
+            ALPHA,
+            Method::POST,
+            "/v1/containers?run=true",
+            Some(serde_json::json!({"image": image, "name": "from-zun", "command": ["sleep", "600"]})),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let uuid = body["uuid"].as_str().expect("uuid").replace('-', "");
+    nest_tests::eventually(BOOT, "the Zun container to run", || async {
+        let state = cli
+            .run(&["inspect", "-f", "{{.Id}} {{.State.Status}}", "from-zun"])
+            .await;
+        (String::from_utf8_lossy(&state.stdout).trim() == format!("{uuid} running")).then_some(())
+    })
+    .await;
+    let names = cli.ok(&["ps", "--format", "{{.Names}}"]).await;
+    assert!(names.lines().any(|n| n == "from-zun"), "{names}");
+}

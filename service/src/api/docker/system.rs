@@ -249,6 +249,17 @@ impl EventPump {
                         (_, ContainerStatus::Running) => "start",
                         (_, ContainerStatus::Paused) => "pause",
                         (_, ContainerStatus::Restarting) => "restart",
+                        // Started and exited before its first report.
+                        (
+                            ContainerStatus::Creating | ContainerStatus::Created,
+                            ContainerStatus::Stopped,
+                        ) => {
+                            attributes.insert(
+                                "exitCode".into(),
+                                super::views::exit_code(*status, reason.as_deref()).to_string(),
+                            );
+                            "start+die"
+                        }
                         (
                             ContainerStatus::Running
                             | ContainerStatus::Paused
@@ -272,24 +283,33 @@ impl EventPump {
             if change.kind == ChangeKind::Deleted {
                 self.known.remove(&id);
             }
-            if action.is_empty()
-                || !matches_filters(&self.filters, &id, &change.name, action, &image, &labels)
-            {
-                continue;
+            let mut lines = String::new();
+            for action in action.split('+').filter(|a| !a.is_empty()) {
+                if !matches_filters(&self.filters, &id, &change.name, action, &image, &labels) {
+                    continue;
+                }
+                let mut attributes = attributes.clone();
+                if action != "die" {
+                    attributes.remove("exitCode");
+                }
+                let now = time::OffsetDateTime::now_utc();
+                let line = json!({
+                    "status": action,
+                    "id": docker_id(id),
+                    "from": image,
+                    "Type": "container",
+                    "Action": action,
+                    "Actor": {"ID": docker_id(id), "Attributes": attributes},
+                    "scope": "local",
+                    "time": now.unix_timestamp(),
+                    "timeNano": i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+                });
+                lines.push_str(&line.to_string());
+                lines.push('\n');
             }
-            let now = time::OffsetDateTime::now_utc();
-            let line = json!({
-                "status": action,
-                "id": docker_id(id),
-                "from": image,
-                "Type": "container",
-                "Action": action,
-                "Actor": {"ID": docker_id(id), "Attributes": attributes},
-                "scope": "local",
-                "time": now.unix_timestamp(),
-                "timeNano": i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-            });
-            return Some(Bytes::from(line.to_string() + "\n"));
+            if !lines.is_empty() {
+                return Some(Bytes::from(lines));
+            }
         }
     }
 }
