@@ -30,34 +30,105 @@ pub const GATEWAY: &str = "198.51.100.1";
 pub const DRIVER_USER: (&str, &str) = ("nest-driver", "nest-driver-pass");
 
 /// A lab user: name, password, project.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct User {
     /// Name.
-    pub name: &'static str,
+    pub name: String,
     /// Password.
-    pub password: &'static str,
+    pub password: String,
     /// Project name.
-    pub project: &'static str,
+    pub project: String,
+}
+
+impl User {
+    fn of(name: &str, password: &str, project: &str) -> Self {
+        Self {
+            name: name.into(),
+            password: password.into(),
+            project: project.into(),
+        }
+    }
 }
 
 /// The lab's `demo`.
-pub const DEMO: User = User {
-    name: "demo",
-    password: "demopass",
-    project: "demo",
-};
+pub fn demo() -> User {
+    User::of("demo", "demopass", "demo")
+}
 /// The lab's `alt_demo`.
-pub const ALT_DEMO: User = User {
-    name: "alt_demo",
-    password: "alt_demopass",
-    project: "alt_demo",
-};
+pub fn alt_demo() -> User {
+    User::of("alt_demo", "alt_demopass", "alt_demo")
+}
 /// The lab's `admin`.
-pub const ADMIN: User = User {
-    name: "admin",
-    password: "adminpass",
-    project: "admin",
-};
+pub fn admin() -> User {
+    User::of("admin", "adminpass", "admin")
+}
+
+/// A project and its one member, made for one test (quota tests change
+/// its quotas, never the lab's own projects'); deleted on drop.
+pub struct TestProject {
+    /// The member.
+    pub user: User,
+    /// The project's id.
+    pub id: String,
+}
+
+impl TestProject {
+    /// Creates project and user `<tag>-p` / `<tag>-u`.
+    pub fn create(tag: &str) -> Self {
+        let user = User::of(&format!("{tag}-u"), "nest-test-pass", &format!("{tag}-p"));
+        let project = openstack(
+            &admin(),
+            &[
+                "project",
+                "create",
+                "--domain",
+                "Default",
+                &user.project,
+                "-f",
+                "json",
+            ],
+        );
+        openstack(
+            &admin(),
+            &[
+                "user",
+                "create",
+                "--domain",
+                "Default",
+                "--project",
+                &user.project,
+                "--password",
+                &user.password,
+                &user.name,
+                "-f",
+                "json",
+            ],
+        );
+        openstack(
+            &admin(),
+            &[
+                "role",
+                "add",
+                "--user",
+                &user.name,
+                "--project",
+                &user.project,
+                "member",
+            ],
+        );
+        Self {
+            id: project["id"].as_str().expect("a project id").to_owned(),
+            user,
+        }
+    }
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let _ = try_openstack(&admin(), &["user", "delete", &self.user.name]);
+        let _ = try_openstack(&admin(), &["project", "delete", &self.user.project]);
+    }
+}
 
 /// Serializes the tests that use the hypervisor's bridge (an async lock:
 /// it is held across the whole test).
@@ -77,7 +148,7 @@ pub fn unique_tag() -> String {
 
 /// Runs `openstack <args> -f json` as `user`; returns the JSON (or
 /// `Null` for commands that print nothing) and panics on failure.
-pub fn openstack(user: User, args: &[&str]) -> Value {
+pub fn openstack(user: &User, args: &[&str]) -> Value {
     let (ok, out) = try_openstack(user, args);
     assert!(ok, "openstack {args:?} as {} failed: {out}", user.name);
     serde_json::from_str(&out).unwrap_or(Value::Null)
@@ -85,14 +156,14 @@ pub fn openstack(user: User, args: &[&str]) -> Value {
 
 /// Runs `openstack <args>` as `user`; returns whether it succeeded and its
 /// output (stdout, or stderr on failure).
-pub fn try_openstack(user: User, args: &[&str]) -> (bool, String) {
+pub fn try_openstack(user: &User, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new("openstack")
         .args(args)
         .env("OS_AUTH_URL", AUTH_URL)
         .env("OS_IDENTITY_API_VERSION", "3")
-        .env("OS_USERNAME", user.name)
-        .env("OS_PASSWORD", user.password)
-        .env("OS_PROJECT_NAME", user.project)
+        .env("OS_USERNAME", &user.name)
+        .env("OS_PASSWORD", &user.password)
+        .env("OS_PROJECT_NAME", &user.project)
         .env("OS_USER_DOMAIN_NAME", "Default")
         .env("OS_PROJECT_DOMAIN_NAME", "Default")
         .env("OS_REGION_NAME", "RegionOne")
@@ -111,17 +182,17 @@ pub fn try_openstack(user: User, args: &[&str]) -> (bool, String) {
 
 /// A project's id.
 pub fn project_id(project: &str) -> String {
-    let shown = openstack(ADMIN, &["project", "show", project, "-f", "json"]);
+    let shown = openstack(&admin(), &["project", "show", project, "-f", "json"]);
     shown["id"].as_str().expect("a project id").to_owned()
 }
 
 /// Creates the driver's service user unless it exists (idempotent; no
 /// existing user or password is touched).
 pub fn ensure_driver_user() {
-    let (exists, _) = try_openstack(ADMIN, &["user", "show", DRIVER_USER.0, "-f", "json"]);
+    let (exists, _) = try_openstack(&admin(), &["user", "show", DRIVER_USER.0, "-f", "json"]);
     if !exists {
         openstack(
-            ADMIN,
+            &admin(),
             &[
                 "user",
                 "create",
@@ -139,7 +210,7 @@ pub fn ensure_driver_user() {
     }
     // Idempotent: a role already held is fine.
     openstack(
-        ADMIN,
+        &admin(),
         &[
             "role",
             "add",
@@ -153,7 +224,7 @@ pub fn ensure_driver_user() {
 }
 
 /// A scoped token of `user`, from Keystone.
-pub async fn token(user: User) -> String {
+pub async fn token(user: &User) -> String {
     let response = reqwest::Client::new()
         .post(format!("{AUTH_URL}/auth/tokens"))
         .json(&serde_json::json!({"auth": {
@@ -179,7 +250,7 @@ pub async fn token(user: User) -> String {
 
 /// Revokes `token` (Keystone's `DELETE /v3/auth/tokens`), as admin.
 pub async fn revoke(token: &str) {
-    let admin = self::token(ADMIN).await;
+    let admin = self::token(&admin()).await;
     let response = reqwest::Client::new()
         .delete(format!("{AUTH_URL}/auth/tokens"))
         .header("x-auth-token", admin)
@@ -207,9 +278,22 @@ pub fn service_options(tag: &str) -> ServiceOptions {
              project_name = \"service\"\n",
             DRIVER_USER.0, DRIVER_USER.1
         )),
-        relay_advertise: Some(format!("{GATEWAY}:0")),
+        // A fixed port, as in a real deployment: agents keep dialling it
+        // across a restart of the service.
+        relay: Some(format!(
+            "listen = \"0.0.0.0:{port}\"\nadvertise = \"{GATEWAY}:{port}\"",
+            port = free_port()
+        )),
         ..ServiceOptions::default()
     }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A running `nest-test-hypervisor` for the servers tagged `tag`; stopped
@@ -318,7 +402,7 @@ impl CloudCleanup {
     /// project id, status).
     pub fn servers(&self) -> Vec<(String, String, String)> {
         let listed = openstack(
-            ADMIN,
+            &admin(),
             &[
                 "server",
                 "list",
@@ -347,15 +431,18 @@ impl CloudCleanup {
 impl Drop for CloudCleanup {
     fn drop(&mut self) {
         for (id, _, _) in self.servers() {
-            let _ = try_openstack(ADMIN, &["server", "delete", &id]);
+            let _ = try_openstack(&admin(), &["server", "delete", &id]);
         }
-        let fips = openstack(ADMIN, &["floating", "ip", "list", "--long", "-f", "json"]);
+        let fips = openstack(
+            &admin(),
+            &["floating", "ip", "list", "--long", "-f", "json"],
+        );
         for fip in fips.as_array().into_iter().flatten() {
             let described = fip["Description"].as_str().unwrap_or_default();
             if described.starts_with(&format!("{}-", self.tag))
                 && let Some(id) = fip["ID"].as_str()
             {
-                let _ = try_openstack(ADMIN, &["floating", "ip", "delete", id]);
+                let _ = try_openstack(&admin(), &["floating", "ip", "delete", id]);
             }
         }
     }

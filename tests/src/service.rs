@@ -104,8 +104,9 @@ pub struct ServiceOptions {
     /// The `[driver]` section's body instead of the `local` driver on the
     /// service's own bridge (e.g. `kind = "nova"` and its settings).
     pub driver: Option<String>,
-    /// `relay.advertise` (port 0: the embedded relay's own port).
-    pub relay_advertise: Option<String>,
+    /// The `[relay]` section's `listen` and `advertise` lines instead of
+    /// an embedded relay on port 0 advertised at the bridge gateway.
+    pub relay: Option<String>,
 }
 
 impl Default for ServiceOptions {
@@ -121,7 +122,7 @@ impl Default for ServiceOptions {
             scheduler_extra: String::new(),
             auth: None,
             driver: None,
-            relay_advertise: None,
+            relay: None,
         }
     }
 }
@@ -172,10 +173,10 @@ impl ServiceProcess {
             .clone()
             .unwrap_or_else(|| format!("mode = \"dev\"\ntokens = [\n{}\n]", tokens.join("\n")));
         let relay = match options.external_relay {
-            None => match &options.relay_advertise {
-                Some(advertise) => format!("listen = \"0.0.0.0:0\"\nadvertise = \"{advertise}\""),
-                None => "listen = \"0.0.0.0:0\"".to_owned(),
-            },
+            None => options
+                .relay
+                .clone()
+                .unwrap_or_else(|| "listen = \"0.0.0.0:0\"".to_owned()),
             Some(external) => format!(
                 "external = \"{external}\"\nadvertise = \"{}:{}\"",
                 network.gateway(),

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use nest_tests::nova::{
-    ADMIN, ALT_DEMO, CloudCleanup, DEMO, Hypervisor, ensure_driver_user, openstack, project_id,
-    serial, service_options, token, unique_tag,
+    CloudCleanup, Hypervisor, TestProject, admin, alt_demo, demo, ensure_driver_user, openstack,
+    project_id, revoke, serial, service_options, token, unique_tag,
 };
 use nest_tests::service::{ServiceOptions, ServiceProcess};
 use reqwest::Method;
@@ -69,13 +69,13 @@ async fn a_container_runs_in_a_real_server_of_the_tenants_project_and_its_port_a
     let mut options = service_options(&tag);
     options.idle_timeout = "3s".into();
     let (cleanup, hypervisor, svc) = start(&tag, options).await;
-    let demo = token(DEMO).await;
-    let alt = token(ALT_DEMO).await;
+    let demo_token = token(&demo()).await;
+    let alt_token = token(&alt_demo()).await;
 
-    let image = svc.upload_test_image(&demo).await;
+    let image = svc.upload_test_image(&demo_token).await;
     let id = create(
         &svc,
-        &demo,
+        &demo_token,
         json!({
             "image": image,
             "name": "web",
@@ -86,15 +86,15 @@ async fn a_container_runs_in_a_real_server_of_the_tenants_project_and_its_port_a
         }),
     )
     .await;
-    let view = svc.wait_status(&demo, &id, "Running", BOOT).await;
+    let view = svc.wait_status(&demo_token, &id, "Running", BOOT).await;
     let host = view["host"].as_str().expect("a host").to_owned();
 
     // A real server in demo's own project, as demo's CLI sees it.
-    let servers = openstack(DEMO, &["server", "list", "--tags", &tag, "-f", "json"]);
+    let servers = openstack(&demo(), &["server", "list", "--tags", &tag, "-f", "json"]);
     let servers = servers.as_array().expect("a server list");
     assert_eq!(servers.len(), 1, "{servers:?}\n{}", hypervisor.log_text());
     let server_id = servers[0]["ID"].as_str().expect("an id").to_owned();
-    let shown = openstack(DEMO, &["server", "show", &server_id, "-f", "json"]);
+    let shown = openstack(&demo(), &["server", "show", &server_id, "-f", "json"]);
     assert_eq!(shown["status"], "ACTIVE", "{shown}");
     assert_eq!(shown["project_id"], project_id("demo"), "{shown}");
     assert_eq!(
@@ -102,13 +102,23 @@ async fn a_container_runs_in_a_real_server_of_the_tenants_project_and_its_port_a
         "the server carries Nest's instance id: {shown}"
     );
     // alt_demo sees neither the server nor the container.
-    let alt_servers = openstack(ALT_DEMO, &["server", "list", "--tags", &tag, "-f", "json"]);
+    let alt_servers = openstack(
+        &alt_demo(),
+        &["server", "list", "--tags", &tag, "-f", "json"],
+    );
     assert_eq!(alt_servers, json!([]), "{alt_servers}");
     let (code, body) = svc
-        .call(&alt, Method::GET, &format!("/v1/containers/{id}"), None)
+        .call(
+            &alt_token,
+            Method::GET,
+            &format!("/v1/containers/{id}"),
+            None,
+        )
         .await;
     assert_eq!(code, 404, "{body}");
-    let (code, listed) = svc.call(&alt, Method::GET, "/v1/containers", None).await;
+    let (code, listed) = svc
+        .call(&alt_token, Method::GET, "/v1/containers", None)
+        .await;
     assert_eq!(code, 200, "{listed}");
     assert_eq!(listed["containers"], json!([]), "{listed}");
 
@@ -147,18 +157,163 @@ async fn a_container_runs_in_a_real_server_of_the_tenants_project_and_its_port_a
 
     // Delete: the empty instance is retired, the server deleted and its
     // floating IP released.
-    delete_and_wait_gone(&svc, &demo, &id).await;
+    delete_and_wait_gone(&svc, &demo_token, &id).await;
     nest_tests::eventually(
         Duration::from_secs(60),
         "the server to be deleted",
         || async { cleanup.servers().is_empty().then_some(()) },
     )
     .await;
-    let fips = openstack(ADMIN, &["floating", "ip", "list", "--long", "-f", "json"]);
+    let fips = openstack(
+        &admin(),
+        &["floating", "ip", "list", "--long", "-f", "json"],
+    );
     assert!(
         !fips.to_string().contains(&floating),
         "the floating IP is released: {fips}"
     );
+    drop(svc);
+    drop(hypervisor);
+}
+
+/// The id of the Nova server of a container's instance, as `user` sees it.
+fn server_of(user: &nest_tests::nova::User, tag: &str, view: &Value) -> String {
+    let host = view["host"].as_str().expect("a host");
+    let servers = openstack(
+        user,
+        &[
+            "server",
+            "list",
+            "--tags",
+            &format!("{tag}-{host}"),
+            "-f",
+            "json",
+        ],
+    );
+    servers[0]["ID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no server for {host}: {servers}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn novas_quota_bounds_the_tenant_and_a_trust_outlives_the_token() {
+    let _serial = serial().await;
+    let tag = unique_tag();
+    let project = TestProject::create(&tag);
+    let user = project.user.clone();
+    openstack(&admin(), &["quota", "set", "--instances", "1", &project.id]);
+    let mut options = service_options(&tag);
+    options.idle_timeout = "3s".into();
+    let (cleanup, hypervisor, mut svc) = start(&tag, options).await;
+    let token1 = token(&user).await;
+    let image = svc.upload_test_image(&token1).await;
+    // 400 MiB each: one container per m1.tiny (512 MiB) server.
+    let body = |name: &str| json!({"image": image, "name": name, "command": ["sleep", "3600"], "cpu": 0.5, "memory": "400"});
+
+    let first = create(&svc, &token1, body("first")).await;
+    let first_view = svc.wait_status(&token1, &first, "Running", BOOT).await;
+
+    // The second instance Nest needs is over Nova's quota of 1.
+    let second = create(&svc, &token1, body("second")).await;
+    let refused = svc.wait_status(&token1, &second, "Error", BOOT).await;
+    let reason = refused["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Quota exceeded for instances"),
+        "Nova's own words: {refused}"
+    );
+    let (code, listed) = svc.call(&token1, Method::GET, "/v1/containers", None).await;
+    assert_eq!(code, 200, "{listed}");
+    assert!(
+        listed["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .all(|c| c["status"] != "Creating"),
+        "nothing stuck in Creating: {listed}"
+    );
+    nest_tests::eventually(Duration::from_secs(30), "no leaked server", || async {
+        (cleanup.servers().len() == 1).then_some(())
+    })
+    .await;
+
+    // The quotas are Nova's numbers.
+    let (code, quotas) = svc
+        .call(
+            &token1,
+            Method::GET,
+            &format!("/v1/quotas/{}?usages=True", project.id),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{quotas}");
+    assert_eq!(
+        quotas["instances"],
+        json!({"limit": 1, "in_use": 1}),
+        "{quotas}"
+    );
+    assert_eq!(quotas["cores"]["in_use"], 1, "{quotas}");
+    assert_eq!(quotas["ram"]["in_use"], 512, "{quotas}");
+    assert_eq!(quotas["source"], "nova", "{quotas}");
+    let (code, refusal) = svc
+        .call(
+            &token1,
+            Method::PUT,
+            &format!("/v1/quotas/{}", project.id),
+            Some(json!({"containers": 5})),
+        )
+        .await;
+    assert_eq!(code, 400, "{refusal}");
+    assert!(
+        refusal.to_string().contains("openstack quota set"),
+        "{refusal}"
+    );
+    let (code, _) = svc
+        .call(&token1, Method::GET, "/v1/quotas/some-other-project", None)
+        .await;
+    assert_eq!(code, 403, "another project's quotas");
+
+    // Raising the quota in Nova lets the next create succeed.
+    openstack(&admin(), &["quota", "set", "--instances", "3", &project.id]);
+    let third = create(&svc, &token1, body("third")).await;
+    let third_view = svc.wait_status(&token1, &third, "Running", BOOT).await;
+    assert_ne!(third_view["host"], first_view["host"], "{third_view}");
+
+    // A server deleted behind Nest's back: its container turns to Error
+    // within one reconcile period (30s), and nothing re-creates it.
+    let behind = server_of(&user, &tag, &third_view);
+    openstack(&user, &["server", "delete", &behind]);
+    let lost = svc
+        .wait_status(&token1, &third, "Error", Duration::from_secs(75))
+        .await;
+    assert!(
+        lost["status_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("instance deleted"),
+        "{lost}"
+    );
+
+    // The user's token is revoked and the service restarted: the trust
+    // still boots and deletes in the project.
+    revoke(&token1).await;
+    svc.restart().await;
+    let token2 = token(&user).await;
+    let fourth = create(&svc, &token2, body("fourth")).await;
+    let fourth_view = svc.wait_status(&token2, &fourth, "Running", BOOT).await;
+    assert_ne!(fourth_view["host"], first_view["host"], "{fourth_view}");
+    let log = svc.log_text();
+    assert!(
+        log.contains("(trust "),
+        "the boot logged in through the trust:\n{log}"
+    );
+    for id in [&first, &second, &third, &fourth] {
+        delete_and_wait_gone(&svc, &token2, id).await;
+    }
+    nest_tests::eventually(Duration::from_secs(60), "every server deleted", || async {
+        cleanup.servers().is_empty().then_some(())
+    })
+    .await;
     drop(svc);
     drop(hypervisor);
 }

@@ -30,6 +30,7 @@ mod delegation;
 mod error;
 mod io;
 mod lifecycle;
+mod quotas;
 mod records;
 pub mod types;
 
@@ -43,6 +44,7 @@ pub use certificates::{DockerCertificates, IssuedDockerCertificate};
 pub use changes::{ChangeEvent, ChangeKind, ContainerChange, ProjectChanges};
 pub use console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
 pub use error::{AppError, BoxError};
+pub use quotas::QuotaInfo;
 pub use types::*;
 
 use crate::agents::{AgentError, AgentLink};

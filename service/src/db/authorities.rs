@@ -111,6 +111,28 @@ impl Store {
             .collect()
     }
 
+    /// What a project's containers reserve, all statuses together: the
+    /// counts of `GET /v1/quotas` (Nest's own, beside Nova's).
+    ///
+    /// # Errors
+    /// [`DbError::Query`] / [`DbError::Decode`] when the database fails.
+    pub async fn project_usage(&self, project: &ProjectId) -> Result<super::Usage, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS containers, COALESCE(SUM(cpu), 0.0) AS cpu_used, \
+             CAST(COALESCE(SUM(memory_mib), 0) AS BIGINT) AS memory_used \
+             FROM containers WHERE project_id = $1",
+        )
+        .bind(project.as_str().to_owned())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(super::Usage {
+            cpu_used: get(&row, "cpu_used")?,
+            memory_used_mib: super::codec::get_u64(&row, "memory_used")?,
+            containers: super::codec::get_u64(&row, "containers")?,
+        })
+    }
+
     /// Forgets `project`'s authority.
     ///
     /// # Errors

@@ -239,6 +239,19 @@ pub trait InstanceDriver: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// The cloud's limits and usage for `project` (Nova's, for `nova`);
+    /// `None`: the driver enforces none (the default, and `local`).
+    ///
+    /// # Errors
+    /// [`DriverError`] when the cloud cannot be asked.
+    fn limits<'a>(
+        &'a self,
+        project: &'a ProjectId,
+    ) -> BoxFuture<'a, Result<Option<ProjectLimits>, DriverError>> {
+        let _ = project;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Confirms with the cloud that instance `id` is one this driver booted
     /// and that it is up, before its agent's certificate is signed. The
     /// default (the `local` driver, whose instances are this machine's own
@@ -253,6 +266,26 @@ pub trait InstanceDriver: Send + Sync {
         let _ = id;
         Box::pin(async { Ok(()) })
     }
+}
+
+/// One resource's limit (`-1`: unlimited) and use, as the cloud counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// The limit.
+    pub limit: i64,
+    /// In use.
+    pub in_use: i64,
+}
+
+/// A project's limits in the cloud that bound its instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProjectLimits {
+    /// Instances (servers).
+    pub instances: Limit,
+    /// Virtual CPUs.
+    pub cores: Limit,
+    /// Memory, MiB.
+    pub ram: Limit,
 }
 
 /// A user's request, with the user's own token, to let the service act in

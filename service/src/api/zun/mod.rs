@@ -31,6 +31,7 @@ mod inspect;
 mod lifecycle;
 pub mod microversion;
 pub(crate) mod middleware;
+mod quotas;
 mod versions;
 pub mod views;
 mod ws;
@@ -91,6 +92,7 @@ pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(container_actions::show))
         .routes(routes!(hosts::list))
         .routes(routes!(hosts::show))
+        .routes(routes!(quotas::show, quotas::update, quotas::delete))
         .routes(routes!(agent::binary))
         .routes(routes!(agent::sha256))
         .routes(routes!(images::upload, images::list))

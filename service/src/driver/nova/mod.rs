@@ -58,6 +58,7 @@ pub use self::config::{NovaDriverConfig, NovaNetwork};
 use super::{
     BootRequest, BootedInstance, BoxError, Delegation, DriverError, InstanceDriver, Reason,
 };
+use super::{Limit, ProjectLimits};
 use crate::domain::{InstanceId, ProjectId};
 
 /// The metadata key holding Nest's instance id.
@@ -818,6 +819,26 @@ impl InstanceDriver for NovaDriver {
                 .await
                 .map_err(|e| from_openstack("delegation", e))?;
             Ok(Some(TenantAuthority::Trust { trust_id }))
+        })
+    }
+
+    fn limits<'a>(
+        &'a self,
+        project: &'a ProjectId,
+    ) -> BoxFuture<'a, Result<Option<ProjectLimits>, DriverError>> {
+        Box::pin(async move {
+            let session = self.project_session(project).await?;
+            let compute = self.compute(&session).await?;
+            let limits = compute
+                .limits(None, &RequestId::generate())
+                .await
+                .map_err(|e| from_openstack("limits", e))?;
+            let limit = |limit, in_use| Limit { limit, in_use };
+            Ok(Some(ProjectLimits {
+                instances: limit(limits.max_total_instances, limits.total_instances_used),
+                cores: limit(limits.max_total_cores, limits.total_cores_used),
+                ram: limit(limits.max_total_ram_size, limits.total_ram_used),
+            }))
         })
     }
 
