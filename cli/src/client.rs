@@ -192,8 +192,35 @@ impl Session {
         }
     }
 
+    /// How the API names a container the user named: a uuid, a name, a
+    /// Docker id, or a unique prefix of a Docker id (when no container has
+    /// that name).
+    pub async fn resolve(&self, ident: &str) -> Result<String, CliError> {
+        if !is_short_id(ident) {
+            return Ok(hyphenated(ident));
+        }
+        let all = self
+            .list_containers(&ListContainersQuery::default())
+            .await?;
+        if all.iter().any(|c| c.name == ident) {
+            return Ok(ident.to_owned());
+        }
+        let wanted = ident.to_ascii_lowercase();
+        let mut matches = all
+            .iter()
+            .filter(|c| c.uuid.replace('-', "").starts_with(&wanted));
+        match (matches.next(), matches.next()) {
+            (Some(only), None) => Ok(only.uuid.clone()),
+            (Some(_), Some(_)) => Err(CliError::Usage(format!(
+                "{ident} is the start of several containers' ids: give more of it"
+            ))),
+            _ => Ok(ident.to_owned()),
+        }
+    }
+
     /// `GET /v1/containers/{c}`.
     pub async fn show_container(&self, ident: &str) -> Result<ContainerView, CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(&format!("/v1/containers/{}", segment(ident)), None)?;
         self.json(self.request(Method::GET, url.clone()), &url)
             .await
@@ -205,6 +232,7 @@ impl Session {
         ident: &str,
         query: &DeleteContainerQuery,
     ) -> Result<(), CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(&format!("/v1/containers/{}", segment(ident)), Some(query))?;
         self.send(self.request(Method::DELETE, url.clone()), &url)
             .await
@@ -219,6 +247,7 @@ impl Session {
         action: &str,
         timeout: Option<u32>,
     ) -> Result<(), CliError> {
+        let ident = &self.resolve(ident).await?;
         let query = TimeoutQuery { timeout };
         let url = self.url(
             &format!("/v1/containers/{}/{action}", segment(ident)),
@@ -231,6 +260,7 @@ impl Session {
 
     /// `POST /v1/containers/{c}/kill`.
     pub async fn kill(&self, ident: &str, query: &KillQuery) -> Result<(), CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(
             &format!("/v1/containers/{}/kill", segment(ident)),
             Some(query),
@@ -242,6 +272,7 @@ impl Session {
 
     /// `GET …/logs` (the whole text).
     pub async fn logs(&self, ident: &str, query: &LogsQuery) -> Result<String, CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(
             &format!("/v1/containers/{}/logs", segment(ident)),
             Some(query),
@@ -252,6 +283,7 @@ impl Session {
 
     /// `GET …/logs?follow=true`: the streaming answer.
     pub async fn follow_logs(&self, ident: &str, query: &LogsQuery) -> Result<Response, CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(
             &format!("/v1/containers/{}/logs", segment(ident)),
             Some(query),
@@ -262,6 +294,7 @@ impl Session {
 
     /// `POST …/execute`.
     pub async fn execute(&self, ident: &str, query: &ExecuteQuery) -> Result<ExecView, CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(
             &format!("/v1/containers/{}/execute", segment(ident)),
             Some(query),
@@ -272,6 +305,7 @@ impl Session {
 
     /// `GET …/attach`: the console websocket's URL.
     pub async fn attach(&self, ident: &str) -> Result<String, CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(&format!("/v1/containers/{}/attach", segment(ident)), None)?;
         self.json(self.request(Method::GET, url.clone()), &url)
             .await
@@ -279,6 +313,7 @@ impl Session {
 
     /// `POST …/resize`.
     pub async fn resize(&self, ident: &str, size: ResizeQuery) -> Result<(), CliError> {
+        let ident = &self.resolve(ident).await?;
         let url = self.url(
             &format!("/v1/containers/{}/resize", segment(ident)),
             Some(&size),
@@ -371,6 +406,30 @@ impl Session {
         self.json(self.request(Method::POST, url.clone()).json(body), &url)
             .await
     }
+}
+
+/// A Docker-style id (32 hex digits, as `docker run` prints) in the
+/// uuid spelling the REST API takes; anything else unchanged.
+pub fn hyphenated(ident: &str) -> String {
+    if ident.len() == 32 && ident.chars().all(|c| c.is_ascii_hexdigit()) {
+        let s = ident.to_ascii_lowercase();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &s[..8],
+            &s[8..12],
+            &s[12..16],
+            &s[16..20],
+            &s[20..]
+        )
+    } else {
+        ident.to_owned()
+    }
+}
+
+/// Whether `ident` may be a short Docker id (`docker ps` shows 12 hex
+/// digits).
+fn is_short_id(ident: &str) -> bool {
+    (12..32).contains(&ident.len()) && ident.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// A path segment, percent-encoded (names may hold `.`, never `/`).
@@ -503,5 +562,11 @@ mod tests {
         );
         assert_eq!(session.root(), "http://h:9517");
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(
+            hyphenated("E8C81E20C2F04E75AC95E1831A017F6A"),
+            "e8c81e20-c2f0-4e75-ac95-e1831a017f6a"
+        );
+        assert_eq!(hyphenated("web"), "web");
+        assert!(is_short_id("e8c81e20c2f0") && !is_short_id("web-e8c81e20c2f0"));
     }
 }
