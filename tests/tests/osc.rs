@@ -322,26 +322,33 @@ async fn the_proposal_osc_use_case_runs_sshd_reached_with_ssh() {
     assert_eq!(instances[0]["addresses"]["pub"], address.as_str());
     assert_eq!(instances[0]["containers"], json!([shown["name"]]));
 
-    // Quotas: the local driver enforces none; a service that does not
-    // serve the route yet gets a message that says so.
-    let quota = osc(
+    // Quotas: the local driver enforces none, and says so.
+    let quota = osc_ok(
         &[("NEST_PROJECT_ID", "alpha"), env[0], env[1]],
         &["quota-show", "-f", "json"],
     );
-    match quota.status.code() {
-        Some(0) => {
-            let rows = json_of(&stdout(&quota));
-            assert!(rows.to_string().contains("instances"), "{rows}");
-        }
-        code => {
-            assert_eq!(code, Some(4), "{}", stderr(&quota));
-            assert!(
-                stderr(&quota).contains("does not serve quotas yet"),
-                "{}",
-                stderr(&quota)
-            );
-        }
-    }
+    let rows = json_of(&quota);
+    let containers = rows
+        .as_array()
+        .and_then(|r| r.iter().find(|row| row["resource"] == "containers"))
+        .unwrap_or_else(|| panic!("no containers row: {rows}"));
+    assert_eq!(containers["in_use"], 1, "{rows}");
+    let table = osc(
+        &[("NEST_PROJECT_ID", "alpha"), env[0], env[1]],
+        &["quota-show"],
+    );
+    assert!(
+        stderr(&table).contains("limits: none"),
+        "{}",
+        stderr(&table)
+    );
+    let unknown_project = osc(&env, &["quota-show"]);
+    assert_eq!(unknown_project.status.code(), Some(2));
+    assert!(
+        stderr(&unknown_project).contains("NEST_PROJECT_ID"),
+        "{}",
+        stderr(&unknown_project)
+    );
     let completion = osc_ok(&[], &["completion", "bash"]);
     assert!(completion.contains("container-create"), "{completion}");
 
