@@ -39,7 +39,7 @@ copy_with_libs /usr/sbin/sshd
 
 # A shell and the few tools a login uses.
 install -D -m 0755 /bin/busybox "$root/bin/busybox"
-for applet in sh ash cat echo env hostname id ls ps sleep tty uname true false; do
+for applet in sh ash cat echo env hostname id ls ps sleep stty tty uname true false; do
   ln -s busybox "$root/bin/$applet"
 done
 mkdir -p "$root/usr/bin" "$root/tmp" "$root/run/sshd" "$root/var/log" "$root/var/empty" \

@@ -269,7 +269,7 @@ async fn the_proposal_osc_use_case_runs_sshd_reached_with_ssh() {
     let screen = in_tmux(
         dir.path(),
         &format!(
-            "env NEST_URL={} NEST_TOKEN={ALPHA} {osc_path} container-exec -it {id} sh -c 'tty; stty size 2>/dev/null || true; exit 3'; echo osc-exit=$?; sleep 60",
+            "env NEST_URL={} NEST_TOKEN={ALPHA} {osc_path} container-exec -it {id} sh -c 'tty; sleep 1; echo size=$(stty size); exit 3'; echo osc-exit=$?; sleep 60",
             svc.url
         ),
         "osc-exit=",
@@ -278,6 +278,15 @@ async fn the_proposal_osc_use_case_runs_sshd_reached_with_ssh() {
     assert!(
         screen.contains("/dev/pts/"),
         "tty printed no device:\n{screen}"
+    );
+    // The terminal's size reached the container's (tmux: 80 columns). The
+    // command reads it after a second: the first resize travels beside the
+    // exec's start, as with `docker exec -it`, and may land after it.
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("size=") && l.trim_end().ends_with(" 80")),
+        "the window size was not passed on:\n{screen}"
     );
     assert!(
         screen.contains("osc-exit=3"),
