@@ -661,6 +661,31 @@ async fn osc_authenticates_through_keystone_and_projects_stay_apart() {
     assert!(shown.status.success(), "{}", stderr(&shown));
     assert_eq!(json_of(&stdout(&shown))["name"], "ks-web");
 
+    // A token: re-scoped through Keystone, or used as is with an endpoint.
+    let rescoped = vec![
+        ("OS_AUTH_URL", auth.clone()),
+        ("OS_TOKEN", demo_token.clone()),
+        ("OS_PROJECT_NAME", "demo".to_owned()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".to_owned()),
+        ("OS_REGION_NAME", region.clone()),
+    ];
+    let via_token = run(&rescoped, &["container-list", "-f", "value", "-c", "uuid"]);
+    assert_eq!(stdout(&via_token).trim(), id, "{}", stderr(&via_token));
+    let direct = vec![
+        ("OS_TOKEN", demo_token.clone()),
+        ("OS_ENDPOINT", format!("{}/v1", svc.url)),
+    ];
+    let via_endpoint = run(
+        &direct,
+        &["container-show", "ks-web", "-f", "value", "-c", "uuid"],
+    );
+    assert_eq!(
+        stdout(&via_endpoint).trim(),
+        id,
+        "{}",
+        stderr(&via_endpoint)
+    );
+
     // OS_CLOUD with a clouds.yaml.
     let dir = TempDir::new("osc-clouds");
     let clouds = dir.path().join("clouds.yaml");
