@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nest_tests::nova::{
     CloudCleanup, Hypervisor, TestProject, admin, alt_demo, demo, ensure_driver_user, openstack,
-    project_id, revoke, serial, service_options, token, unique_tag,
+    project_id, revoke, serial, service_options, token, try_openstack, unique_tag,
 };
 use nest_tests::service::{ServiceOptions, ServiceProcess};
 use reqwest::Method;
@@ -314,6 +314,145 @@ async fn novas_quota_bounds_the_tenant_and_a_trust_outlives_the_token() {
         cleanup.servers().is_empty().then_some(())
     })
     .await;
+    drop(svc);
+    drop(hypervisor);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_of_a_server_without_nests_metadata_or_in_another_project_is_refused() {
+    let _serial = serial().await;
+    let tag = unique_tag();
+    // The hypervisor runs only the servers this test hands it (tag
+    // `<tag>h`), not the ones Nest boots.
+    let handed = format!("{tag}h");
+    ensure_driver_user();
+    let cleanup = CloudCleanup { tag: tag.clone() };
+    let hypervisor = Hypervisor::start(&handed).await;
+    let svc = ServiceProcess::start_with(service_options(&tag)).await;
+    let demo_token = token(&demo()).await;
+    let image = svc.upload_test_image(&demo_token).await;
+    let body = |name: &str| json!({"image": image, "name": name, "command": ["sleep", "3600"], "cpu": 0.5, "memory": "400"});
+    let first = create(&svc, &demo_token, body("first")).await;
+    let second = create(&svc, &demo_token, body("second")).await;
+    nest_tests::eventually(BOOT, "two ACTIVE servers", || async {
+        let servers = cleanup.servers();
+        (servers.len() == 2 && servers.iter().all(|(_, _, status)| status == "ACTIVE"))
+            .then_some(servers)
+    })
+    .await;
+    let view = |id: String| {
+        let svc = &svc;
+        let demo_token = &demo_token;
+        async move {
+            let (code, view) = svc
+                .call(
+                    demo_token,
+                    Method::GET,
+                    &format!("/v1/containers/{id}"),
+                    None,
+                )
+                .await;
+            assert_eq!(code, 200, "{view}");
+            view
+        }
+    };
+    let first_server = server_of(&demo(), &tag, &view(first.clone()).await);
+    let second_view = view(second.clone()).await;
+    let second_host = second_view["host"].as_str().expect("a host").to_owned();
+    let second_server = server_of(&demo(), &tag, &second_view);
+
+    // A server of the right project whose Nest metadata was removed.
+    openstack(
+        &demo(),
+        &[
+            "server",
+            "unset",
+            "--property",
+            "nest_instance_id",
+            &first_server,
+        ],
+    );
+    openstack(&demo(), &["server", "set", "--tag", &handed, &first_server]);
+    nest_tests::eventually(BOOT, "the first refusal", || async {
+        svc.log_text()
+            .contains("does not carry nest_instance_id")
+            .then_some(())
+    })
+    .await;
+
+    // The second server's user data (its one-time token) in a server of
+    // another project, the real one gone.
+    let shown = openstack(&admin(), &["server", "show", &second_server, "-f", "json"]);
+    let user_data = shown["OS-EXT-SRV-ATTR:user_data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("admin reads the user data: {shown}"));
+    let decoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(user_data)
+            .expect("base64 user data")
+    };
+    let dir = nest_tests::TempDir::new("nest-impostor");
+    let file = dir.path().join("user-data");
+    std::fs::write(&file, decoded).expect("write the user data");
+    openstack(&demo(), &["server", "delete", "--wait", &second_server]);
+    let instance_tag = format!("{tag}-{second_host}");
+    openstack(
+        &alt_demo(),
+        &[
+            "server",
+            "create",
+            "--flavor",
+            "m1.tiny",
+            "--image",
+            "fake-image",
+            "--network",
+            "private",
+            "--tag",
+            &tag,
+            "--tag",
+            &handed,
+            "--tag",
+            &instance_tag,
+            "--property",
+            &format!("nest_instance_id={second_host}"),
+            "--user-data",
+            file.to_str().expect("a path"),
+            "--wait",
+            "-f",
+            "json",
+            "impostor",
+        ],
+    );
+    nest_tests::eventually(BOOT, "the second refusal", || async {
+        svc.log_text()
+            .contains(&format!(
+                "0 servers of project {} are tagged",
+                project_id("demo")
+            ))
+            .then_some(())
+    })
+    .await;
+    // Neither container ever ran, and neither instance became ready.
+    for id in [&first, &second] {
+        let shown = view(id.clone()).await;
+        assert_ne!(shown["status"], "Running", "{shown}");
+    }
+    let (code, hosts) = svc.call(&demo_token, Method::GET, "/v1/hosts", None).await;
+    assert_eq!(code, 200, "{hosts}");
+    assert!(
+        !hosts.to_string().contains("\"Ready\""),
+        "no instance is ready: {hosts}"
+    );
+    let impostors = openstack(
+        &alt_demo(),
+        &["server", "list", "--tags", &instance_tag, "-f", "json"],
+    );
+    for server in impostors.as_array().into_iter().flatten() {
+        if let Some(id) = server["ID"].as_str() {
+            let _ = try_openstack(&alt_demo(), &["server", "delete", id]);
+        }
+    }
     drop(svc);
     drop(hypervisor);
 }

@@ -3,8 +3,8 @@
 //! The lab's nova-compute runs the FakeDriver: servers go `ACTIVE` but
 //! nothing boots. This process plays the hypervisor for the servers Nest
 //! boots: it watches Nova (as admin, every project) for `ACTIVE` servers
-//! tagged by Nest and carrying `nest_instance_id` in their metadata, and
-//! for each starts a guest the way the `local` driver does (the same code:
+//! carrying its tag (the driver's `server_tag`, on every server Nest
+//! boots), and for each starts a guest the way the `local` driver does (the same code:
 //! [`LocalDriver::boot_guest`]): a network namespace holding the server's
 //! Neutron fixed address and its floating addresses, its own dockerd, the
 //! server's user data read back from Nova and applied, the agent started.
@@ -223,8 +223,10 @@ async fn sync_server(
     boots: &mut JoinSet<()>,
     server: &Server,
 ) {
+    // Nest's metadata is not required: the enrollment check, not the
+    // hypervisor, decides what a server without it gets.
     if !server.metadata.contains_key(INSTANCE_METADATA_KEY) {
-        return;
+        tracing::debug!(server_id = %server.id, "a server without Nest's metadata");
     }
     let floating: BTreeSet<Ipv4Addr> = ipv4s(server, "floating").collect();
     let known = lock(guests).running.get(&server.id).cloned();
