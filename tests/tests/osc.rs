@@ -157,9 +157,10 @@ async fn wait_status(env: &[(&str, &str)], id: &str, status: &str) -> Value {
     }
 }
 
-/// Runs `command` in a fresh tmux session (a real pty, 80x24) and waits
-/// for `done` to appear on its screen; answers the screen.
-async fn in_tmux(dir: &Path, command: &str, done: &str) -> String {
+/// Runs `command` in a fresh tmux session (a real pty, 80x24); for each
+/// `(seen, keys)` step waits for `seen` on the screen and types `keys`
+/// and Enter; then waits for `done` to appear; answers the screen.
+async fn in_tmux(dir: &Path, command: &str, steps: &[(&str, &str)], done: &str) -> String {
     let socket = dir.join("tmux.sock");
     let tmux = |args: &[&str]| {
         Command::new("tmux")
@@ -181,18 +182,29 @@ async fn in_tmux(dir: &Path, command: &str, done: &str) -> String {
         command,
     ]);
     assert!(started.status.success(), "tmux: {}", stderr(&started));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let screen = loop {
-        let screen = stdout(&tmux(&["capture-pane", "-p", "-t", "osc"]));
-        if screen.contains(done) {
-            break screen;
+    let wait_for = |text: String| {
+        let tmux = &tmux;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let screen = stdout(&tmux(&["capture-pane", "-p", "-t", "osc"]));
+                if screen.contains(&text) {
+                    return screen;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let _ = tmux(&["kill-server"]);
+                    panic!("{text:?} never appeared on the terminal:\n{screen}");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        if tokio::time::Instant::now() > deadline {
-            let _ = tmux(&["kill-server"]);
-            panic!("{done:?} never appeared on the terminal:\n{screen}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    for (seen, keys) in steps {
+        wait_for((*seen).to_owned()).await;
+        let sent = tmux(&["send-keys", "-t", "osc", keys, "Enter"]);
+        assert!(sent.status.success(), "tmux send-keys: {}", stderr(&sent));
+    }
+    let screen = wait_for(done.to_owned()).await;
     let _ = tmux(&["kill-server"]);
     screen
 }
@@ -272,6 +284,7 @@ async fn the_proposal_osc_use_case_runs_sshd_reached_with_ssh() {
             "env NEST_URL={} NEST_TOKEN={ALPHA} {osc_path} container-exec -it {id} sh -c 'tty; sleep 1; echo size=$(stty size); exit 3'; echo osc-exit=$?; sleep 60",
             svc.url
         ),
+        &[],
         "osc-exit=",
     )
     .await;
@@ -447,6 +460,40 @@ async fn a_create_that_boots_an_instance_shows_its_progress() {
     assert_eq!(shown["status"], "Running", "--wait returned before it ran");
     assert_eq!(shown["memory"], "64");
     assert_eq!(shown["command"], json!(["sleep", "3600"]));
+
+    // Attach: this terminal on an interactive container's shell.
+    let console = osc_ok(
+        &env,
+        &[
+            "container-create",
+            "-i",
+            "-t",
+            "--daemon",
+            "--wait",
+            "--name",
+            "console",
+            "--image",
+            &image,
+            "--memory",
+            "64M",
+            "--",
+            "sh",
+        ],
+    );
+    assert_eq!(console.trim().len(), 36, "{console}");
+    let dir = TempDir::new("osc-attach");
+    let osc_path = bin_path("osc").display().to_string();
+    let screen = in_tmux(
+        dir.path(),
+        &format!(
+            "env NEST_URL={} NEST_TOKEN={ALPHA} {osc_path} container-attach console; echo attach-ended=$?; sleep 60",
+            svc.url
+        ),
+        &[("", "echo hello-$((6 * 7))")],
+        "hello-42",
+    )
+    .await;
+    assert!(screen.contains("hello-42"), "{screen}");
 
     // In the foreground, create follows the output until the container ends.
     let foreground = osc(
