@@ -5,8 +5,9 @@
 # agent), and the relay inside the service. Installs Debian's Docker engine
 # and the other tools the driver uses if they are missing, builds Nest,
 # starts nest-service in the background, uploads a small demo image, and
-# writes $STATE_DIR/nestrc: source it and `osc` (installed beside it) works
-# with no more set-up. The local instances are reachable from this machine
+# writes $STATE_DIR/nestrc: source it and `osc` (installed beside it) and
+# the plain docker CLI (through Nest's Docker endpoint) work with no more
+# set-up. The local instances are reachable from this machine
 # on the network named `pub`, so `--port pub:222:22` works as in the
 # proposal.
 #
@@ -14,12 +15,14 @@
 #   scripts/nest-up.sh stop     # stop the service and delete instances
 #
 # Environment: NEST_STATE_DIR (default /var/lib/nest), NEST_API_PORT
-# (default 9517), CARGO_TARGET_DIR (default ~/.cache/nest-target).
+# (default 9517), NEST_DOCKER_PORT (default 2376), CARGO_TARGET_DIR
+# (default ~/.cache/nest-target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STATE_DIR="${NEST_STATE_DIR:-/var/lib/nest}"
 API_PORT="${NEST_API_PORT:-9517}"
+DOCKER_PORT="${NEST_DOCKER_PORT:-2376}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nest-target}"
 BIN="$CARGO_TARGET_DIR/release"
 CONFIG="$STATE_DIR/service.toml"
@@ -104,6 +107,13 @@ tokens = [
   { token = "$TOKEN", user_id = "demo", project_id = "demo", roles = ["member"] },
 ]
 
+[docker]
+# The Docker Engine API endpoint (docs/docker.md); nestrc sets DOCKER_*.
+enabled = true
+listen = "127.0.0.1:$DOCKER_PORT"
+# Long enough for a development machine; nest-up issues a fresh one each run.
+certificate_lifetime = "30d"
+
 [driver]
 kind = "local"
 agent_binary = "$BIN/nest-agent"
@@ -114,6 +124,10 @@ EOF
 elif ! grep -q '^network_name' "$CONFIG"; then
   # Configs written before osc: name the network as the proposal does.
   sed -i 's/^kind = "local"$/kind = "local"\nnetwork_name = "pub"/' "$CONFIG"
+fi
+if ! grep -q '^\[docker\]' "$CONFIG"; then
+  # Configs written before the Docker endpoint: enable it.
+  printf '\n[docker]\nenabled = true\nlisten = "127.0.0.1:%s"\ncertificate_lifetime = "30d"\n' "$DOCKER_PORT" >>"$CONFIG"
 fi
 # osc beside the environment file, on the PATH that nestrc sets.
 install -D -m 0755 "$BIN/osc" "$STATE_DIR/bin/osc"
@@ -149,6 +163,11 @@ if [ ! -s "$IMAGE_FILE" ]; then
 fi
 IMAGE="$(cat "$IMAGE_FILE")"
 
+# 6. A client certificate of the demo user for the Docker endpoint (the
+# key stays in $STATE_DIR/docker), as `osc docker-env` makes it.
+DOCKER_ENV="$(NEST_URL="$URL" NEST_TOKEN="$TOKEN" NEST_PROJECT_ID=demo \
+  "$STATE_DIR/bin/osc" docker-env --dir "$STATE_DIR/docker" | grep '^export ')"
+
 cat >"$RC" <<EOF
 # Source this file: . $RC
 # osc reads NEST_URL and NEST_TOKEN (dev auth: user demo, project demo).
@@ -156,6 +175,8 @@ export NEST_URL=$URL
 export NEST_TOKEN=$TOKEN
 export NEST_PROJECT_ID=demo
 export NEST_DEMO_IMAGE=$IMAGE
+# The docker CLI, through Nest's Docker endpoint (demo user and project).
+$DOCKER_ENV
 case ":\$PATH:" in *":$STATE_DIR/bin:"*) ;; *) export PATH="$STATE_DIR/bin:\$PATH" ;; esac
 EOF
 
@@ -164,7 +185,8 @@ cat <<EOF
 Nest is up.
   API:        $URL   (Zun-compatible, microversions 1.1-1.40)
   token:      $TOKEN   (dev auth: user demo, project demo)
-  demo image: $IMAGE   (busybox)
+  demo image: $IMAGE   (busybox; docker run busybox ... runs it)
+  Docker:     tcp://127.0.0.1:$DOCKER_PORT   (TLS; client certificate in $STATE_DIR/docker)
 
 Environment:  . $RC
 
@@ -173,6 +195,8 @@ Try it:
   osc container-create --port pub:8080:8080 --daemon --wait --memory 64M \\
     --image \$NEST_DEMO_IMAGE --cmd "httpd -f -p 8080"
   osc container-list
+  docker run -d -p 8081:8081 busybox httpd -f -p 8081
+  docker ps
 
 Stop:   scripts/nest-up.sh stop
 EOF

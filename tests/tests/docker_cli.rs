@@ -395,3 +395,44 @@ async fn logs_follow_exec_tty_attach_detach_and_events_work() {
     let names = cli.ok(&["ps", "--format", "{{.Names}}"]).await;
     assert!(names.lines().any(|n| n == "from-zun"), "{names}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn osc_docker_env_sets_up_the_plain_docker_cli() {
+    let svc = service().await;
+    let dir = nest_tests::TempDir::new("docker-env");
+    let certs = dir.path().join("certs");
+    let out = tokio::process::Command::new(nest_tests::bin_path("osc"))
+        .args(["docker-env", "--dir"])
+        .arg(&certs)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("NEST_URL", &svc.url)
+        .env("NEST_TOKEN", ALPHA)
+        .env("NEST_PROJECT_ID", "alpha")
+        .output()
+        .await
+        .expect("osc runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let exports = String::from_utf8_lossy(&out.stdout).into_owned();
+    // What nest-up writes into nestrc: the export lines, sourced by a shell.
+    let script = format!(
+        "{}\ndocker version --format '{{{{.Server.APIVersion}}}}' && docker info --format '{{{{.Name}}}}'",
+        exports
+            .lines()
+            .filter(|l| l.starts_with("export "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("DOCKER_CONFIG", dir.path())
+        .output()
+        .await
+        .expect("sh runs");
+    assert!(out.status.success(), "{exports}\n{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1.45\nnest (alpha)\n");
+}
