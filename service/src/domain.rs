@@ -260,6 +260,9 @@ pub enum InstanceStatus {
     Ready,
     /// Its agent is disconnected; placement skips it.
     Unreachable,
+    /// Its agent is connected but reports that its container engine does
+    /// not answer; placement skips it until the engine is back.
+    Degraded,
     /// Being deleted (idle, or its boot failed).
     Retiring,
     /// The boot failed; kept to report why, then retired.
@@ -268,10 +271,11 @@ pub enum InstanceStatus {
 
 impl InstanceStatus {
     /// Every status.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Booting,
         Self::Ready,
         Self::Unreachable,
+        Self::Degraded,
         Self::Retiring,
         Self::Error,
     ];
@@ -282,6 +286,7 @@ impl InstanceStatus {
             Self::Booting => "Booting",
             Self::Ready => "Ready",
             Self::Unreachable => "Unreachable",
+            Self::Degraded => "Degraded",
             Self::Retiring => "Retiring",
             Self::Error => "Error",
         }

@@ -106,17 +106,25 @@ impl Reconciler {
                     return Ok(());
                 }
                 sessions.remove(&instance);
-                self.store
-                    .update_instance_status(
-                        &instance,
-                        InstanceStatus::Ready,
-                        InstanceStatus::Unreachable,
-                        Some("its agent disconnected"),
-                    )
-                    .await
-                    .map(|_| ())
-                    .or_else(ignore_not_found)
+                for from in [InstanceStatus::Ready, InstanceStatus::Degraded] {
+                    self.store
+                        .update_instance_status(
+                            &instance,
+                            from,
+                            InstanceStatus::Unreachable,
+                            Some("its agent disconnected"),
+                        )
+                        .await
+                        .map(|_| ())
+                        .or_else(ignore_not_found)?;
+                }
+                Ok(())
             }
+            AgentEvent::Engine {
+                instance,
+                healthy,
+                reason,
+            } => self.engine_health(&instance, healthy, &reason).await,
             AgentEvent::Container { instance, event } => {
                 self.container_event(&instance, event).await
             }
@@ -131,6 +139,63 @@ impl Reconciler {
                 Ok(())
             }
         }
+    }
+
+    /// An agent says whether its engine answers. While it does not, the
+    /// instance is `Degraded` and its containers `Unknown`, each with the
+    /// reason; when it answers again the agent reports every container's
+    /// state first (as events), then the instance is `Ready` again.
+    async fn engine_health(
+        &self,
+        instance: &InstanceId,
+        healthy: bool,
+        reason: &str,
+    ) -> Result<(), DbError> {
+        if healthy {
+            if self
+                .store
+                .update_instance_status(
+                    instance,
+                    InstanceStatus::Degraded,
+                    InstanceStatus::Ready,
+                    None,
+                )
+                .await
+                .or_else(|e| ignore_not_found(e).map(|()| false))?
+            {
+                tracing::info!(instance_id = %instance, "the instance's engine answers again");
+                self.scheduler.wake();
+            }
+            return Ok(());
+        }
+        let why = format!("its container engine does not answer: {reason}");
+        if !self
+            .store
+            .update_instance_status(
+                instance,
+                InstanceStatus::Ready,
+                InstanceStatus::Degraded,
+                Some(&why),
+            )
+            .await
+            .or_else(|e| ignore_not_found(e).map(|()| false))?
+        {
+            return Ok(());
+        }
+        tracing::warn!(instance_id = %instance, %reason, "the instance's engine does not answer");
+        let unknown = format!("its instance's container engine does not answer: {reason}");
+        for container in self.store.containers_on_instance(instance).await? {
+            let settled = !matches!(
+                container.status,
+                ContainerStatus::Creating | ContainerStatus::Deleting | ContainerStatus::Error
+            );
+            if settled && container.docker_id.is_some() {
+                self.store
+                    .set_status_any(container.id, ContainerStatus::Unknown, Some(&unknown))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Counts and logs messages of `instance`'s agent that were dropped
@@ -168,7 +233,12 @@ impl Reconciler {
             }
             Err(e) => return Err(e),
         };
-        for from in [InstanceStatus::Booting, InstanceStatus::Unreachable] {
+        // A hello lists the engine's containers, so the engine answers.
+        for from in [
+            InstanceStatus::Booting,
+            InstanceStatus::Unreachable,
+            InstanceStatus::Degraded,
+        ] {
             if self
                 .store
                 .update_instance_status(instance, from, InstanceStatus::Ready, None)

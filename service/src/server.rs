@@ -196,6 +196,9 @@ struct DriverSetup {
     vcpus: f64,
     /// Memory of an instance it boots, MiB.
     memory_mib: u64,
+    /// The `local` driver, whose instances the service also supervises
+    /// (restarting a dead engine or agent, as the guest's systemd would).
+    supervised: Option<Arc<LocalDriver>>,
 }
 
 /// Builds the driver named in the config (`local` by default). The `nova`
@@ -210,11 +213,13 @@ async fn driver(config: &ServiceConfig, store: &Store) -> Result<DriverSetup, Se
             }
             let (vcpus, memory_mib) = (local.vcpus, local.memory_mib);
             let driver = LocalDriver::new(local).map_err(|e| ServeError::Driver(Box::new(e)))?;
+            let driver = Arc::new(driver);
             Ok(DriverSetup {
                 gateway: Some(driver.gateway_address()),
-                driver: Arc::new(driver),
+                driver: driver.clone(),
                 vcpus,
                 memory_mib,
+                supervised: Some(driver),
             })
         }
         DriverConfig::Nova(nova) => {
@@ -231,6 +236,7 @@ async fn driver(config: &ServiceConfig, store: &Store) -> Result<DriverSetup, Se
                 driver: Arc::new(driver),
                 vcpus: f64::from(flavor.vcpus),
                 memory_mib: flavor.ram,
+                supervised: None,
             })
         }
     }
@@ -341,7 +347,12 @@ pub async fn run(
         gateway,
         vcpus,
         memory_mib,
+        supervised,
     } = driver(&config, &store).await?;
+    if let Some(local) = supervised {
+        let cancel = cancel.clone();
+        tasks.spawn(async move { local.supervise(cancel).await });
+    }
     let authenticator = authenticator(&config).await?;
 
     // The relay the service drives agents through: embedded, or external.

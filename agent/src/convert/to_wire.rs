@@ -52,6 +52,9 @@ pub fn agent_message(message: Outbound) -> proto::AgentMessage {
             request_id: renewal_id,
             csr_pem,
         }),
+        Outbound::EngineHealth { healthy, reason } => {
+            agent_message::Kind::Engine(proto::EngineHealth { healthy, reason })
+        }
     };
     proto::AgentMessage { kind: Some(kind) }
 }

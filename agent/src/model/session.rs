@@ -124,4 +124,11 @@ pub enum Outbound {
         /// The certificate signing request, PEM.
         csr_pem: String,
     },
+    /// The local engine stopped or started answering.
+    EngineHealth {
+        /// Whether it answers.
+        healthy: bool,
+        /// Why it does not; empty when healthy.
+        reason: String,
+    },
 }

@@ -47,6 +47,13 @@ const MISSED_HEARTBEATS: u32 = 3;
 const RENEW_RETRY: Duration = Duration::from_secs(60);
 /// A session that lasted this long counts as healthy: reconnect at once.
 pub const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+/// How often the session checks that the local engine answers.
+const ENGINE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long one such check waits for the engine.
+const ENGINE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The action word of the events that report a container's state after
+/// the engine came back (its own events were missed meanwhile).
+const RESYNC_ACTION: &str = "resync";
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +211,10 @@ pub async fn run(
     let mut last_heard = tokio::time::Instant::now();
     let mut seq = 0u64;
     let mut renew_sleep = Box::pin(tokio::time::sleep(until(credentials.renew_at())));
+    // The hello listed the engine's containers, so it answered then.
+    let mut engine = EngineWatch::new(ctx.engine.clone());
+    let mut engine_tick = tokio::time::interval(ENGINE_CHECK_INTERVAL);
+    engine_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renewal_pending: Option<u64> = None;
     let mut renew_seq = 0u64;
 
@@ -221,6 +232,13 @@ pub async fn run(
             Some(event) = ctx.events.recv() => {
                 if out_tx.send(Outbound::Event(event)).await.is_err() {
                     return Ok(SessionEnd::Closed);
+                }
+            }
+            _ = engine_tick.tick() => {
+                for message in engine.check().await {
+                    if out_tx.send(message).await.is_err() {
+                        return Ok(SessionEnd::Closed);
+                    }
                 }
             }
             () = &mut renew_sleep, if renewal_pending.is_none() => {
@@ -293,6 +311,82 @@ pub async fn run(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Watches whether the local engine answers, and says so when it changes:
+/// the service then marks the instance and its containers, instead of
+/// taking the engine's failures for a missing agent.
+struct EngineWatch {
+    engine: Engine,
+    healthy: bool,
+}
+
+impl EngineWatch {
+    fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            healthy: true,
+        }
+    }
+
+    /// Pings the engine; the messages that report a change. When the
+    /// engine answers again, every container's state follows (as `resync`
+    /// events), since events were missed while it was away.
+    async fn check(&mut self) -> Vec<Outbound> {
+        let pinged = tokio::time::timeout(ENGINE_CHECK_TIMEOUT, self.engine.ping()).await;
+        let failure = match pinged {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(error_chain(&e)),
+            Err(_) => Some(format!(
+                "the engine did not answer a ping within {ENGINE_CHECK_TIMEOUT:?}"
+            )),
+        };
+        match (self.healthy, failure) {
+            (true, Some(reason)) => {
+                tracing::warn!(%reason, "the container engine is not answering");
+                self.healthy = false;
+                vec![Outbound::EngineHealth {
+                    healthy: false,
+                    reason,
+                }]
+            }
+            (false, None) => {
+                // Its containers are reported before it is called healthy,
+                // so their states are current when the service believes it.
+                let states = match self.engine.list().await {
+                    Ok(states) => states,
+                    Err(e) => {
+                        tracing::info!(error = %error_chain(&e), "the engine answers pings but not a list yet");
+                        return Vec::new();
+                    }
+                };
+                tracing::info!(
+                    containers = states.len(),
+                    "the container engine answers again"
+                );
+                self.healthy = true;
+                let mut messages: Vec<Outbound> = states
+                    .into_iter()
+                    .map(|state| {
+                        Outbound::Event(ContainerEvent {
+                            uuid: state.uuid.clone(),
+                            docker_id: state.docker_id.clone(),
+                            action: RESYNC_ACTION.to_owned(),
+                            exit_code: None,
+                            time_nanos: 0,
+                            state: Some(state),
+                        })
+                    })
+                    .collect();
+                messages.push(Outbound::EngineHealth {
+                    healthy: true,
+                    reason: String::new(),
+                });
+                messages
+            }
+            _ => Vec::new(),
         }
     }
 }

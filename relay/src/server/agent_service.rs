@@ -293,6 +293,14 @@ fn handle_message(
                 );
             }
         }
+        agent_message::Kind::Engine(health) => {
+            if health.healthy {
+                tracing::info!(instance_id = %session.instance, "the agent's engine answers again");
+            } else {
+                tracing::warn!(instance_id = %session.instance, reason = %health.reason, "the agent's engine is not answering");
+            }
+            hub.publish(&session.instance, proto::watch_event::Kind::Engine(health));
+        }
         agent_message::Kind::Renew(renew) => {
             // Signing takes a round trip to the service: off the reader task.
             let hub = hub.clone();

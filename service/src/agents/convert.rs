@@ -378,6 +378,11 @@ pub(super) fn agent_event(event: proto::WatchEvent) -> Option<AgentEvent> {
             session: bye.session_id,
             reason: bye.reason,
         }),
+        watch_event::Kind::Engine(health) => Some(AgentEvent::Engine {
+            instance,
+            healthy: health.healthy,
+            reason: health.reason,
+        }),
         watch_event::Kind::Violation(violation) => Some(AgentEvent::Violation {
             instance,
             session: violation.session_id,

@@ -522,6 +522,15 @@ pub enum AgentEvent {
         /// What happened.
         event: ContainerEvent,
     },
+    /// An agent's container engine stopped or started answering.
+    Engine {
+        /// The instance whose engine it is.
+        instance: InstanceId,
+        /// Whether it answers now.
+        healthy: bool,
+        /// Why it does not, in the agent's words; empty when healthy.
+        reason: String,
+    },
     /// The relay dropped messages of an agent that named something its
     /// session was never given (a stream or command it was never sent).
     Violation {

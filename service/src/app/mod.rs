@@ -239,11 +239,10 @@ fn agent_error(container: &Container, e: &AgentError) -> AppError {
             ),
             source: Some(Box::new(e.clone())),
         },
+        // The relay's words (no live agent session) or the agent's (its
+        // engine does not answer): never a guess at which.
         ErrorKind::Unavailable => AppError::Unavailable {
-            what: format!(
-                "the instance of container {} (its agent is not connected)",
-                container.id
-            ),
+            what: format!("the instance of container {} ({e})", container.id),
             source: Some(Box::new(e.clone())),
         },
         ErrorKind::Timeout => AppError::Timeout {

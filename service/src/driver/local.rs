@@ -52,6 +52,19 @@
 //! `runcmd` is not run (no systemctl, no download): the driver plays
 //! systemd's part and starts its configured [`LocalDriverConfig::agent_binary`].
 //!
+//! # Supervision
+//!
+//! A real guest's systemd restarts its agent (`Restart=always`) and its
+//! engine; [`LocalDriver::supervise`] plays that part: every
+//! [`SUPERVISE_INTERVAL`] it looks at each instance's recorded engine and
+//! agent, and starts again whichever is dead (the engine first: the agent
+//! needs it), once it has been dead for
+//! [`LocalDriverConfig::restart_delay`]. Instances being booted or deleted
+//! are left alone. Each engine runs with `live-restore`, so its containers
+//! keep running while it is down and are picked up again when it is back.
+//! An agent whose engine was started again is restarted too: it sees the
+//! engine's socket through a bind mount of the old socket file.
+//!
 //! # The relay
 //!
 //! Instances reach the host only on the bridge, so the relay address in
@@ -119,6 +132,17 @@ pub const AGENT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long an engine may take to stop after SIGTERM (its containers are
 /// already dead by then).
 pub const DOCKERD_STOP_GRACE: Duration = Duration::from_secs(20);
+/// Default time a dead engine or agent stays dead before it is started
+/// again.
+pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
+/// How often [`LocalDriver::supervise`] looks for a dead engine or agent.
+pub const SUPERVISE_INTERVAL: Duration = Duration::from_secs(1);
+/// Each engine's `daemon.json`: containers outlive a dead engine, as on a
+/// guest configured for it, and the host's own daemon.json never applies.
+const DAEMON_JSON: &str = "{\"live-restore\": true}\n";
+/// Where the agent's bind mounts are recorded, to start it again as it
+/// was started at boot.
+const AGENT_BINDS_FILE: &str = "agent.binds";
 /// Longest wait for one `GET /_ping` to an engine.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a starting engine is pinged.
@@ -204,10 +228,19 @@ pub struct LocalDriverConfig {
     /// `pub:222:22`). Default: [`DEFAULT_NETWORK_NAME`].
     #[serde(default = "defaults::network_name")]
     pub network_name: String,
+    /// How long an instance's engine or agent stays dead before it is
+    /// started again (systemd's `RestartSec`). Default:
+    /// [`DEFAULT_RESTART_DELAY`].
+    #[serde(default = "defaults::restart_delay")]
+    pub restart_delay: nest_core::duration::HumanDuration,
 }
 
 mod defaults {
     use std::path::PathBuf;
+
+    pub(super) fn restart_delay() -> nest_core::duration::HumanDuration {
+        nest_core::duration::HumanDuration(super::DEFAULT_RESTART_DELAY)
+    }
 
     pub(super) fn run_dir() -> PathBuf {
         PathBuf::from(super::DEFAULT_RUN_DIR)
@@ -261,6 +294,7 @@ impl LocalDriverConfig {
             vcpus: DEFAULT_VCPUS,
             memory_mib: DEFAULT_MEMORY_MIB,
             network_name: defaults::network_name(),
+            restart_delay: defaults::restart_delay(),
         }
     }
 
@@ -323,6 +357,13 @@ pub struct LocalDriver {
     /// Dropping the driver aborts the tasks, not the processes: instances
     /// outlive the service.
     children: std::sync::Mutex<JoinSet<()>>,
+    /// Instances being booted or deleted: supervision leaves them alone.
+    busy: std::sync::Mutex<std::collections::HashSet<InstanceId>>,
+    /// Held while supervision restarts something, so that a delete that
+    /// begins meanwhile waits for it to finish.
+    reviving: tokio::sync::Mutex<()>,
+    /// Since when supervision has seen each dead engine or agent.
+    dead_since: std::sync::Mutex<BTreeMap<(InstanceId, &'static str), tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for LocalDriver {
@@ -430,7 +471,135 @@ impl LocalDriver {
             subnet,
             bridge_lock: tokio::sync::Mutex::new(()),
             children: std::sync::Mutex::new(JoinSet::new()),
+            busy: std::sync::Mutex::new(std::collections::HashSet::new()),
+            reviving: tokio::sync::Mutex::new(()),
+            dead_since: std::sync::Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Whether the dead `what` of `id` has been dead for the restart delay
+    /// (and so is to be started now); `alive` clears the record.
+    fn due_for_restart(&self, id: &InstanceId, what: &'static str, alive: bool) -> bool {
+        let mut dead = self
+            .dead_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (id.clone(), what);
+        if alive {
+            dead.remove(&key);
+            return false;
+        }
+        let since = *dead.entry(key).or_insert_with(tokio::time::Instant::now);
+        since.elapsed() >= self.config.restart_delay.get()
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<InstanceId>> {
+        // Nothing awaits or panics under this lock.
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Restarts every instance's dead engine or agent, as the guest's
+    /// systemd would, until `cancel`. See the module documentation.
+    pub async fn supervise(&self, cancel: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let ids = match self.list_instances().await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::debug!(error = %chain(&e), "cannot list instances to supervise");
+                    continue;
+                }
+            };
+            for id in ids {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                self.revive(&id).await;
+            }
+        }
+    }
+
+    /// Starts again the engine or agent of `id` that died.
+    async fn revive(&self, id: &InstanceId) {
+        let _reviving = self.reviving.lock().await;
+        if self.busy().contains(id) {
+            return;
+        }
+        let names = self.names(id);
+        let (dockerd_pid, agent_pid) = (
+            names.dir.join(DOCKERD_PID_FILE),
+            names.dir.join(AGENT_PID_FILE),
+        );
+        let Ok((dockerd, agent)) = blocking("reading pid files", move || {
+            let alive = |path: &Path| processes::read_pid_file(path).map(|r| r.is_running());
+            Ok((alive(&dockerd_pid), alive(&agent_pid)))
+        })
+        .await
+        else {
+            return;
+        };
+        let dockerd_due = dockerd.is_some_and(|alive| self.due_for_restart(id, "dockerd", alive));
+        let mut agent_due = agent.is_some_and(|alive| self.due_for_restart(id, "agent", alive));
+        if dockerd_due {
+            tracing::warn!(instance_id = %id, "the instance's dockerd died; starting it again");
+            match self.start_dockerd(id, &names).await {
+                Ok(()) => tracing::info!(instance_id = %id, "the instance's dockerd runs again"),
+                Err(e) => {
+                    tracing::warn!(instance_id = %id, error = %chain(&e), "could not start dockerd again; retrying");
+                    return;
+                }
+            }
+            // The agent sees the engine's socket through a bind mount of
+            // the old socket file, which the new engine replaced: it is
+            // started again with the new one (on a real guest it reaches
+            // the socket by path and carries on).
+            if agent == Some(true) {
+                let agent_pid = names.dir.join(AGENT_PID_FILE);
+                let record = blocking("reading the agent's pid file", move || {
+                    Ok(processes::read_pid_file(&agent_pid))
+                })
+                .await
+                .ok()
+                .flatten();
+                if let Some(record) = record
+                    && processes::stop(record, AGENT_STOP_GRACE).await
+                {
+                    agent_due = true;
+                }
+            }
+        }
+        if agent_due {
+            tracing::warn!(instance_id = %id, "the instance's agent died; starting it again");
+            match self.restart_agent(id, &names).await {
+                Ok(()) => tracing::info!(instance_id = %id, "the instance's agent runs again"),
+                Err(e) => {
+                    tracing::warn!(instance_id = %id, error = %chain(&e), "could not start the agent again; retrying");
+                }
+            }
+        }
+    }
+
+    /// Starts the agent of `id` again, with the bind mounts it was booted
+    /// with.
+    async fn restart_agent(&self, id: &InstanceId, names: &Names) -> Result<(), DriverError> {
+        let path = names.dir.join(AGENT_BINDS_FILE);
+        let text = tokio::fs::read(&path)
+            .await
+            .map_err(io_error(format!("reading {}", path.display())))?;
+        let pairs: Vec<(PathBuf, PathBuf)> = serde_json::from_slice(&text)
+            .map_err(|e| DriverError::internal(format!("reading {}", path.display()), e))?;
+        let binds: Vec<guest::Bind> = pairs
+            .into_iter()
+            .map(|(source, target)| guest::Bind { source, target })
+            .collect();
+        self.launch_agent(id, names, &binds).await
     }
 
     /// The settings in use.
@@ -609,7 +778,13 @@ impl LocalDriver {
             }
             Err(e) => return Err(io_error(format!("creating {}", dir.display()))(e)),
         }
-        match self.start(&id, plan, assigned).await {
+        self.busy().insert(id.clone());
+        let started = self.start(&id, plan, assigned).await;
+        if started.is_ok() {
+            // A failed boot stays busy until its teardown is done.
+            self.busy().remove(&id);
+        }
+        match started {
             Ok(address) => {
                 tracing::info!(%address, "instance booted");
                 Ok(BootedInstance {
@@ -681,7 +856,7 @@ impl LocalDriver {
             std::fs::write(dir.join(ADDRESS_FILE), format!("{address}\n"))?;
             // An empty daemon.json: the host's /etc/docker/daemon.json must
             // not configure this engine.
-            std::fs::write(dir.join("daemon.json"), "{}\n")?;
+            std::fs::write(dir.join("daemon.json"), DAEMON_JSON)?;
             writer.write(&dir.join("root"))?;
             writer.ensure_mount_points()?;
             std::fs::create_dir_all(run.join("exec"))?;
@@ -779,17 +954,37 @@ impl LocalDriver {
         plan: &GuestPlan,
     ) -> Result<(), DriverError> {
         let binds = plan.binds(&names.dir.join("root"), &names.run.join("docker.sock"));
+        let pairs: Vec<(&Path, &Path)> = binds
+            .iter()
+            .map(|b| (b.source.as_path(), b.target.as_path()))
+            .collect();
+        let record = serde_json::to_vec(&pairs)
+            .map_err(|e| DriverError::internal("recording the agent's bind mounts", e))?;
+        let path = names.dir.join(AGENT_BINDS_FILE);
+        tokio::fs::write(&path, record)
+            .await
+            .map_err(io_error(format!("writing {}", path.display())))?;
+        self.launch_agent(id, names, &binds).await
+    }
+
+    /// Starts the agent in its mount namespace with `binds`.
+    async fn launch_agent(
+        &self,
+        id: &InstanceId,
+        names: &Names,
+        binds: &[guest::Bind],
+    ) -> Result<(), DriverError> {
         let mut command = Command::new("nsenter");
         command
             .arg(netns_arg(names))
             .args(["--", "unshare", "--mount", "--propagation", "private"])
             .args(["--", "sh", "-c", AGENT_LAUNCH_SCRIPT, "nest-agent-launch"]);
-        for bind in &binds {
+        for bind in binds {
             command.arg(&bind.source).arg(&bind.target);
         }
         command
             .arg(&self.config.agent_binary)
-            .arg(plan.config_path())
+            .arg(nest_cloud_init::AGENT_CONFIG_PATH)
             .env("RUST_LOG", AGENT_LOG_FILTER)
             // The log is a file: no colour escapes in it.
             .env("NO_COLOR", "1");
@@ -808,6 +1003,21 @@ impl LocalDriver {
     /// Stops and removes everything of instance `id` that exists.
     #[tracing::instrument(skip_all, fields(instance_id = %id))]
     async fn teardown(&self, id: &InstanceId) -> Result<(), DriverError> {
+        self.busy().insert(id.clone());
+        // A restart already under way finishes before anything is stopped.
+        drop(self.reviving.lock().await);
+        let result = self.teardown_unsupervised(id).await;
+        if result.is_ok() {
+            self.busy().remove(id);
+            self.dead_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|(dead, _), _| dead != id);
+        }
+        result
+    }
+
+    async fn teardown_unsupervised(&self, id: &InstanceId) -> Result<(), DriverError> {
         let names = self.names(id);
         let stop_failed = |what: &str| {
             DriverError::internal(

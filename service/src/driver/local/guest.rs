@@ -133,11 +133,6 @@ impl GuestPlan {
         })
     }
 
-    /// The in-guest path of the agent's configuration file.
-    pub(super) fn config_path(&self) -> &'static str {
-        AGENT_CONFIG_PATH
-    }
-
     /// Writes every `write_files` entry under `root` with its mode, and
     /// creates the agent's state directory (mode 0700), as `runcmd` would.
     /// Blocking. Files are owned by the service's user (root).
