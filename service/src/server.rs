@@ -422,7 +422,7 @@ pub async fn run(
     let (agent_source, agent_binary) = agent_source(&config).await?;
     let images_root = config.state_dir.join("images");
     crate::state_dir::warn_if_shared(&images_root, crate::state_dir::PRIVATE_DIR_MODE).await;
-    let images = Arc::new(ProjectImages::new(images_root));
+    let images = Arc::new(ProjectImages::new(images_root).with_cloud(driver.clone()));
     let settings = SchedulerSettings {
         max_boots_per_project: config.scheduler.max_boots_per_project,
         create_attempts: config.scheduler.create_attempts,

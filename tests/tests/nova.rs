@@ -456,3 +456,101 @@ async fn an_agent_of_a_server_without_nests_metadata_or_in_another_project_is_re
     drop(svc);
     drop(hypervisor);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_glance_image_of_container_format_docker_runs_as_a_container() {
+    let _serial = serial().await;
+    let tag = unique_tag();
+    let mut options = service_options(&tag);
+    options.idle_timeout = "3s".into();
+    let (cleanup, hypervisor, svc) = start(&tag, options).await;
+    let demo_token = token(&demo()).await;
+
+    // A `docker save` tarball uploaded to Glance as demo's private image.
+    nest_tests::docker::ensure_test_image();
+    let dir = nest_tests::TempDir::new("nest-glance");
+    let tar = dir.path().join("busybox.tar");
+    let saved = std::process::Command::new("docker")
+        .args(["save", "-o"])
+        .arg(&tar)
+        .arg(nest_tests::docker::TEST_IMAGE)
+        .status()
+        .expect("docker save");
+    assert!(saved.success(), "docker save");
+    let name = format!("{tag}-busybox");
+    let created = openstack(
+        &demo(),
+        &[
+            "image",
+            "create",
+            "--container-format",
+            "docker",
+            "--disk-format",
+            "raw",
+            "--private",
+            "--file",
+            tar.to_str().expect("a path"),
+            &name,
+            "-f",
+            "json",
+        ],
+    );
+    let image = created["id"].as_str().expect("an image id").to_owned();
+    let _image_cleanup = DeleteImage(image.clone());
+
+    let id = create(
+        &svc,
+        &demo_token,
+        json!({"image": image, "name": "from-glance", "command": ["sleep", "3600"], "cpu": 0.5, "memory": "128"}),
+    )
+    .await;
+    svc.wait_status(&demo_token, &id, "Running", BOOT).await;
+    let (code, exec) = svc
+        .call(
+            &demo_token,
+            Method::POST,
+            &format!("/v1/containers/{id}/execute"),
+            Some(json!({"command": "sh -c \"echo from glance\""})),
+        )
+        .await;
+    assert_eq!(code, 200, "{exec}");
+    assert_eq!(exec["output"], "from glance\n", "{exec}");
+    assert!(
+        svc.log_text().contains("Glance image downloaded"),
+        "the image came from Glance"
+    );
+    // alt_demo cannot run demo's private image.
+    let alt_token = token(&alt_demo()).await;
+    let alt = create(
+        &svc,
+        &alt_token,
+        json!({"image": image, "name": "stolen", "command": ["sleep", "3600"], "cpu": 0.5, "memory": "128"}),
+    )
+    .await;
+    let refused = svc.wait_status(&alt_token, &alt, "Error", BOOT).await;
+    assert!(
+        refused["status_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be found"),
+        "{refused}"
+    );
+    for (token, id) in [(&demo_token, &id), (&alt_token, &alt)] {
+        delete_and_wait_gone(&svc, token, id).await;
+    }
+    nest_tests::eventually(Duration::from_secs(60), "every server deleted", || async {
+        cleanup.servers().is_empty().then_some(())
+    })
+    .await;
+    drop(svc);
+    drop(hypervisor);
+}
+
+/// Deletes a Glance image on drop.
+struct DeleteImage(String);
+
+impl Drop for DeleteImage {
+    fn drop(&mut self) {
+        let _ = try_openstack(&admin(), &["image", "delete", &self.0]);
+    }
+}

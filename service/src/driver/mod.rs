@@ -239,6 +239,25 @@ pub trait InstanceDriver: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// Writes the data of the cloud's image `image` (a Glance image of
+    /// `container_format = docker`: a `docker save` tarball), as `project`
+    /// may see it, into `sink`, which is closed at the end. `Ok(false)`:
+    /// the cloud has no such image for the project (the default: a driver
+    /// without an image service, like `local`).
+    ///
+    /// # Errors
+    /// [`DriverError::Invalid`] for an image that is not a docker archive
+    /// or not active; [`DriverError::Unavailable`] when the download fails.
+    fn fetch_image<'a>(
+        &'a self,
+        project: &'a ProjectId,
+        image: &'a str,
+        sink: tokio::io::DuplexStream,
+    ) -> BoxFuture<'a, Result<bool, DriverError>> {
+        let _ = (project, image, sink);
+        Box::pin(async { Ok(false) })
+    }
+
     /// The cloud's limits and usage for `project` (Nova's, for `nova`);
     /// `None`: the driver enforces none (the default, and `local`).
     ///

@@ -69,6 +69,10 @@ pub const NO_NETWORK: &str = "none";
 const POLL_INITIAL: Duration = Duration::from_millis(500);
 /// Longest wait between two looks at a booting server.
 const POLL_MAX: Duration = Duration::from_secs(5);
+/// The Glance `container_format` of a `docker save` archive.
+pub const DOCKER_CONTAINER_FORMAT: &str = "docker";
+/// Longest download of a Glance image.
+const IMAGE_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Creates tried when Nova's answer is lost (and no server came of it).
 const CREATE_ATTEMPTS: u32 = 3;
 
@@ -714,6 +718,66 @@ impl NovaDriver {
         Ok(ids)
     }
 
+    /// Downloads Glance image `id` with `project`'s authority into `sink`.
+    async fn download_image(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        mut sink: tokio::io::DuplexStream,
+    ) -> Result<bool, DriverError> {
+        use tokio::io::AsyncWriteExt;
+        let rid = RequestId::generate();
+        let session = self.project_session(project).await?;
+        let glance = Image::connect(
+            &session,
+            self.config.interface,
+            self.config.region.as_deref(),
+        )
+        .await
+        .map_err(|e| from_openstack("image endpoint", e))?;
+        let Some(info) = glance
+            .image(id, &rid)
+            .await
+            .map_err(|e| from_openstack("image", e))?
+        else {
+            return Ok(false);
+        };
+        if info.container_format.as_deref() != Some(DOCKER_CONTAINER_FORMAT) {
+            return Err(DriverError::invalid(
+                "image",
+                format!(
+                    "Glance image {id} has container_format {:?}; a container runs only a \
+                     `docker save` archive uploaded with --container-format docker",
+                    info.container_format.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        if info.status != "active" {
+            return Err(DriverError::invalid(
+                "image",
+                format!("Glance image {id} is {}, not active", info.status),
+            ));
+        }
+        let mut response = glance
+            .download(id, IMAGE_DOWNLOAD_TIMEOUT, &rid)
+            .await
+            .map_err(|e| from_openstack("image", e))?;
+        let failed = |source: BoxError| DriverError::Unavailable {
+            what: format!("the download of Glance image {id}"),
+            source,
+        };
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(Box::new(e)))? {
+            sink.write_all(&chunk)
+                .await
+                .map_err(|e| failed(Box::new(e)))?;
+            bytes += chunk.len() as u64;
+        }
+        sink.shutdown().await.map_err(|e| failed(Box::new(e)))?;
+        tracing::info!(image_id = %id, bytes, "Glance image downloaded");
+        Ok(true)
+    }
+
     /// Checks, before an agent's certificate is signed, that instance `id`
     /// is a server of its recorded project, `ACTIVE`, carrying Nest's id in
     /// its metadata.
@@ -820,6 +884,15 @@ impl InstanceDriver for NovaDriver {
                 .map_err(|e| from_openstack("delegation", e))?;
             Ok(Some(TenantAuthority::Trust { trust_id }))
         })
+    }
+
+    fn fetch_image<'a>(
+        &'a self,
+        project: &'a ProjectId,
+        image: &'a str,
+        sink: tokio::io::DuplexStream,
+    ) -> BoxFuture<'a, Result<bool, DriverError>> {
+        Box::pin(self.download_image(project, image, sink))
     }
 
     fn limits<'a>(
