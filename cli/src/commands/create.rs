@@ -180,7 +180,16 @@ async fn phase(session: &Session, container: &ContainerView) -> Phase {
     let Some(host) = &container.host else {
         return Phase::Scheduling;
     };
-    let starting = || Phase::Starting(container.status_reason.clone());
+    // Once the instance is up, a reason that still says it is awaited is
+    // stale (the scheduler clears it on its next pass).
+    let starting = || {
+        Phase::Starting(
+            container
+                .status_reason
+                .clone()
+                .filter(|r| !r.starts_with("waiting for an instance")),
+        )
+    };
     match session.show_host(host).await {
         Ok(h) if h.status == "Booting" && h.addresses.is_empty() => Phase::Booting(host.clone()),
         Ok(h) if h.status == "Booting" => Phase::Enrolling(host.clone()),
