@@ -96,6 +96,14 @@ if [ ! -x "$ZUN_VENV/bin/zun" ]; then
 fi
 export NEST_ZUN_BIN="$ZUN_VENV/bin/zun"
 
+log "docker-py (from PyPI) for the Docker endpoint's client test"
+DOCKER_PY_VENV=/opt/nest-docker-py
+if ! "$DOCKER_PY_VENV/bin/python" -c 'import docker' 2>/dev/null; then
+  python3 -m venv "$DOCKER_PY_VENV"
+  "$DOCKER_PY_VENV/bin/pip" install -q docker
+fi
+export NEST_DOCKER_PY="$DOCKER_PY_VENV/bin/python"
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

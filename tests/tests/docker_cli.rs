@@ -198,6 +198,19 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
         vec!["start", "kept"],
         vec!["rm", "-f", "kept"],
         vec!["logs", "kept"],
+        vec!["stop", "kept"],
+        vec!["restart", "kept"],
+        vec!["kill", "kept"],
+        vec!["pause", "kept"],
+        vec!["unpause", "kept"],
+        vec!["wait", "kept"],
+        vec!["exec", "kept", "true"],
+        vec!["attach", "kept"],
+        vec!["top", "kept"],
+        vec!["stats", "--no-stream", "kept"],
+        vec!["port", "kept"],
+        vec!["rename", "kept", "stolen"],
+        vec!["update", "-m", "64m", "kept"],
     ] {
         let out = beta.run(&args).await;
         // `rm -f` of a missing container exits 0 in the CLI itself.
@@ -435,4 +448,49 @@ async fn osc_docker_env_sets_up_the_plain_docker_cli() {
         .expect("sh runs");
     assert!(out.status.success(), "{exports}\n{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1.45\nnest (alpha)\n");
+}
+
+/// docker-py (the Python client compose v1 and many tools use) against the
+/// endpoint: run, list, logs, exec, stop, remove. `NEST_DOCKER_PY` names
+/// the Python with docker-py (scripts/test.sh makes a venv from PyPI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_py_runs_lists_logs_execs_stops_and_removes() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&cli).await;
+    let python = std::env::var("NEST_DOCKER_PY").unwrap_or_else(|_| "python3".into());
+    let script = format!(
+        r#"
+import docker, sys, time
+client = docker.from_env()
+c = client.containers.run("{IMAGE}", ["sh", "-c", "echo hello-from-py; sleep 600"], detach=True, name="py1")
+assert any(x.name == "py1" for x in client.containers.list()), "listed"
+for _ in range(100):
+    if b"hello-from-py" in c.logs():
+        break
+    time.sleep(0.1)
+assert c.logs() == b"hello-from-py\n", c.logs()
+code, out = c.exec_run(["sh", "-c", "echo exec-ok; exit 4"])
+assert (code, out) == (4, b"exec-ok\n"), (code, out)
+c.stop(timeout=1)
+c.reload()
+assert c.status == "exited", c.status
+c.remove()
+assert client.containers.list(all=True) == [], client.containers.list(all=True)
+print("docker-py ok")
+"#
+    );
+    let out = tokio::process::Command::new(&python)
+        .args(["-c", &script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", cli.dir())
+        .env("DOCKER_HOST", cli.host())
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", cli.dir())
+        .output()
+        .await
+        .expect("python with docker-py runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "docker-py ok\n");
 }

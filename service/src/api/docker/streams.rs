@@ -407,6 +407,8 @@ struct ExecCreateBody {
     detach_keys: String,
     /// Decided again by exec start's own `Detach`.
     detach: bool,
+    /// docker-py repeats the path's container here.
+    container: Option<String>,
     env: Option<Vec<String>>,
     working_dir: String,
     cmd: Option<Vec<String>>,
@@ -457,7 +459,12 @@ pub async fn create_exec(
     }
     crate::api::zun::create::check_argv("Cmd", &command)
         .map_err(|e| DockerError::Invalid(e.to_string()))?;
-    let _ = (body.detach_keys, body.detach, body.console_size);
+    let _ = (
+        body.detach_keys,
+        body.detach,
+        body.container,
+        body.console_size,
+    );
     let info = resolve(&state, &cx, &id).await?;
     if info.container.status != ContainerStatus::Running {
         return Err(DockerError::Conflict(format!(
