@@ -570,3 +570,30 @@ mod tests {
         assert!(is_short_id("e8c81e20c2f0") && !is_short_id("web-e8c81e20c2f0"));
     }
 }
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn a_private_ca_is_loaded_and_a_missing_one_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let ca = rcgen::CertificateParams::new(vec!["nest.example".to_owned()])
+            .and_then(|p| p.self_signed(&key))
+            .expect("certificate");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.pem()).expect("write");
+        let settings = CloudSettings {
+            cacert: Some(path),
+            ..CloudSettings::default()
+        };
+        assert!(http_client(&settings).is_ok());
+        let missing = CloudSettings {
+            cacert: Some(dir.path().join("absent.pem")),
+            ..CloudSettings::default()
+        };
+        let err = http_client(&missing).expect_err("no such file");
+        assert!(err.to_string().contains("absent.pem"), "{err}");
+    }
+}

@@ -278,3 +278,52 @@ impl CliError {
         ExitCode::from(self.exit_code())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str, message: &str) -> CliError {
+        CliError::Api {
+            status,
+            code: code.into(),
+            message: message.into(),
+            request_id: Some("req-1".into()),
+        }
+    }
+
+    #[test]
+    fn each_failure_has_its_documented_code_and_hint() {
+        let quota = api(
+            403,
+            "container.over-quota",
+            "Quota exceeded for cores: Requested 2, but already used 20 of 20 cores",
+        );
+        assert_eq!(quota.exit_code(), exit::FORBIDDEN);
+        assert!(quota.to_string().contains("already used 20 of 20 cores"));
+        assert!(quota.hint().is_some_and(|h| h.contains("quota-show")));
+        let missing = api(
+            404,
+            "container.container-not-found",
+            "container web could not be found",
+        );
+        assert_eq!(missing.exit_code(), exit::NOT_FOUND);
+        assert!(missing.hint().is_some_and(|h| h.contains("container-list")));
+        assert_eq!(
+            api(409, "container.conflict", "x").exit_code(),
+            exit::CONFLICT
+        );
+        assert_eq!(api(500, "", "x").exit_code(), exit::FAILED);
+        assert_eq!(CliError::NoCredentials.exit_code(), exit::AUTH);
+        assert!(
+            CliError::NoCredentials
+                .hint()
+                .is_some_and(|h| h.contains("openrc"))
+        );
+        let image = CliError::ContainerFailed {
+            id: "c".into(),
+            reason: "image store: image 0b7c not found".into(),
+        };
+        assert!(image.hint().is_some_and(|h| h.contains("image-list")));
+    }
+}
