@@ -50,6 +50,12 @@ pub enum CaError {
     /// The Docker endpoint's TLS configuration could not be built.
     #[error("Docker endpoint TLS configuration")]
     DockerTls(#[source] rustls::Error),
+    /// The Docker endpoint's client certificate verifier could not be built.
+    #[error("Docker endpoint client certificate verifier")]
+    DockerVerifier(#[source] rustls::server::VerifierBuilderError),
+    /// A PEM the CA just produced could not be read back.
+    #[error("reading back a PEM for the Docker endpoint")]
+    DockerPem(#[source] rustls_pki_types::pem::Error),
 }
 
 impl CaError {
@@ -58,9 +64,12 @@ impl CaError {
     pub fn kind(&self) -> nest_core::ErrorKind {
         match self {
             Self::Name(..) => nest_core::ErrorKind::Invalid,
-            Self::Ca { .. } | Self::Issue { .. } | Self::Tls(_) | Self::DockerTls(_) => {
-                nest_core::ErrorKind::Internal
-            }
+            Self::Ca { .. }
+            | Self::Issue { .. }
+            | Self::Tls(_)
+            | Self::DockerTls(_)
+            | Self::DockerVerifier(_)
+            | Self::DockerPem(_) => nest_core::ErrorKind::Internal,
         }
     }
 }
@@ -193,18 +202,17 @@ pub fn docker_server_tls(
             what: "Docker endpoint",
             source,
         })?;
-    let bad_pem = |_| CaError::DockerTls(rustls::Error::General("unreadable PEM".into()));
     let mut roots = rustls::RootCertStore::empty();
     let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca.certificate_pem().as_bytes())
-        .map_err(bad_pem)?;
+        .map_err(CaError::DockerPem)?;
     roots.add(ca_der).map_err(CaError::DockerTls)?;
     let chain = vec![
         rustls_pki_types::CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes())
-            .map_err(bad_pem)?,
+            .map_err(CaError::DockerPem)?,
     ];
     let key =
         rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.private_key_pem.expose().as_bytes())
-            .map_err(bad_pem)?;
+            .map_err(CaError::DockerPem)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
@@ -212,7 +220,7 @@ pub fn docker_server_tls(
     )
     .allow_unauthenticated()
     .build()
-    .map_err(|e| CaError::DockerTls(rustls::Error::General(e.to_string())))?;
+    .map_err(CaError::DockerVerifier)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(CaError::DockerTls)?

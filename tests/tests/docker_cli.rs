@@ -278,6 +278,49 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
         "{}",
         text(&out)
     );
+    // The raw API: malformed JSON and an unknown field with a value Nest
+    // cannot honour answer 400, with Docker's body and content type.
+    let url = format!(
+        "{}/v1.45/containers/create",
+        cli.host().replacen("tcp://", "https://", 1)
+    );
+    for body in [
+        "{\"Image\": ",
+        "{\"Image\": \"i\", \"HostConfig\": {\"Runtime\": \"runsc\"}}",
+    ] {
+        let out = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code} %{content_type}",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                body,
+            ])
+            .arg("--cacert")
+            .arg(cli.path("ca.pem"))
+            .arg("--cert")
+            .arg(cli.path("cert.pem"))
+            .arg("--key")
+            .arg(cli.path("key.pem"))
+            .arg(&url)
+            .output()
+            .await
+            .expect("curl runs");
+        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (json, status) = answer.rsplit_once('\n').expect("status line");
+        assert_eq!(status, "400 application/json", "{answer}");
+        let value: Value = serde_json::from_str(json).expect("a JSON body");
+        assert!(
+            value["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+    }
     let out = cli.run(&["build", "."]).await;
     assert!(!out.status.success());
     assert_eq!(
