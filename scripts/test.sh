@@ -11,7 +11,9 @@
 #
 # PostgreSQL comes from scripts/postgres-for-tests.sh (Debian's package,
 # started if needed); Keystone from ../shared/openstack-lab/up.sh (about 3
-# minutes the first time); python-zunclient from PyPI into a virtualenv.
+# minutes the first time); python-zunclient and schemathesis (the API fuzz
+# run, tests/tests/api_fuzz.rs, 2 minutes by default: NEST_FUZZ_SECONDS)
+# from PyPI into virtualenvs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,6 +105,14 @@ if ! "$DOCKER_PY_VENV/bin/python" -c 'import docker' 2>/dev/null; then
   "$DOCKER_PY_VENV/bin/pip" install -q docker
 fi
 export NEST_DOCKER_PY="$DOCKER_PY_VENV/bin/python"
+
+log "schemathesis (from PyPI) for the API fuzz run"
+ST_VENV=/opt/nest-schemathesis
+if [ ! -x "$ST_VENV/bin/st" ]; then
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q schemathesis
+fi
+export NEST_SCHEMATHESIS_BIN="$ST_VENV/bin/st"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -18,17 +18,18 @@ pub const AGENT_PATH: &str = "/v1/nest/agent";
 /// Where its SHA-256 is served.
 pub const AGENT_SHA256_PATH: &str = "/v1/nest/agent.sha256";
 
+/// Not served unless configured: a 404 (nothing is wrong with the
+/// service), not a 5xx.
 fn not_served() -> ApiError {
-    ApiError::App(AppError::Unavailable {
-        what: "the agent download (agent.source is not \"download\")".into(),
-        source: None,
-    })
+    ApiError::App(AppError::NotEnabled(
+        "the agent download (agent.source = \"download\")",
+    ))
 }
 
 /// The agent binary.
 #[utoipa::path(get, path = "/v1/nest/agent", tag = "operations",
     responses((status = 200, description = "the nest-agent binary", content_type = "application/octet-stream"),
-              (status = 503, description = "not served")))]
+              (status = 404, description = "not served: agent.source is not \"download\"")))]
 pub async fn binary(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let (path, _) = state
         .config()
@@ -52,7 +53,7 @@ pub async fn binary(State(state): State<ApiState>) -> Result<Response, ApiError>
 /// The agent binary's SHA-256, hex, as a line of text.
 #[utoipa::path(get, path = "/v1/nest/agent.sha256", tag = "operations",
     responses((status = 200, body = String, content_type = "text/plain"),
-              (status = 503, description = "not served")))]
+              (status = 404, description = "not served: agent.source is not \"download\"")))]
 pub async fn sha256(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let (_, sha) = state
         .config()

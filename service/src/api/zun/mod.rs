@@ -64,7 +64,7 @@ struct ApiDoc;
 
 /// The routes and their OpenAPI description, generated from the handlers.
 pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(versions::root))
         .routes(routes!(versions::v1))
         .routes(routes!(metrics::healthz))
@@ -104,7 +104,78 @@ pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(docker_certificates::revoke))
         .routes(routes!(ws::attach))
         .routes(routes!(ws::exec))
-        .split_for_parts()
+        .split_for_parts();
+    (router, with_error_responses(doc))
+}
+
+/// The error answers any `/v1` operation may give besides its own, in the
+/// Zun error format (401 in Keystone's): bad input, authentication,
+/// policy, another project's or a missing object, a wrong microversion, a
+/// wrong state, a body too large or not JSON, and the server-side failures (a
+/// dependency away or slow, or a bug). Handlers document their successes
+/// and their own refusals; this adds the rest, so that a client (or a
+/// fuzzer) finds every status the API answers with in the document.
+fn with_error_responses(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, RefOr, ResponseBuilder};
+    const COMMON: [(&str, &str); 11] = [
+        (
+            "400",
+            "invalid request (Zun error format, naming the field)",
+        ),
+        ("401", "no valid Keystone token (Keystone's error format)"),
+        ("403", "not allowed by policy"),
+        ("404", "no such object in the caller's project"),
+        ("406", "unsupported microversion"),
+        ("409", "the object's state does not allow it"),
+        ("413", "request body too large"),
+        ("415", "request body is not application/json"),
+        ("500", "internal error (the request id is in the body)"),
+        (
+            "503",
+            "a dependency (agent, engine, relay, Nova, database) is unavailable",
+        ),
+        ("504", "a dependency did not answer in time"),
+    ];
+    let body = || {
+        ContentBuilder::new()
+            .schema(Some(RefOr::T(
+                ObjectBuilder::new()
+                    .description(Some(
+                        "`{\"errors\": [{request_id, code, status, title, detail}]}`",
+                    ))
+                    .into(),
+            )))
+            .build()
+    };
+    for (path, item) in &mut doc.paths.paths {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, description) in COMMON {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content("application/json", body())
+                                .build(),
+                        )
+                    });
+            }
+        }
+    }
+    doc
 }
 
 /// The OpenAPI document of this API, as served at `/openapi.json`.
