@@ -537,3 +537,73 @@ print("docker-py ok")
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "docker-py ok\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_stats_rename_update_pause_kill_wait_and_images_work() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&cli).await;
+    cli.ok(&["run", "-d", "--name", "busy", IMAGE, "sleep", "600"])
+        .await;
+    let top = cli.ok(&["top", "busy"]).await;
+    assert!(top.contains("sleep 600"), "{top}");
+    let stats = cli
+        .ok(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.MemUsage}}",
+            "busy",
+        ])
+        .await;
+    assert!(stats.starts_with("busy "), "{stats}");
+    cli.ok(&["rename", "busy", "renamed"]).await;
+    cli.ok(&["update", "-m", "128m", "--cpus", "0.5", "renamed"])
+        .await;
+    let limits = cli
+        .ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+            "renamed",
+        ])
+        .await;
+    assert_eq!(limits.trim(), "134217728 500000000");
+    cli.ok(&["pause", "renamed"]).await;
+    assert_eq!(
+        cli.ok(&["inspect", "-f", "{{.State.Status}}", "renamed"])
+            .await
+            .trim(),
+        "paused"
+    );
+    cli.ok(&["unpause", "renamed"]).await;
+    cli.ok(&["restart", "-t", "0", "renamed"]).await;
+    assert_eq!(
+        cli.ok(&["inspect", "-f", "{{.State.Status}}", "renamed"])
+            .await
+            .trim(),
+        "running"
+    );
+    // kill -s with a signal the process dies of; docker wait reports it.
+    let waiter = cli.spawn(&["wait", "renamed"]);
+    cli.ok(&["kill", "-s", "KILL", "renamed"]).await;
+    let code = tokio::time::timeout(BOOT, waiter.wait_with_output())
+        .await
+        .expect("docker wait returns")
+        .expect("docker wait output");
+    assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "137");
+    let info = cli
+        .ok(&["info", "--format", "{{.Containers}} {{.ContainersStopped}}"])
+        .await;
+    assert_eq!(info.trim(), "1 1");
+    let df = cli
+        .ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"])
+        .await;
+    assert!(
+        df.contains("Images 1") && df.contains("Containers 1"),
+        "{df}"
+    );
+    cli.ok(&["rm", "renamed"]).await;
+    cli.ok(&["rmi", IMAGE]).await;
+    assert!(cli.ok(&["images", "-q"]).await.trim().is_empty());
+}
