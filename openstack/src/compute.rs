@@ -7,6 +7,7 @@
 //! [`crate::client`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use nest_core::RequestId;
 use serde::{Deserialize, Serialize};
@@ -322,17 +323,21 @@ impl<'a> Compute<'a> {
         client::json(call, response).await
     }
 
-    /// Boots a server; returns its id. Sent once (a timeout may still
-    /// have booted it: look for it by tag before asking again).
+    /// Boots a server; returns its id. Sent once, waiting at most
+    /// `timeout` for the answer (a timeout may still have booted it: look
+    /// for it by tag before asking again).
     ///
     /// # Errors
     /// [`OpenStackError::Refused`] with Nova's message (403 for a quota).
     pub async fn create_server(
         &self,
         server: &ServerCreate,
+        timeout: Duration,
         request_id: &RequestId,
     ) -> Result<String, OpenStackError> {
-        let call = Call::new("nova", "boot a server").request_id(request_id);
+        let call = Call::new("nova", "boot a server")
+            .request_id(request_id)
+            .timeout(timeout);
         let url = self.url(&["servers"]);
         let body = serde_json::json!({ "server": server });
         tracing::debug!(server = %server.redacted(), "booting a server");

@@ -163,7 +163,7 @@ async fn a_trust_boots_addresses_and_deletes_a_server_in_the_tenants_project() {
         tags: vec![tag.clone()],
     };
     let err = compute
-        .create_server(&create, &rid)
+        .create_server(&create, Duration::from_secs(60), &rid)
         .await
         .expect_err("an unknown flavor");
     assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
@@ -173,7 +173,10 @@ async fn a_trust_boots_addresses_and_deletes_a_server_in_the_tenants_project() {
     );
 
     create.flavor_ref = flavor.id.clone();
-    let id = compute.create_server(&create, &rid).await.expect("a boot");
+    let id = compute
+        .create_server(&create, Duration::from_secs(60), &rid)
+        .await
+        .expect("a boot");
     let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
     let server = loop {
         let server = compute

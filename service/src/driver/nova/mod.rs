@@ -75,6 +75,15 @@ pub const DOCKER_CONTAINER_FORMAT: &str = "docker";
 const IMAGE_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Creates tried when Nova's answer is lost (and no server came of it).
 const CREATE_ATTEMPTS: u32 = 3;
+/// How long to look for the server of a create whose answer was lost
+/// before sending it again. A busy nova-api can take tens of seconds to
+/// answer a create it goes on to honour, and its server shows in a listing
+/// only once the API has committed it: re-sending too early boots a second
+/// server for the same instance.
+const LOST_CREATE_GRACE: Duration = Duration::from_secs(45);
+/// Per-call timeout of a create: longer than the session's, since a lost
+/// answer costs a grace period and risks a duplicate.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the driver learns which project an instance belongs to and what
 /// authority that project delegated: the service's database.
@@ -467,6 +476,7 @@ impl NovaDriver {
         tracing::info!(server_id = %server_id, flavor = %flavor.name, "server requested");
         let outcome = async {
             let server = self.wait_active(&compute, &server_id, &rid).await?;
+            self.remove_duplicates(&compute, &tag, &server_id, &rid).await;
             tracing::info!(server_id = %server_id, boot_s = started.elapsed().as_secs_f64(), "server active");
             self.addresses(&network, &server, &plan, &tag, &rid).await
         }
@@ -497,26 +507,77 @@ impl NovaDriver {
         tag: &str,
         rid: &RequestId,
     ) -> Result<String, DriverError> {
-        let mut backoff = Backoff::new(POLL_INITIAL, POLL_MAX);
         let mut attempt = 1;
         loop {
-            match compute.create_server(create, rid).await {
+            match compute.create_server(create, CREATE_TIMEOUT, rid).await {
                 Ok(id) => return Ok(id),
                 Err(e) if e.kind().is_retryable() && attempt < CREATE_ATTEMPTS => {
                     tracing::warn!(error = %e, attempt, "a server create was not answered; looking for it");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                    let query = ServerQuery {
-                        tags: vec![tag.to_owned()],
-                        all_tenants: false,
-                    };
-                    if let Ok(found) = compute.servers(&query, rid).await
-                        && let Some(server) = found.into_iter().next()
-                    {
-                        return Ok(server.id);
+                    if let Some(id) = self.find_created(compute, tag, rid).await {
+                        return Ok(id);
                     }
                     attempt += 1;
                 }
                 Err(e) => return Err(from_openstack("server", e)),
+            }
+        }
+    }
+
+    /// Looks for the server a create without an answer made, for up to
+    /// [`LOST_CREATE_GRACE`].
+    async fn find_created(
+        &self,
+        compute: &Compute<'_>,
+        tag: &str,
+        rid: &RequestId,
+    ) -> Option<String> {
+        let query = ServerQuery {
+            tags: vec![tag.to_owned()],
+            all_tenants: false,
+        };
+        let deadline = tokio::time::Instant::now() + LOST_CREATE_GRACE;
+        let mut backoff = Backoff::new(POLL_INITIAL, POLL_MAX);
+        loop {
+            if let Ok(found) = compute.servers(&query, rid).await
+                && let Some(server) = found.into_iter().next()
+            {
+                tracing::info!(server_id = %server.id, "the unanswered create made a server");
+                return Some(server.id);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            tokio::time::sleep(backoff.next_delay().min(deadline - now)).await;
+        }
+    }
+
+    /// Deletes any other server tagged for this instance: should a create
+    /// that seemed lost have been honoured after all, its server must not
+    /// outlive the boot (it would hold quota, and two servers claiming one
+    /// instance fail the enrollment check).
+    async fn remove_duplicates(
+        &self,
+        compute: &Compute<'_>,
+        tag: &str,
+        keep: &str,
+        rid: &RequestId,
+    ) {
+        let query = ServerQuery {
+            tags: vec![tag.to_owned()],
+            all_tenants: false,
+        };
+        let Ok(servers) = compute.servers(&query, rid).await else {
+            return;
+        };
+        for server in servers.into_iter().filter(|s| s.id != keep) {
+            match compute.delete_server(&server.id, rid).await {
+                Ok(_) => {
+                    tracing::warn!(server_id = %server.id, "deleted a duplicate server of a create that seemed lost")
+                }
+                Err(e) => {
+                    tracing::warn!(server_id = %server.id, error = %e, "cannot delete a duplicate server; the reconciler retries")
+                }
             }
         }
     }
