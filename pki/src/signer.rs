@@ -219,6 +219,56 @@ mod tests {
         peer_identity(&CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()).unwrap()
     }
 
+    /// The log lines `f` writes, as the fmt subscriber renders them.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn each_refusal_is_logged_in_its_own_words_and_reuse_is_a_security_event() {
+        let (signer, tokens) = signer();
+        let token = tokens
+            .issue(&instance("i-leaky"), Duration::from_secs(600))
+            .unwrap();
+        let csr = csr_claiming("nest://agent/i-leaky");
+        signer.enroll(token.as_str(), &csr).unwrap();
+        let log = logged(|| {
+            let _ = signer.enroll(token.as_str(), &csr);
+            let _ = signer.enroll(&"0".repeat(64), &csr);
+            let _ = signer.enroll("short", &csr);
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains("security_event=\"enrollment_token_reused\"")
+                && lines[0].contains("instance_id=i-leaky")
+                && lines[0].contains("already used"),
+            "{log}"
+        );
+        assert!(lines[1].contains("the token is unknown"), "{log}");
+        assert!(lines[2].contains("the token is malformed"), "{log}");
+    }
+
     #[test]
     fn signer_is_shareable_across_tasks() {
         fn assert_send_sync<T: Send + Sync>() {}
