@@ -121,6 +121,18 @@ async fn a_container_runs_in_a_real_server_of_the_tenants_project_and_its_port_a
         .await;
     assert_eq!(code, 200, "{listed}");
     assert_eq!(listed["containers"], json!([]), "{listed}");
+    let (code, hosts) = svc.call(&alt_token, Method::GET, "/v1/hosts", None).await;
+    assert_eq!(code, 200, "{hosts}");
+    assert!(!hosts.to_string().contains(&host), "{hosts}");
+    let (code, quotas) = svc
+        .call(
+            &alt_token,
+            Method::GET,
+            &format!("/v1/quotas/{}", project_id("demo")),
+            None,
+        )
+        .await;
+    assert_eq!(code, 403, "{quotas}");
 
     // `pub` is the server's floating address, and the port answers there.
     let floating = view["addresses"]["pub"][0]["addr"]
