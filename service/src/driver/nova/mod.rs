@@ -988,6 +988,98 @@ impl InstanceDriver for NovaDriver {
 mod tests {
     use super::*;
 
+    /// Answers nothing: no test here may reach a cloud.
+    struct NoAuthorities;
+
+    impl AuthorityLookup for NoAuthorities {
+        fn project_of<'a>(
+            &'a self,
+            _: &'a InstanceId,
+        ) -> BoxFuture<'a, Result<Option<ProjectId>, BoxError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn authority<'a>(
+            &'a self,
+            _: &'a ProjectId,
+        ) -> BoxFuture<'a, Result<Option<TenantAuthority>, BoxError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn authorities(
+            &self,
+        ) -> BoxFuture<'_, Result<Vec<(ProjectId, TenantAuthority)>, BoxError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    async fn driver() -> NovaDriver {
+        let config: NovaDriverConfig = toml::from_str(
+            r#"
+flavor = "m1.tiny"
+image = "img"
+networks = [{ name = "private", network = "private" }]
+[auth]
+auth_url = "http://127.0.0.1:9/v3"
+username = "nest"
+password = "pw"
+project_name = "service"
+"#,
+        )
+        .expect("a config");
+        NovaDriver::new(config, Arc::new(NoAuthorities))
+            .await
+            .expect("no call is made before the first boot")
+    }
+
+    fn request(user_data: String, authority: TenantAuthority) -> BootRequest {
+        BootRequest {
+            instance_id: InstanceId::parse("6f9a1c2e-4b7d-4e0f-9a3b-2c1d0e9f8a7b").expect("an id"),
+            project_id: ProjectId::parse("p1").expect("a project"),
+            user_data,
+            flavor: None,
+            image: None,
+            network: None,
+            authority,
+        }
+    }
+
+    #[tokio::test]
+    async fn user_data_over_novas_limit_is_refused_before_any_call() {
+        let driver = driver().await;
+        let trust = TenantAuthority::Trust {
+            trust_id: "t".into(),
+        };
+        // 49,152 bytes are 65,536 once base64-encoded: one too many.
+        let err = driver
+            .boot(request("x".repeat(49_152), trust))
+            .await
+            .expect_err("too big");
+        assert_eq!(err.kind(), super::super::DriverErrorKind::Invalid);
+        assert!(
+            crate::error_chain(&err)
+                .contains("65536 bytes once base64-encoded; Nova accepts at most 65535"),
+            "{}",
+            crate::error_chain(&err)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_boot_without_a_delegation_is_refused_clearly() {
+        let driver = driver().await;
+        let err = driver
+            .boot(request("#cloud-config\n".into(), TenantAuthority::None))
+            .await
+            .expect_err("no authority");
+        assert!(
+            crate::error_chain(&err).contains("project p1 delegated no authority to Nest"),
+            "{}",
+            crate::error_chain(&err)
+        );
+        assert_eq!(
+            driver.instance_tag(&request(String::new(), TenantAuthority::None).instance_id),
+            "nest-6f9a1c2e-4b7d-4e0f-9a3b-2c1d0e9f8a7b"
+        );
+    }
+
     #[test]
     fn quota_refusals_keep_novas_words() {
         let e = from_openstack(
