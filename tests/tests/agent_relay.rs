@@ -457,7 +457,10 @@ async fn slow_stream_reader_stalls_only_its_stream_and_the_relay_buffers_little(
 
     const EXPECTED: usize = 400_000 * 58;
     let mut total = 0usize;
-    let read = tokio::time::timeout(Duration::from_secs(120), async {
+    // Generous: the property is that every byte arrives and the relay
+    // stays small, not the rate, and on two cores shared with the rest
+    // of the suite the 22 MiB alone has taken over 100 s.
+    let read = tokio::time::timeout(Duration::from_secs(240), async {
         while total < EXPECTED {
             match logs.next().await {
                 Some(Ok(stream_output::Kind::Chunk(c))) => total += c.data.len(),
