@@ -2,7 +2,6 @@
 //! and stats. Interactive sessions are agent streams; no Docker socket is
 //! ever exposed.
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
@@ -205,32 +204,16 @@ impl App {
         reference: &ContainerRef,
         params: LogsParams,
     ) -> Result<LogStream, AppError> {
-        let mut stream = self.open_logs(cx, reference, &params, true).await?;
-        let (tx, rx) = mpsc::channel::<Result<Bytes, AppError>>(LOG_QUEUE);
-        // The pump ends when the stream ends or the HTTP client goes away.
-        self.inner.scheduler.tasks().spawn(async move {
-            loop {
-                let frame = tokio::select! {
-                    () = tx.closed() => return,
-                    frame = stream.next() => frame,
-                };
-                let item = match frame {
-                    None | Some(Ok(StreamEvent::End { .. })) => return,
-                    Some(Ok(StreamEvent::Output { data, .. })) => Ok(data),
-                    Some(Ok(StreamEvent::Started)) => continue,
-                    Some(Ok(StreamEvent::Failed { message, .. })) => Err(AppError::Unavailable {
-                        what: format!("logs ({message})"),
-                        source: None,
-                    }),
-                    Some(Err(e)) => Err(stream_error(&e)),
-                };
-                let last = item.is_err();
-                if tx.send(item).await.is_err() || last {
-                    return;
+        // The same pump as the typed frames, with the streams merged.
+        let frames = self.log_frames(cx, reference, params, true).await?;
+        Ok(frames
+            .filter_map(|item| async move {
+                match item {
+                    Ok(output) => output.data().cloned().map(Ok),
+                    Err(e) => Some(Err(e)),
                 }
-            }
-        });
-        Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+            })
+            .boxed())
     }
 
     /// The container's logs as typed frames (stdout, stderr or terminal
@@ -625,7 +608,7 @@ mod tests {
 
     #[test]
     fn agent_frames_become_typed_console_frames() {
-        let data = Bytes::from_static(b"hi");
+        let data = bytes::Bytes::from_static(b"hi");
         let output = |stream| {
             console_frame(Some(Ok(StreamEvent::Output {
                 stream,
