@@ -401,13 +401,17 @@ async fn lifecycle_operations_change_the_engine_state() {
     let state = engine.restart(&uuid, Some(secs(1))).await.expect("restart");
     assert_eq!(state.status, Some(EngineStatus::Running));
 
-    engine
-        .kill(&uuid, Some("SIGTERM"))
-        .await
-        .expect("kill with TERM");
+    // The restarted shell may not have set its trap yet, and PID 1 ignores
+    // an untrapped TERM: send it again until the trap answers.
     let state = eventually(WAIT, "the trap to exit", || async {
         let s = engine.inspect(&uuid).await.expect("inspect");
-        (s.status == Some(EngineStatus::Exited)).then_some(s)
+        if s.status == Some(EngineStatus::Exited) {
+            return Some(s);
+        }
+        if let Err(err) = engine.kill(&uuid, Some("SIGTERM")).await {
+            assert_eq!(err.kind(), ErrorKind::Conflict, "kill with TERM: {err}");
+        }
+        None
     })
     .await;
     assert_eq!(state.exit_code, 42);
