@@ -122,6 +122,72 @@ impl fmt::Display for ContainerId {
     }
 }
 
+/// A user-defined network's id (Docker's `network create`): the engine
+/// network on the instance is named after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkId(uuid::Uuid);
+
+impl NetworkId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    /// Parses the 32 lowercase hex digits [`Self::hex`] writes.
+    ///
+    /// # Errors
+    /// [`InvalidValue`] for anything else.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let invalid = || InvalidValue {
+            what: "network id",
+            reason: "must be 32 lowercase hex digits".into(),
+        };
+        if s.len() != 32 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(invalid());
+        }
+        uuid::Uuid::try_parse(s).map(Self).map_err(|_| invalid())
+    }
+
+    /// The id as Docker clients and the agent see it: 32 hex digits.
+    pub fn hex(&self) -> String {
+        self.0.simple().to_string()
+    }
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.simple().fmt(f)
+    }
+}
+
+/// A project's user-defined network. Its containers are kept on one
+/// instance, whose engine network of the same id resolves their names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// Its id.
+    pub id: NetworkId,
+    /// Unique in the project.
+    pub name: String,
+    /// The project it belongs to.
+    pub project_id: ProjectId,
+    /// Who created it.
+    pub user_id: UserId,
+    /// Labels, as given.
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A container's place on a user-defined network.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetworkAttachment {
+    /// The network.
+    pub network: NetworkId,
+    /// Names the network's other containers resolve to this one, beside
+    /// its own name.
+    pub aliases: Vec<String>,
+}
+
 /// Lifecycle of a container as Nest records it. Transition rules live
 /// here, not in handlers (Zun's state machine, zun-api.md §2.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -395,6 +461,9 @@ pub struct ContainerSpec {
     pub ports: Vec<PublishedPort>,
     /// Scheduler hints (flavor, image, network of a booted instance).
     pub hints: BTreeMap<String, String>,
+    /// User-defined networks it joins, the first as its primary one; empty
+    /// means its instance's default bridge.
+    pub networks: Vec<NetworkAttachment>,
 }
 
 /// A container as recorded.

@@ -14,7 +14,8 @@ use nest_service::db::{
 };
 use nest_service::domain::{
     Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, InstanceStatus,
-    PortProtocol, ProjectId, PublishedPort, RequestId, RestartPolicyName, UserId,
+    NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort, RequestId,
+    RestartPolicyName, UserId,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
@@ -262,6 +263,10 @@ fn full_container(project_id: &str, name: &str) -> Container {
             },
         ],
         hints: BTreeMap::from([("flavor".into(), "m1.small".into())]),
+        networks: vec![NetworkAttachment {
+            network: NetworkId::generate(),
+            aliases: vec!["web".into(), "www".into()],
+        }],
     };
     c.status_reason = Some("waiting for an instance".into());
     c.desired_running = false;

@@ -476,6 +476,7 @@ mod tests {
             open_stdin: true,
             user: "nobody".to_owned(),
             stdin_once: true,
+            networks: vec![],
         };
         let Ok(Command::Create(create)) = read_command(Some(create(spec))).command else {
             panic!("expected a create");

@@ -69,6 +69,14 @@ fn to_agent_spec(id: ContainerId, name: &str, spec: &ContainerSpec) -> proto::Co
         tty: spec.tty,
         open_stdin: spec.interactive,
         stdin_once: spec.stdin_once,
+        networks: spec
+            .networks
+            .iter()
+            .map(|n| proto::NetworkAttachment {
+                network_id: n.network.hex(),
+                aliases: n.aliases.clone(),
+            })
+            .collect(),
         user: spec.user.clone().unwrap_or_default(),
     }
 }

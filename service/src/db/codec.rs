@@ -15,7 +15,8 @@ use sqlx::{AssertSqlSafe, Row};
 use super::DbError;
 use crate::domain::{
     Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, InstanceStatus,
-    PortProtocol, ProjectId, PublishedPort, RestartPolicyName, UserId,
+    NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort, RestartPolicyName,
+    UserId,
 };
 
 /// A stored value this module cannot make sense of.
@@ -157,7 +158,7 @@ pub(super) fn container_from_row(row: &AnyRow) -> Result<Container, DbError> {
             get(row, "image")?,
             get(row, "cpu")?,
             get_u64(row, "memory_mib")?,
-        ),
+        )?,
         status: get_container_status(row, "status")?,
         status_reason: get(row, "status_reason")?,
         desired_running: desired_running != 0,
@@ -228,6 +229,15 @@ struct SpecDoc {
     ports: Vec<PortDoc>,
     #[serde(default)]
     hints: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    networks: Vec<NetworkDoc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NetworkDoc {
+    network: String,
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -299,11 +309,29 @@ impl SpecDoc {
                 })
                 .collect(),
             hints: spec.hints.clone(),
+            networks: spec
+                .networks
+                .iter()
+                .map(|n| NetworkDoc {
+                    network: n.network.hex(),
+                    aliases: n.aliases.clone(),
+                })
+                .collect(),
         }
     }
 
-    fn into_spec(self, image: String, cpu: f64, memory_mib: u64) -> ContainerSpec {
-        ContainerSpec {
+    fn into_spec(self, image: String, cpu: f64, memory_mib: u64) -> Result<ContainerSpec, DbError> {
+        let networks = self
+            .networks
+            .into_iter()
+            .map(|n| {
+                Ok(NetworkAttachment {
+                    network: NetworkId::parse(&n.network).map_err(|e| decode_error("spec", e))?,
+                    aliases: n.aliases,
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        Ok(ContainerSpec {
             image,
             command: self.command,
             entrypoint: self.entrypoint,
@@ -341,7 +369,8 @@ impl SpecDoc {
                 })
                 .collect(),
             hints: self.hints,
-        }
+            networks,
+        })
     }
 }
 
@@ -410,13 +439,16 @@ mod tests {
         assert!(!json.contains("busybox"), "{json}");
         assert!(json.contains("on-failure"), "{json}");
         let doc: SpecDoc = serde_json::from_str(&json).expect("it was just written");
-        assert_eq!(doc.into_spec("busybox".into(), 0.5, 256), spec);
+        assert_eq!(
+            doc.into_spec("busybox".into(), 0.5, 256).expect("decodes"),
+            spec
+        );
     }
 
     #[test]
     fn an_older_document_with_fewer_fields_still_reads() {
         let doc: SpecDoc = serde_json::from_str(r#"{"command":["true"]}"#).expect("defaults");
-        let spec = doc.into_spec("img".into(), 1.0, 64);
+        let spec = doc.into_spec("img".into(), 1.0, 64).expect("decodes");
         assert_eq!(spec.command, vec!["true".to_owned()]);
         assert_eq!(spec.restart_policy, (RestartPolicyName::No, 0));
     }

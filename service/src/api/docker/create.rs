@@ -347,6 +347,7 @@ pub fn parse(
                 auto_remove: host.auto_remove,
                 ports,
                 hints: BTreeMap::new(),
+                networks: Vec::new(),
             },
         },
         image,

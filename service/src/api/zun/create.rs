@@ -334,6 +334,7 @@ pub fn parse_create(
             auto_remove: body.auto_remove.unwrap_or(false),
             ports,
             hints,
+            networks: Vec::new(),
         },
     })
 }
