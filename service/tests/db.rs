@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 
 use nest_core::ErrorKind;
 use nest_service::db::{
-    ContainerFilters, ContainerPatch, DbError, ListQuery, NewAction, SortDir, SortKey, Store,
-    UniqueKey, utc_now,
+    ContainerFilters, ContainerPatch, DbError, ListQuery, NetworkRemoval, NewAction, SortDir,
+    SortKey, Store, UniqueKey, utc_now,
 };
 use nest_service::domain::{
     Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, InstanceStatus,
-    NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort, RequestId,
+    Network, NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort, RequestId,
     RestartPolicyName, UserId,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor};
@@ -157,6 +157,7 @@ on_both_backends!(
     instances_round_trip_and_report_usage,
     actions_are_recorded_finished_and_listed,
     migrations_are_idempotent,
+    networks_are_named_per_project_and_kept_while_containers_are_on_them,
 );
 
 #[tokio::test]
@@ -1053,5 +1054,90 @@ mod cases {
         again.close().await;
         let third = Store::connect(&db.url).await.expect("third connect");
         third.close().await;
+    }
+
+    pub async fn networks_are_named_per_project_and_kept_while_containers_are_on_them(db: &TestDb) {
+        let s = &db.store;
+        let network = |project_id: &str, name: &str| Network {
+            id: NetworkId::generate(),
+            name: name.into(),
+            project_id: project(project_id),
+            user_id: user("alice"),
+            labels: BTreeMap::from([("com.docker.compose.project".into(), "proj".into())]),
+            created_at: utc_now(),
+        };
+        let front = network("p1", "front");
+        s.insert_network(&front).await.expect("insert");
+        // The same name in another project is another network.
+        let other = network("p2", "front");
+        s.insert_network(&other).await.expect("other project");
+        let err = s
+            .insert_network(&network("p1", "front"))
+            .await
+            .expect_err("same name");
+        assert!(
+            matches!(
+                err,
+                DbError::Conflict {
+                    what: UniqueKey::NetworkName,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            s.list_networks(&project("p1")).await.expect("list"),
+            vec![front.clone()]
+        );
+        assert_eq!(
+            s.get_network(front.id).await.expect("get"),
+            Some(front.clone())
+        );
+
+        let mut on = container("p1", "web");
+        on.spec.networks = vec![NetworkAttachment {
+            network: front.id,
+            aliases: vec!["web".into()],
+        }];
+        s.insert_container(&on).await.expect("insert");
+        s.insert_container(&container("p1", "off"))
+            .await
+            .expect("insert");
+        let found = s
+            .containers_on_network(&project("p1"), front.id)
+            .await
+            .expect("on network");
+        assert_eq!(found, vec![on.clone()]);
+        assert!(
+            s.containers_on_network(&project("p2"), front.id)
+                .await
+                .expect("other project")
+                .is_empty()
+        );
+        assert_eq!(
+            s.remove_network(&project("p1"), front.id)
+                .await
+                .expect("remove"),
+            NetworkRemoval::InUse
+        );
+        assert_eq!(
+            s.remove_network(&project("p2"), front.id)
+                .await
+                .expect("remove"),
+            NetworkRemoval::NotFound,
+            "another project's network is not found"
+        );
+        s.delete_container(on.id).await.expect("delete");
+        assert_eq!(
+            s.remove_network(&project("p1"), front.id)
+                .await
+                .expect("remove"),
+            NetworkRemoval::Removed
+        );
+        assert_eq!(s.get_network(front.id).await.expect("get"), None);
+        assert_eq!(
+            s.list_networks(&project("p2")).await.expect("list"),
+            vec![other]
+        );
     }
 }

@@ -72,9 +72,18 @@ fn to_agent_spec(id: ContainerId, name: &str, spec: &ContainerSpec) -> proto::Co
         networks: spec
             .networks
             .iter()
-            .map(|n| proto::NetworkAttachment {
-                network_id: n.network.hex(),
-                aliases: n.aliases.clone(),
+            .map(|n| {
+                // The engine also answers for the container's short id,
+                // as the Docker endpoint shows it (its first 12 digits).
+                let mut aliases = n.aliases.clone();
+                let short = id.as_uuid().simple().to_string()[..12].to_owned();
+                if !aliases.contains(&short) {
+                    aliases.push(short);
+                }
+                proto::NetworkAttachment {
+                    network_id: n.network.hex(),
+                    aliases,
+                }
             })
             .collect(),
         user: spec.user.clone().unwrap_or_default(),

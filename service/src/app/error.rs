@@ -36,6 +36,20 @@ pub enum AppError {
     /// caller.
     #[error("certificate {0} could not be found")]
     CertificateNotFound(String),
+    /// No such network visible to the caller.
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
+    /// The project has a network of this name.
+    #[error("network with name {0} already exists")]
+    NetworkNameInUse(String),
+    /// Containers are still on the network.
+    #[error("network {name} is in use by {} container(s): {}; remove them first", containers.len(), containers.join(", "))]
+    NetworkInUse {
+        /// The network's name.
+        name: String,
+        /// The names of the containers on it.
+        containers: Vec<String>,
+    },
     /// A part of Nest the request needs is switched off by the operator.
     #[error("{0} is not enabled on this service")]
     NotEnabled(&'static str),
@@ -116,10 +130,13 @@ impl AppError {
             | Self::HostNotFound(_)
             | Self::StoredImageNotFound(_)
             | Self::CertificateNotFound(_)
+            | Self::NetworkNotFound(_)
             | Self::NotEnabled(_) => ErrorKind::NotFound,
-            Self::AmbiguousName(_) | Self::NameInUse(_) | Self::InvalidState { .. } => {
-                ErrorKind::Conflict
-            }
+            Self::AmbiguousName(_)
+            | Self::NameInUse(_)
+            | Self::NetworkNameInUse(_)
+            | Self::NetworkInUse { .. }
+            | Self::InvalidState { .. } => ErrorKind::Conflict,
             Self::NotInteractive(_) | Self::InvalidRequest { .. } | Self::ImageNotFound(_) => {
                 ErrorKind::Invalid
             }

@@ -65,10 +65,22 @@ impl App {
             }
             None => (BTreeMap::new(), None),
         };
+        let mut networks = Vec::new();
+        for attachment in &container.spec.networks {
+            if let Some(network) = self
+                .store()
+                .get_network(attachment.network)
+                .await
+                .map_err(db_error("reading a network"))?
+            {
+                networks.push(network);
+            }
+        }
         Ok(ContainerInfo {
             container,
             addresses,
             default_network,
+            networks,
         })
     }
 
@@ -120,6 +132,7 @@ impl App {
                 reason: e.to_string(),
             });
         }
+        self.check_attachments(cx, &request.spec).await?;
         let id = ContainerId::generate();
         let name = request.name.unwrap_or_else(|| generated_name(id));
         let now = db::utc_now();

@@ -17,6 +17,8 @@
 //!   actions (start, stop, reboot, pause, unpause, kill);
 //! - `io.rs`: exec, logs, attach and consoles, top, stats;
 //! - `console.rs`: the typed frames of console I/O, both ways;
+//! - `networks.rs`: user-defined networks and the networks a container
+//!   joins;
 //! - `records.rs`: container actions and hosts;
 //! - `certificates.rs`: the Docker endpoint's client certificates;
 //! - `changes.rs`: a project's container changes as they happen;
@@ -30,6 +32,7 @@ mod delegation;
 mod error;
 mod io;
 mod lifecycle;
+pub mod networks;
 mod quotas;
 mod records;
 pub mod types;
@@ -44,6 +47,7 @@ pub use certificates::{DockerCertificates, IssuedDockerCertificate};
 pub use changes::{ChangeEvent, ChangeKind, ContainerChange, ProjectChanges};
 pub use console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
 pub use error::{AppError, BoxError};
+pub use networks::{NetworkInfo, NewNetwork};
 pub use quotas::QuotaInfo;
 pub use types::*;
 

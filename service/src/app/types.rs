@@ -18,8 +18,8 @@ use crate::domain::{
 };
 // Domain types that calls carry, so a front end finds all it needs here.
 pub use crate::domain::{
-    ActionEvent, ActionKind, ActionRecord, ContainerPatch, MAX_LIST_LIMIT, RequestId, SortDir,
-    SortKey, TtySize,
+    ActionEvent, ActionKind, ActionRecord, ContainerPatch, MAX_LIST_LIMIT, Network,
+    NetworkAttachment, NetworkId, RequestId, SortDir, SortKey, TtySize,
 };
 
 /// An uploaded image's body.
@@ -97,6 +97,9 @@ pub struct ContainerInfo {
     pub addresses: BTreeMap<String, String>,
     /// The network a port without a `network:` prefix is published on.
     pub default_network: Option<String>,
+    /// The user-defined networks it joined, in its spec's order (one
+    /// removed meanwhile is left out).
+    pub networks: Vec<Network>,
 }
 
 /// One page of a container list.

@@ -86,11 +86,18 @@ pub enum Action {
     ServiceList,
     /// List availability zones (`availability_zones:get`).
     AvailabilityZoneList,
+    /// Create a user-defined network in the caller's project
+    /// (`nest:network:create`, the Docker endpoint's `network create`).
+    NetworkCreate,
+    /// List or show the project's networks (`nest:network:get`).
+    NetworkGet,
+    /// Remove a network (`nest:network:delete`).
+    NetworkDelete,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 31] = [
         Self::ContainerCreate,
         Self::ContainerCreateAdminFields,
         Self::ContainerCreateRequestedDestination,
@@ -119,6 +126,9 @@ impl Action {
         Self::QuotaDelete,
         Self::ServiceList,
         Self::AvailabilityZoneList,
+        Self::NetworkCreate,
+        Self::NetworkGet,
+        Self::NetworkDelete,
     ];
 
     /// Zun's name for the rule, as its 403 message spells it.
@@ -152,6 +162,9 @@ impl Action {
             Self::QuotaDelete => "quota:delete",
             Self::ServiceList => "zun-service:get_all",
             Self::AvailabilityZoneList => "availability_zones:get",
+            Self::NetworkCreate => "nest:network:create",
+            Self::NetworkGet => "nest:network:get",
+            Self::NetworkDelete => "nest:network:delete",
         }
     }
 
@@ -175,6 +188,7 @@ impl Action {
                 | Self::QuotaGet
                 | Self::ServiceList
                 | Self::AvailabilityZoneList
+                | Self::NetworkGet
         )
     }
 

@@ -163,18 +163,21 @@ pub enum UniqueKey {
     HostPort,
     /// `container_actions (container_uuid, request_id)`.
     ActionRequest,
+    /// `networks (project_id, name)`: network names are unique per project.
+    NetworkName,
     /// A constraint this module does not know: a migration added one
     /// without teaching [`UniqueKey`] about it.
     Unrecognised,
 }
 
 impl UniqueKey {
-    const KNOWN: [Self; 5] = [
+    const KNOWN: [Self; 6] = [
         Self::ContainerId,
         Self::ContainerName,
         Self::InstanceId,
         Self::HostPort,
         Self::ActionRequest,
+        Self::NetworkName,
     ];
 
     /// The constraint's name in the migrations (what PostgreSQL reports).
@@ -185,6 +188,7 @@ impl UniqueKey {
             Self::InstanceId => "instances_pkey",
             Self::HostPort => "port_bookings_port_key",
             Self::ActionRequest => "container_actions_request_key",
+            Self::NetworkName => "networks_project_name_key",
             Self::Unrecognised => "",
         }
     }
@@ -199,6 +203,7 @@ impl UniqueKey {
                 "port_bookings.instance_id, port_bookings.protocol, port_bookings.host_port"
             }
             Self::ActionRequest => "container_actions.container_uuid, container_actions.request_id",
+            Self::NetworkName => "networks.project_id, networks.name",
             Self::Unrecognised => "",
         }
     }
@@ -226,6 +231,7 @@ impl fmt::Display for UniqueKey {
             Self::InstanceId => "the instance id",
             Self::HostPort => "the host port on this instance",
             Self::ActionRequest => "the action of this request",
+            Self::NetworkName => "the network name in this project",
             Self::Unrecognised => "a unique value",
         })
     }

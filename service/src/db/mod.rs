@@ -29,6 +29,7 @@ mod containers;
 mod docker_certificates;
 mod error;
 mod instances;
+mod networks;
 
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ pub use containers::{
 pub use docker_certificates::DockerCertificate;
 pub use error::{DbError, UniqueKey};
 pub use instances::{InstanceUsage, Usage};
+pub use networks::NetworkRemoval;
 
 /// Longest wait for a pooled connection before a query gives up with
 /// [`DbError::Query`] (kind `Unavailable`): long enough to ride out a burst,

@@ -2,12 +2,32 @@
 //! unplaced is bound to an instance of its own project that has room (the
 //! decision is `placement.rs`'s), or an instance is booted for it, or it
 //! fails as too big for any instance. Calls no agent.
+//!
+//! A container on user-defined networks goes where the networks' other
+//! containers already are: a network lives on one instance, whose engine
+//! network resolves its containers' names. Placements are decided one at
+//! a time, so the first container of a network fixes its instance for
+//! the next.
+
+use std::collections::BTreeMap;
 
 use nest_core::ErrorKind;
 
 use super::placement::{self, Candidate, Demand, Placement};
 use super::{PassError, Scheduler, WAITING_FOR_INSTANCE};
-use crate::domain::{Container, ContainerStatus, InstanceStatus, ProjectId};
+use crate::domain::{Container, ContainerStatus, InstanceId, InstanceStatus, ProjectId};
+
+/// Where a container's networks make it go.
+#[derive(Debug, PartialEq)]
+enum NetworkHome {
+    /// Anywhere: none of its networks has a container placed yet.
+    Anywhere,
+    /// On this instance, where its networks' containers run; the name of
+    /// one of those networks, for reasons.
+    On(InstanceId, String),
+    /// Its networks' containers run on different instances.
+    Split(String),
+}
 
 impl Scheduler {
     /// Binds every unplaced container, booting instances as needed.
@@ -59,7 +79,30 @@ impl Scheduler {
                 .map(|p| (p.protocol, p.host_port))
                 .collect(),
         };
-        let candidates = self.candidates(&container.project_id).await?;
+        let mut candidates = self.candidates(&container.project_id).await?;
+        match self.network_home(container).await? {
+            NetworkHome::Anywhere => {}
+            NetworkHome::Split(reason) => return self.fail(container, &reason).await,
+            NetworkHome::On(home, network) => {
+                candidates.retain(|c| c.id == home);
+                let Some(candidate) = candidates.first() else {
+                    // Its status keeps containers off it for now
+                    // (unreachable, engine down): wait for it.
+                    let reason = format!(
+                        "waiting for instance {home}, where the containers of network {network} run, to accept containers"
+                    );
+                    return self.set_reason(container, Some(&reason)).await;
+                };
+                if !candidate.fits(&demand) {
+                    let reason = format!(
+                        "network {network}'s containers run on instance {home}, which has no room for this one \
+                         ({} vCPU and {} MiB, or a host port, taken): a network's containers share one instance",
+                        container.spec.cpu, container.spec.memory_mib
+                    );
+                    return self.fail(container, &reason).await;
+                }
+            }
+        }
         let decision = placement::place(
             &demand,
             &candidates,
@@ -113,17 +156,66 @@ impl Scheduler {
                     self.settings.instance_vcpus,
                     self.settings.instance_memory_mib
                 );
-                self.store
-                    .update_status(
-                        container.id,
-                        ContainerStatus::Creating,
-                        ContainerStatus::Error,
-                        Some(&reason),
-                    )
-                    .await?;
+                self.fail(container, &reason).await?;
             }
         }
         Ok(())
+    }
+
+    /// Ends an unplaceable container in `Error` with `reason`.
+    async fn fail(&self, container: &Container, reason: &str) -> Result<(), PassError> {
+        tracing::info!(container_id = %container.id, %reason, "container cannot be placed");
+        self.store
+            .update_status(
+                container.id,
+                ContainerStatus::Creating,
+                ContainerStatus::Error,
+                Some(reason),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The instance the container's networks already live on, if any.
+    /// Containers on instances that are going away (retiring, failed,
+    /// deleted) do not hold a network there.
+    async fn network_home(&self, container: &Container) -> Result<NetworkHome, PassError> {
+        let mut homes: BTreeMap<InstanceId, String> = BTreeMap::new();
+        for attachment in &container.spec.networks {
+            let name = match self.store.get_network(attachment.network).await? {
+                Some(n) => n.name,
+                None => attachment.network.hex(),
+            };
+            let others = self
+                .store
+                .containers_on_network(&container.project_id, attachment.network)
+                .await?;
+            for other in others.into_iter().filter(|c| c.id != container.id) {
+                let Some(instance) = other.instance_id else {
+                    continue;
+                };
+                if homes.contains_key(&instance) {
+                    continue;
+                }
+                let alive = match self.store.get_instance(&instance).await {
+                    Ok(i) => !matches!(i.status, InstanceStatus::Retiring | InstanceStatus::Error),
+                    Err(e) if e.kind() == ErrorKind::NotFound => false,
+                    Err(e) => return Err(e.into()),
+                };
+                if alive {
+                    homes.insert(instance, name.clone());
+                }
+            }
+        }
+        let mut homes = homes.into_iter();
+        Ok(match (homes.next(), homes.next()) {
+            (None, _) => NetworkHome::Anywhere,
+            (Some((instance, network)), None) => NetworkHome::On(instance, network),
+            (Some((a, na)), Some((b, nb))) => NetworkHome::Split(format!(
+                "its networks' containers run on different instances (network {na} on {a}, \
+                 network {nb} on {b}); a container may join networks whose containers share one instance"
+            )),
+        })
     }
 
     async fn set_reason(

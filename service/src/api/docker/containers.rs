@@ -21,7 +21,7 @@ use super::{DockerContext, DockerState, create};
 use crate::app::{
     AppError, ChangeEvent, ChangeKind, ConsoleOutput, ContainerAction, ContainerFilters,
     ContainerInfo, ContainerPatch, ContainerRef, DeleteOptions, ListParams, LogsParams,
-    MAX_LIST_LIMIT, Signal, SortDir, SortKey,
+    MAX_LIST_LIMIT, NetworkAttachment, Signal, SortDir, SortKey,
 };
 use crate::domain::{ContainerId, ContainerStatus};
 
@@ -179,7 +179,7 @@ fn image_of(names: &BTreeMap<String, String>, info: &ContainerInfo) -> String {
     names.get(image).cloned().unwrap_or_else(|| image.clone())
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, value: &Value) -> Response {
     let mut response = (status, value.to_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -202,9 +202,9 @@ pub async fn list(
     let query = query_map(raw);
     let filters = filters(&query)?;
     for key in filters.keys() {
-        if !matches!(key.as_str(), "status" | "label" | "name" | "id") {
+        if !matches!(key.as_str(), "status" | "label" | "name" | "id" | "network") {
             return Err(DockerError::Invalid(format!(
-                "invalid filter '{key}': Nest filters containers by status, label, name and id"
+                "invalid filter '{key}': Nest filters containers by status, label, name, id and network"
             )));
         }
     }
@@ -239,6 +239,15 @@ pub async fn list(
             && !ids
                 .iter()
                 .any(|i| docker_id(c.id).starts_with(&i.to_ascii_lowercase()))
+        {
+            continue;
+        }
+        if let Some(wanted) = filters.get("network")
+            && !info.networks.iter().any(|n| {
+                wanted
+                    .iter()
+                    .any(|w| *w == n.name || n.id.hex().starts_with(&w.to_ascii_lowercase()))
+            })
         {
             continue;
         }
@@ -311,7 +320,34 @@ pub async fn create(
     let body: create::CreateBody =
         serde_json::from_slice(&body).map_err(|e| DockerError::MalformedJson(e.to_string()))?;
     let name = query.get("name").filter(|n| !n.is_empty()).cloned();
-    let (mut new, image) = create::parse(body, name)?;
+    let create::Parsed {
+        mut new,
+        image,
+        networks,
+    } = create::parse(body, name)?;
+    for requested in networks {
+        let network = match state.app().network(&cx.call, &requested.reference).await {
+            Ok(info) => info.network,
+            // Not a 404: the CLI takes any 404 on create for a missing
+            // image and pulls (§1 #10).
+            Err(AppError::NetworkNotFound(name)) => {
+                return Err(DockerError::Invalid(format!(
+                    "network {name} not found: create it with docker network create {name} \
+                     (the instance's own networks, where ports are published, are chosen with \
+                     the label {}=<name>)",
+                    views::NETWORK_LABEL
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if new.spec.networks.iter().any(|n| n.network == network.id) {
+            continue;
+        }
+        new.spec.networks.push(NetworkAttachment {
+            network: network.id,
+            aliases: requested.aliases,
+        });
+    }
     let Some(spec_image) = resolve_image(&state, &cx, &image).await? else {
         return Err(DockerError::NoSuchImage(image));
     };

@@ -105,7 +105,7 @@ struct NetworkingConfig {
 }
 
 /// Whether a value is what the CLI sends for "not set".
-fn is_neutral(value: &Value) -> bool {
+pub(super) fn is_neutral(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Bool(b) => !b,
@@ -127,7 +127,10 @@ fn is_default(field: &str, value: &Value) -> bool {
     }
 }
 
-fn refuse_unsupported(scope: &str, rest: &BTreeMap<String, Value>) -> Result<(), DockerError> {
+pub(super) fn refuse_unsupported(
+    scope: &str,
+    rest: &BTreeMap<String, Value>,
+) -> Result<(), DockerError> {
     for (field, value) in rest {
         if is_neutral(value) || is_default(field, value) {
             continue;
@@ -166,10 +169,7 @@ fn parse_port_key(key: &str) -> Result<(u16, PortProtocol), DockerError> {
 ///
 /// # Errors
 /// [`DockerError::Invalid`] naming the field that cannot be honoured.
-pub fn parse(
-    body: CreateBody,
-    name: Option<String>,
-) -> Result<(NewContainer, String), DockerError> {
+pub fn parse(body: CreateBody, name: Option<String>) -> Result<Parsed, DockerError> {
     refuse_unsupported("", &body.rest)?;
     if body.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(invalid(
@@ -218,23 +218,12 @@ pub fn parse(
     {
         return Err(invalid("User must be a name or uid[:gid]"));
     }
-    if let Some(mode) = host.network_mode.as_deref()
-        && !matches!(mode, "" | "default" | "bridge")
-    {
-        return Err(DockerError::Invalid(format!(
-            "network mode {mode:?} is not supported by Nest: containers run on their instance's \
-             default network; choose the network of published ports with the label {NETWORK_LABEL}=<name>"
-        )));
-    }
-    if let Some(endpoints) = &body.networking_config.and_then(|n| n.endpoints_config)
-        && let Some(other) = endpoints
-            .keys()
-            .find(|k| !matches!(k.as_str(), "default" | "bridge"))
-    {
-        return Err(DockerError::Invalid(format!(
-            "network {other:?}: user-defined networks are not supported by Nest"
-        )));
-    }
+    let networks = requested_networks(
+        host.network_mode.as_deref(),
+        body.networking_config
+            .and_then(|n| n.endpoints_config)
+            .unwrap_or_default(),
+    )?;
     if host.publish_all_ports {
         return Err(invalid(
             "PublishAllPorts (-P) is not supported by Nest: publish each port with -p HOST:CONTAINER",
@@ -326,8 +315,8 @@ pub fn parse(
         body.attach_stderr,
         host.console_size,
     );
-    Ok((
-        NewContainer {
+    Ok(Parsed {
+        new: NewContainer {
             name,
             spec: ContainerSpec {
                 image: image.clone(),
@@ -351,7 +340,117 @@ pub fn parse(
             },
         },
         image,
-    ))
+        networks,
+    })
+}
+
+/// What a create body asks for: the container, the image reference to
+/// resolve, and the user-defined networks to resolve (by name or id).
+#[derive(Debug)]
+pub struct Parsed {
+    /// The container, its image and networks not resolved yet.
+    pub new: NewContainer,
+    /// The image reference as given.
+    pub image: String,
+    /// The networks it joins, the primary one first.
+    pub networks: Vec<RequestedNetwork>,
+}
+
+/// A network a create names, with the container's aliases on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedNetwork {
+    /// Its name or id, as given.
+    pub reference: String,
+    /// `--network-alias`.
+    pub aliases: Vec<String>,
+}
+
+/// One entry of `NetworkingConfig.EndpointsConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointSettings {
+    aliases: Option<Vec<String>>,
+    #[serde(flatten)]
+    rest: BTreeMap<String, Value>,
+}
+
+/// Most aliases a container has on one network.
+pub const MAX_ALIASES: usize = 16;
+
+/// Checks a network alias: a DNS-style name, as the agent also checks.
+pub fn check_alias(alias: &str) -> Result<(), DockerError> {
+    let valid = (1..=253).contains(&alias.len())
+        && !alias.starts_with(['.', '-'])
+        && alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(DockerError::Invalid(format!(
+            "invalid network alias {alias:?}: 1 to 253 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+        )))
+    }
+}
+
+fn is_default_network(name: &str) -> bool {
+    matches!(name, "" | "default" | "bridge")
+}
+
+/// The user-defined networks of `HostConfig.NetworkMode` and
+/// `NetworkingConfig.EndpointsConfig`, the mode's first.
+fn requested_networks(
+    mode: Option<&str>,
+    endpoints: BTreeMap<String, Value>,
+) -> Result<Vec<RequestedNetwork>, DockerError> {
+    let mode = mode.unwrap_or_default();
+    if mode == "host" || mode == "none" || mode.starts_with("container:") {
+        return Err(DockerError::Invalid(format!(
+            "network mode {mode:?} is not supported by Nest: containers run on their instance's \
+             default network or on a network made with docker network create; choose the network \
+             of published ports with the label {NETWORK_LABEL}=<name>"
+        )));
+    }
+    let mut requested: Vec<RequestedNetwork> = Vec::new();
+    if !is_default_network(mode) {
+        requested.push(RequestedNetwork {
+            reference: mode.to_owned(),
+            aliases: Vec::new(),
+        });
+    }
+    for (name, value) in endpoints {
+        let settings: EndpointSettings = serde_json::from_value(value)
+            .map_err(|e| invalid(format!("NetworkingConfig.EndpointsConfig.{name}: {e}")))?;
+        refuse_unsupported(
+            &format!("NetworkingConfig.EndpointsConfig.{name}"),
+            &settings.rest,
+        )?;
+        let aliases = settings.aliases.unwrap_or_default();
+        if is_default_network(&name) {
+            if !aliases.is_empty() {
+                return Err(invalid(
+                    "network-scoped aliases are only supported for user-defined networks",
+                ));
+            }
+            continue;
+        }
+        if aliases.len() > MAX_ALIASES {
+            return Err(DockerError::Invalid(format!(
+                "network {name}: at most {MAX_ALIASES} aliases"
+            )));
+        }
+        for alias in &aliases {
+            check_alias(alias)?;
+        }
+        match requested.iter_mut().find(|r| r.reference == name) {
+            Some(r) => r.aliases = aliases,
+            None => requested.push(RequestedNetwork {
+                reference: name,
+                aliases,
+            }),
+        }
+    }
+    Ok(requested)
 }
 
 #[cfg(test)]
@@ -374,9 +473,10 @@ mod tests {
                 "LogConfig": {"Type": "", "Config": {}}, "ConsoleSize": [0, 0], "NetworkMode": "default"},
             "NetworkingConfig": {"EndpointsConfig": {"default": {"MacAddress": ""}}}
         }));
-        let (new, image) = parse(b, Some("n1".into())).expect("accepted");
-        assert_eq!(image, "img:1");
-        let spec = new.spec;
+        let parsed = parse(b, Some("n1".into())).expect("accepted");
+        assert_eq!(parsed.image, "img:1");
+        assert!(parsed.networks.is_empty());
+        let spec = parsed.new.spec;
         assert_eq!(spec.memory_mib, 64);
         assert!((spec.cpu - 0.5).abs() < 1e-9);
         assert_eq!(spec.user.as_deref(), Some("1000"));
@@ -429,5 +529,56 @@ mod tests {
             "restart policy",
         );
         refused(serde_json::json!({}), "Image is required");
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"NetworkMode": "host"}}),
+            "network mode",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "HostConfig": {"NetworkMode": "n"},
+                "NetworkingConfig": {"EndpointsConfig": {"n": {"Aliases": ["bad alias"]}}}}),
+            "invalid network alias",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "NetworkingConfig": {"EndpointsConfig":
+                {"n": {"IPAMConfig": {"IPv4Address": "10.0.0.9"}}}}}),
+            "EndpointsConfig.n.IPAMConfig",
+        );
+        refused(
+            serde_json::json!({"Image": "i", "NetworkingConfig": {"EndpointsConfig":
+                {"bridge": {"Aliases": ["x"]}}}}),
+            "user-defined networks",
+        );
+    }
+
+    #[test]
+    fn networks_come_from_the_mode_and_the_endpoints_with_their_aliases() {
+        let b = body(serde_json::json!({
+            "Image": "i",
+            "HostConfig": {"NetworkMode": "proj_default"},
+            "NetworkingConfig": {"EndpointsConfig": {
+                "proj_default": {"Aliases": ["web"], "IPAMConfig": {}, "Links": null},
+                "back": {"Aliases": ["db", "db.local"]}
+            }}
+        }));
+        let parsed = parse(b, None).expect("accepted");
+        assert_eq!(
+            parsed.networks,
+            vec![
+                RequestedNetwork {
+                    reference: "proj_default".into(),
+                    aliases: vec!["web".into()]
+                },
+                RequestedNetwork {
+                    reference: "back".into(),
+                    aliases: vec!["db".into(), "db.local".into()]
+                },
+            ]
+        );
+        let plain = parse(
+            body(serde_json::json!({"Image": "i", "HostConfig": {"NetworkMode": "bridge"}})),
+            None,
+        )
+        .expect("accepted");
+        assert!(plain.networks.is_empty());
     }
 }

@@ -53,6 +53,10 @@ pub enum DockerError {
     /// The container is in the wrong state for the request.
     #[error("{0}")]
     Conflict(String),
+    /// dockerd's 403: the request is understood but refused (a network
+    /// that containers are still on).
+    #[error("{0}")]
+    Forbidden(String),
     /// No credential, or one that is not accepted.
     #[error("{}", auth_message(.0))]
     Auth(#[source] AuthError),
@@ -87,6 +91,7 @@ impl DockerError {
             | Self::NoSuchExec(_)
             | Self::NoSuchImage(_) => ErrorKind::NotFound,
             Self::NameInUse(_) | Self::Conflict(_) => ErrorKind::Conflict,
+            Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::Auth(e) => e.kind(),
             Self::App(e) => e.kind(),
         }

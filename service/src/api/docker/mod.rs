@@ -19,7 +19,9 @@
 //!   stats, rename, update;
 //! - `views`: the container JSON the CLI reads (`ps`, `inspect`);
 //! - `streams`: attach and exec as hijacked connections;
-//! - `images`: images and pulls (the project's stored images), `load`.
+//! - `images`: images and pulls (the project's stored images), `load`;
+//! - `networks`: user-defined networks (`docker network`, compose's
+//!   project network).
 //!
 //! Request path, outermost first: Docker headers → version prefix →
 //! authentication (client certificate, else `X-Auth-Token`) → routing →
@@ -30,6 +32,7 @@ mod create;
 pub mod error;
 mod images;
 pub mod listener;
+mod networks;
 mod streams;
 mod system;
 mod views;
@@ -222,8 +225,15 @@ pub fn router(state: DockerState) -> Router {
             "/images/{*name}",
             get(images::inspect).delete(images::remove),
         )
-        .route("/networks", get(system::networks))
-        .route("/networks/{id}", get(system::network))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes", get(system::volumes))
         .route("/volumes/{name}", get(system::volume))
         .route("/build", any(system::unsupported_build))

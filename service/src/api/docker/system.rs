@@ -378,31 +378,6 @@ pub async fn disk_usage(
     })))
 }
 
-/// `GET /networks`: the instances' networks Nest publishes on.
-pub async fn networks(
-    State(state): State<DockerState>,
-    cx: DockerContext,
-) -> Result<Response, DockerError> {
-    let hosts = state.app().list_hosts(&cx.call).await?;
-    let mut names: Vec<String> = hosts
-        .iter()
-        .flat_map(|h| h.instance.addresses.keys().cloned())
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(json_ok(&Value::Array(
-        names
-            .into_iter()
-            .map(|n| json!({"Name": n, "Id": n, "Driver": "nest", "Scope": "local", "Labels": {}}))
-            .collect(),
-    )))
-}
-
-/// `GET /networks/{id}`: Nest has no Docker networks to inspect.
-pub async fn network(_cx: DockerContext, Path(id): Path<String>) -> DockerError {
-    DockerError::NotFound(format!("network {id} not found"))
-}
-
 /// `GET /volumes`: Nest offers no volumes.
 pub async fn volumes(_cx: DockerContext) -> Response {
     json_ok(&json!({"Volumes": [], "Warnings": []}))

@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::app::ContainerInfo;
-use crate::domain::{ContainerId, ContainerStatus, PublishedPort, RestartPolicyName};
+use crate::domain::{
+    ContainerId, ContainerStatus, NetworkAttachment, PublishedPort, RestartPolicyName,
+};
 
 /// The label that names the network a container's ports are published on
 /// (the docker CLI refuses a network name in `-p`, §6).
@@ -142,9 +144,63 @@ fn port_bindings(info: &ContainerInfo) -> Value {
     Value::Object(map)
 }
 
+/// A container's short id, which the engine also answers for on its
+/// user-defined networks (docker-compose checks for it).
+pub fn short_id(id: ContainerId) -> String {
+    docker_id(id)[..12].to_owned()
+}
+
+/// The aliases a container answers to on one of its networks, as
+/// `NetworkSettings.Networks.*.Aliases` lists them.
+pub fn network_aliases(info: &ContainerInfo, attachment: &NetworkAttachment) -> Vec<String> {
+    let mut aliases = attachment.aliases.clone();
+    let short = short_id(info.container.id);
+    if !aliases.contains(&short) {
+        aliases.push(short);
+    }
+    aliases
+}
+
+/// `HostConfig.NetworkMode`: the primary user-defined network's name, or
+/// `default`.
+pub fn network_mode(info: &ContainerInfo) -> String {
+    info.container
+        .spec
+        .networks
+        .first()
+        .and_then(|a| info.networks.iter().find(|n| n.id == a.network))
+        .map_or_else(|| "default".to_owned(), |n| n.name.clone())
+}
+
+/// `NetworkSettings.Networks`: the user-defined networks the container
+/// joined, then its instance's networks with their addresses (where its
+/// published ports answer).
 fn networks(info: &ContainerInfo) -> Value {
     let mut map = serde_json::Map::new();
+    for attachment in &info.container.spec.networks {
+        let Some(network) = info.networks.iter().find(|n| n.id == attachment.network) else {
+            continue;
+        };
+        map.insert(
+            network.name.clone(),
+            json!({
+                "NetworkID": network.id.hex(),
+                "EndpointID": "",
+                "Aliases": network_aliases(info, attachment),
+                "DNSNames": network_aliases(info, attachment),
+                "IPAddress": "",
+                "IPPrefixLen": 0,
+                "Gateway": "",
+                "MacAddress": "",
+                "Links": Value::Null,
+                "IPAMConfig": Value::Null,
+            }),
+        );
+    }
     for (network, address) in &info.addresses {
+        if map.contains_key(network) {
+            continue;
+        }
         map.insert(
             network.clone(),
             json!({
@@ -221,7 +277,7 @@ pub fn summary(info: &ContainerInfo, image: &str, now: i64) -> Value {
         "Labels": labels(info),
         "State": state_word(c.status),
         "Status": status_text(info, now),
-        "HostConfig": {"NetworkMode": "default"},
+        "HostConfig": {"NetworkMode": network_mode(info)},
         "NetworkSettings": {"Networks": networks(info)},
         "Mounts": [],
     })
@@ -313,7 +369,7 @@ pub fn inspect(info: &ContainerInfo, image: &str) -> Value {
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": retries},
             "Memory": memory_bytes,
             "NanoCpus": nano_cpus,
-            "NetworkMode": "default",
+            "NetworkMode": network_mode(info),
             "Privileged": false,
         },
         "NetworkSettings": {

@@ -188,7 +188,10 @@ impl ApiError {
                 AppError::ExecNotFound(_) => "exec-not-found",
                 AppError::ActionNotFound(_) => "resource-not-found",
                 AppError::HostNotFound(_) => "compute-host-not-found",
-                AppError::CertificateNotFound(_) | AppError::NotEnabled(_) => "resource-not-found",
+                AppError::CertificateNotFound(_)
+                | AppError::NetworkNotFound(_)
+                | AppError::NotEnabled(_) => "resource-not-found",
+                AppError::NetworkNameInUse(_) | AppError::NetworkInUse { .. } => "conflict",
                 AppError::AmbiguousName(_) => "conflict",
                 AppError::NameInUse(_) => "container-already-exists",
                 AppError::InvalidState { .. } => "invalid-state-exception",
