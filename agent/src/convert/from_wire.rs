@@ -15,9 +15,9 @@ use super::ConvertError;
 use crate::model::{
     AttachStream, Command, CommandId, CommandRequest, ContainerSpec, ContainerUuid,
     CreateContainer, EnvVar, ExecCapture, ExecStream, Failure, HelloAck, Inbound, KillContainer,
-    Label, LogsRequest, PortBinding, Protocol, PullImage, RemoveContainer, RenewOutcome,
-    RestartPolicy, StopContainer, StreamId, StreamInput, StreamOpen, StreamOpenRequest,
-    TerminalSize, Top, UpdateResources,
+    Label, LogsRequest, MAX_ALIASES, MAX_NETWORKS, NetworkAlias, NetworkAttachment, NetworkId,
+    PortBinding, Protocol, PullImage, RemoveContainer, RenewOutcome, RestartPolicy, StopContainer,
+    StreamId, StreamInput, StreamOpen, StreamOpenRequest, TerminalSize, Top, UpdateResources,
 };
 
 /// A message from the relay in the agent's terms; `None` when it carries
@@ -121,14 +121,14 @@ fn command(kind: command::Kind) -> Result<Command, ConvertError> {
             reference: p.reference,
             registry_auth: non_empty(p.registry_auth).map(Secret::new),
         }),
-        command::Kind::Create(c) => Command::Create(CreateContainer {
+        command::Kind::Create(c) => Command::Create(Box::new(CreateContainer {
             spec: container_spec(
                 c.spec
                     .ok_or_else(|| ConvertError::invalid("spec", "is missing"))?,
             )?,
             start: c.start,
             pull_missing: c.pull_missing,
-        }),
+        })),
         command::Kind::Start(r) => Command::Start(uuid("uuid", &r.uuid)?),
         command::Kind::Stop(s) => Command::Stop(stop(s)?),
         command::Kind::Kill(k) => Command::Kill(KillContainer {
@@ -191,6 +191,7 @@ fn container_spec(spec: proto::ContainerSpec) -> Result<ContainerSpec, ConvertEr
         .map(|(i, port)| port_binding(i, port))
         .collect::<Result<_, _>>()?;
     let restart_policy = restart_policy(spec.restart_policy, spec.restart_max_retries)?;
+    let networks = networks(spec.networks)?;
     Ok(ContainerSpec {
         uuid,
         name: non_empty(spec.name),
@@ -216,7 +217,61 @@ fn container_spec(spec: proto::ContainerSpec) -> Result<ContainerSpec, ConvertEr
         open_stdin: spec.open_stdin,
         stdin_once: spec.open_stdin && spec.stdin_once,
         user: non_empty(spec.user),
+        networks,
     })
+}
+
+/// The networks a container joins: at most [`MAX_NETWORKS`], each once,
+/// each with at most [`MAX_ALIASES`] aliases that are plain names (they
+/// become engine arguments).
+fn networks(
+    networks: Vec<proto::NetworkAttachment>,
+) -> Result<Vec<NetworkAttachment>, ConvertError> {
+    if networks.len() > MAX_NETWORKS {
+        return Err(ConvertError::invalid(
+            "spec.networks",
+            format!(
+                "names {} networks; at most {MAX_NETWORKS} are allowed",
+                networks.len()
+            ),
+        ));
+    }
+    let mut read: Vec<NetworkAttachment> = Vec::with_capacity(networks.len());
+    for (i, attachment) in networks.into_iter().enumerate() {
+        let field = |name: &str| format!("spec.networks[{i}].{name}");
+        let network = NetworkId::parse(&attachment.network_id)
+            .map_err(|err| ConvertError::invalid(field("network_id"), err.to_string()))?;
+        if let Some(first) = read.iter().position(|n| n.network == network) {
+            return Err(ConvertError::invalid(
+                field("network_id"),
+                format!("repeats spec.networks[{first}]; a container joins a network once"),
+            ));
+        }
+        if attachment.aliases.len() > MAX_ALIASES {
+            return Err(ConvertError::invalid(
+                field("aliases"),
+                format!(
+                    "holds {} aliases; at most {MAX_ALIASES} are allowed",
+                    attachment.aliases.len()
+                ),
+            ));
+        }
+        let aliases = attachment
+            .aliases
+            .iter()
+            .enumerate()
+            .map(|(j, alias)| {
+                NetworkAlias::parse(alias).map_err(|err| {
+                    ConvertError::invalid(
+                        format!("spec.networks[{i}].aliases[{j}]"),
+                        err.to_string(),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        read.push(NetworkAttachment { network, aliases });
+    }
+    Ok(read)
 }
 
 fn port_binding(i: usize, port: proto::PortBinding) -> Result<PortBinding, ConvertError> {
@@ -476,7 +531,10 @@ mod tests {
             open_stdin: true,
             user: "nobody".to_owned(),
             stdin_once: true,
-            networks: vec![],
+            networks: vec![proto::NetworkAttachment {
+                network_id: NET_A.to_owned(),
+                aliases: vec!["db".to_owned(), "db.internal".to_owned()],
+            }],
         };
         let Ok(Command::Create(create)) = read_command(Some(create(spec))).command else {
             panic!("expected a create");
@@ -507,6 +565,115 @@ mod tests {
         );
         assert!(spec.tty && spec.open_stdin && spec.stdin_once);
         assert_eq!(spec.user.as_deref(), Some("nobody"));
+        assert_eq!(spec.networks.len(), 1);
+        assert_eq!(spec.networks[0].network.as_str(), NET_A);
+        let aliases: Vec<&str> = spec.networks[0]
+            .aliases
+            .iter()
+            .map(NetworkAlias::as_str)
+            .collect();
+        assert_eq!(aliases, ["db", "db.internal"]);
+    }
+
+    const NET_A: &str = "0123456789abcdef0123456789abcdef";
+    const NET_B: &str = "fedcba9876543210fedcba9876543210";
+
+    fn attachment(id: &str, aliases: &[&str]) -> proto::NetworkAttachment {
+        proto::NetworkAttachment {
+            network_id: id.to_owned(),
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn networks_keep_their_order_and_may_be_none() {
+        let read = |networks| {
+            let spec = proto::ContainerSpec {
+                networks,
+                ..wire_spec()
+            };
+            let Ok(Command::Create(create)) = read_command(Some(create(spec))).command else {
+                panic!("expected a create");
+            };
+            create.spec.networks
+        };
+        assert!(read(vec![]).is_empty());
+        let two = read(vec![attachment(NET_B, &[]), attachment(NET_A, &["web"])]);
+        let ids: Vec<&str> = two.iter().map(|n| n.network.as_str()).collect();
+        assert_eq!(ids, [NET_B, NET_A]);
+        assert!(two[0].aliases.is_empty());
+        assert_eq!(two[1].aliases[0].as_str(), "web");
+        let most: Vec<_> = (0..MAX_NETWORKS)
+            .map(|i| attachment(&format!("{i:032x}"), &[]))
+            .collect();
+        assert_eq!(read(most).len(), MAX_NETWORKS);
+    }
+
+    #[test]
+    fn malformed_networks_are_refused_naming_the_field() {
+        let with = |networks: Vec<proto::NetworkAttachment>| {
+            refusal(create(proto::ContainerSpec {
+                networks,
+                ..wire_spec()
+            }))
+        };
+        assert_eq!(
+            with(vec![attachment(&NET_A.to_uppercase(), &[])]),
+            "invalid spec.networks[0].network_id: must be exactly 32 lowercase hex digits"
+        );
+        assert_eq!(
+            with(vec![attachment(NET_A, &[]), attachment("", &[])]),
+            "invalid spec.networks[1].network_id: must be exactly 32 lowercase hex digits"
+        );
+        assert_eq!(
+            with(vec![attachment(&format!("{NET_A}/x"), &[])]),
+            "invalid spec.networks[0].network_id: must be exactly 32 lowercase hex digits"
+        );
+        assert_eq!(
+            with(vec![
+                attachment(NET_A, &[]),
+                attachment(NET_B, &[]),
+                attachment(NET_A, &["x"])
+            ]),
+            "invalid spec.networks[2].network_id: repeats spec.networks[0]; a container joins a network once"
+        );
+        let too_many: Vec<_> = (0..=MAX_NETWORKS)
+            .map(|i| attachment(&format!("{i:032x}"), &[]))
+            .collect();
+        assert_eq!(
+            with(too_many),
+            "invalid spec.networks: names 9 networks; at most 8 are allowed"
+        );
+        let many_aliases: Vec<String> = (0..=MAX_ALIASES).map(|i| format!("a{i}")).collect();
+        let many_aliases: Vec<&str> = many_aliases.iter().map(String::as_str).collect();
+        assert_eq!(
+            with(vec![attachment(NET_A, &many_aliases)]),
+            "invalid spec.networks[0].aliases: holds 17 aliases; at most 16 are allowed"
+        );
+        assert_eq!(
+            with(vec![attachment(NET_A, &["web", ""])]),
+            "invalid spec.networks[0].aliases[1]: must not be empty"
+        );
+        assert_eq!(
+            with(vec![attachment(NET_A, &["--privileged"])]),
+            "invalid spec.networks[0].aliases[0]: must not start with '-'"
+        );
+        assert_eq!(
+            with(vec![attachment(NET_A, &[".hidden"])]),
+            "invalid spec.networks[0].aliases[0]: must not start with '.'"
+        );
+        assert_eq!(
+            with(vec![attachment(NET_B, &[]), attachment(NET_A, &["a b"])]),
+            "invalid spec.networks[1].aliases[0]: holds ' '; only ASCII letters, digits, '-', '_' and '.' are allowed"
+        );
+        assert_eq!(
+            with(vec![attachment(NET_A, &["x/../y"])]),
+            "invalid spec.networks[0].aliases[0]: holds '/'; only ASCII letters, digits, '-', '_' and '.' are allowed"
+        );
+        assert_eq!(
+            with(vec![attachment(NET_A, &[&"a".repeat(254)])]),
+            "invalid spec.networks[0].aliases[0]: is 254 characters long; at most 253 are allowed"
+        );
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub enum Command {
     Ping,
     /// Pull an image from its registry.
     PullImage(PullImage),
-    /// Create (and maybe start) a container.
-    Create(CreateContainer),
+    /// Create (and maybe start) a container; boxed, since a spec is far
+    /// larger than any other command.
+    Create(Box<CreateContainer>),
     /// Start a container.
     Start(ContainerUuid),
     /// Stop a container.

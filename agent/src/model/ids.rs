@@ -1,5 +1,5 @@
-//! The identifiers the agent is handed: Nest's container uuid, and the ids
-//! of one session's commands and streams.
+//! The identifiers the agent is handed: Nest's container uuid and network
+//! id, and the ids of one session's commands and streams.
 
 use std::fmt;
 
@@ -64,6 +64,47 @@ impl fmt::Display for ContainerUuid {
     }
 }
 
+/// Nest's id of a user-defined network: exactly 32 lowercase hex digits.
+///
+/// It ends up in the engine network's name (`nest-<id>`) and in URL paths,
+/// so nothing else is accepted, not even the same id in upper case.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkId(String);
+
+/// Length of a [`NetworkId`].
+pub const NETWORK_ID_LEN: usize = 32;
+
+/// Why a string is not a [`NetworkId`]. The message completes
+/// "invalid `field`: ...".
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be exactly {NETWORK_ID_LEN} lowercase hex digits")]
+pub struct NetworkIdError;
+
+impl NetworkId {
+    /// Checks and wraps a network id.
+    ///
+    /// # Errors
+    /// [`NetworkIdError`] for anything but 32 characters of `[0-9a-f]`.
+    pub fn parse(id: &str) -> Result<Self, NetworkIdError> {
+        if id.len() != NETWORK_ID_LEN || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(NetworkIdError);
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The relay's id of one command within a session; its result names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CommandId(pub u64);
@@ -105,5 +146,22 @@ mod tests {
             ContainerUuid::parse(&"a".repeat(MAX_UUID_LEN + 1)),
             Err(ContainerUuidError::TooLong(MAX_UUID_LEN + 1))
         );
+    }
+
+    #[test]
+    fn network_ids_are_exactly_32_lowercase_hex_digits() {
+        let id = NetworkId::parse("0123456789abcdef0123456789abcdef").expect("valid");
+        assert_eq!(id.to_string(), "0123456789abcdef0123456789abcdef");
+        for bad in [
+            "",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789ABCDEF0123456789abcdef",
+            "0123456789abcdef0123456789abcdeg",
+            "01234567-89ab-cdef-0123-456789abcdef",
+            "../../containers/x/json?a=bbbbbbb",
+        ] {
+            assert_eq!(NetworkId::parse(bad), Err(NetworkIdError), "{bad:?}");
+        }
     }
 }

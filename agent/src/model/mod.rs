@@ -12,8 +12,8 @@
 //!
 //! Nothing here does I/O or knows bollard or protobuf.
 //!
-//! - `ids.rs`: [`ContainerUuid`], [`CommandId`], [`StreamId`];
-//! - `spec.rs`: [`ContainerSpec`] and its parts;
+//! - `ids.rs`: [`ContainerUuid`], [`NetworkId`], [`CommandId`], [`StreamId`];
+//! - `spec.rs`: [`ContainerSpec`] and its parts, [`NetworkAttachment`] among them;
 //! - `command.rs`: [`Command`], its bodies and [`CommandOutput`];
 //! - `stream.rs`: [`StreamOpen`], [`StreamInput`] and [`StreamOutput`];
 //! - `report.rs`: [`ContainerState`], [`ContainerEvent`] and the results;
@@ -30,13 +30,19 @@ pub use command::{
     Command, CommandOutput, CommandRequest, CreateContainer, ExecCapture, KillContainer, PullImage,
     RemoveContainer, StopContainer, Top, UpdateResources,
 };
-pub use ids::{CommandId, ContainerUuid, ContainerUuidError, MAX_UUID_LEN, StreamId};
+pub use ids::{
+    CommandId, ContainerUuid, ContainerUuidError, MAX_UUID_LEN, NETWORK_ID_LEN, NetworkId,
+    NetworkIdError, StreamId,
+};
 pub use report::{
     ContainerEvent, ContainerState, EngineStatus, ExecCaptured, Failure, ImagePulled, Pong,
     StatsResult, TopResult,
 };
 pub use session::{Hello, HelloAck, Inbound, Outbound, RenewOutcome};
-pub use spec::{ContainerSpec, EnvVar, Label, PortBinding, Protocol, RestartPolicy};
+pub use spec::{
+    ContainerSpec, EnvVar, Label, MAX_ALIAS_LEN, MAX_ALIASES, MAX_NETWORKS, NetworkAlias,
+    NetworkAliasError, NetworkAttachment, PortBinding, Protocol, RestartPolicy,
+};
 pub use stream::{
     AttachStream, Chunk, ExecStream, LogsRequest, OutputKind, StreamInput, StreamOpen,
     StreamOpenRequest, StreamOutput, TerminalSize,

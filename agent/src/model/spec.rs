@@ -8,7 +8,9 @@
 use std::net::IpAddr;
 use std::num::NonZeroU16;
 
-use super::ContainerUuid;
+use std::fmt;
+
+use super::{ContainerUuid, NetworkId};
 
 /// Everything `docker run` needs, in Nest's terms. The Docker module adds
 /// its own ownership labels; a spec may not set labels under `nest.`.
@@ -50,6 +52,10 @@ pub struct ContainerSpec {
     pub stdin_once: bool,
     /// User to run as; `None` means the image's.
     pub user: Option<String>,
+    /// User-defined networks the container joins, the first as its
+    /// primary one; empty means the engine's default bridge. The wire
+    /// conversion keeps this to [`MAX_NETWORKS`] distinct networks.
+    pub networks: Vec<NetworkAttachment>,
 }
 
 impl ContainerSpec {
@@ -74,7 +80,83 @@ impl ContainerSpec {
             open_stdin: false,
             stdin_once: false,
             user: None,
+            networks: Vec::new(),
         }
+    }
+}
+
+/// Most user-defined networks one container may join.
+pub const MAX_NETWORKS: usize = 8;
+/// Most aliases a container may have on one network.
+pub const MAX_ALIASES: usize = 16;
+/// Longest alias: a DNS name.
+pub const MAX_ALIAS_LEN: usize = 253;
+
+/// A container's place on one user-defined network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkAttachment {
+    /// The network.
+    pub network: NetworkId,
+    /// Names the network's other containers resolve to this one, beside
+    /// its engine name and its spec's name. At most [`MAX_ALIASES`].
+    pub aliases: Vec<NetworkAlias>,
+}
+
+/// A name the engine's resolver answers with a container's address on one
+/// network: 1 to [`MAX_ALIAS_LEN`] characters of `[A-Za-z0-9_.-]`, not
+/// starting with `.` or `-`, so it is a name and never an option or a path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkAlias(String);
+
+/// Why a string is not a [`NetworkAlias`]. The messages complete
+/// "invalid `field`: ...".
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetworkAliasError {
+    /// The alias is empty.
+    #[error("must not be empty")]
+    Empty,
+    /// The alias is longer than [`MAX_ALIAS_LEN`].
+    #[error("is {0} characters long; at most {MAX_ALIAS_LEN} are allowed")]
+    TooLong(usize),
+    /// The alias holds a character outside `[A-Za-z0-9_.-]`.
+    #[error("holds {0:?}; only ASCII letters, digits, '-', '_' and '.' are allowed")]
+    BadCharacter(char),
+    /// The alias starts with `.` or `-`.
+    #[error("must not start with {0:?}")]
+    BadStart(char),
+}
+
+impl NetworkAlias {
+    /// Checks and wraps an alias.
+    ///
+    /// # Errors
+    /// [`NetworkAliasError`] saying what is wrong with it.
+    pub fn parse(alias: &str) -> Result<Self, NetworkAliasError> {
+        let first = alias.chars().next().ok_or(NetworkAliasError::Empty)?;
+        if alias.len() > MAX_ALIAS_LEN {
+            return Err(NetworkAliasError::TooLong(alias.len()));
+        }
+        if let Some(bad) = alias
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(NetworkAliasError::BadCharacter(bad));
+        }
+        if matches!(first, '.' | '-') {
+            return Err(NetworkAliasError::BadStart(first));
+        }
+        Ok(Self(alias.to_owned()))
+    }
+
+    /// The alias as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NetworkAlias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -134,4 +216,46 @@ pub enum RestartPolicy {
     },
     /// Always restart, unless the container was stopped on purpose.
     UnlessStopped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_names_and_nothing_else() {
+        for good in ["web", "db.internal", "a", "My_Service-1", "1st"] {
+            assert_eq!(
+                NetworkAlias::parse(good).map(|a| a.to_string()),
+                Ok(good.to_owned())
+            );
+        }
+        let longest = "a".repeat(MAX_ALIAS_LEN);
+        assert!(NetworkAlias::parse(&longest).is_ok());
+        assert_eq!(NetworkAlias::parse(""), Err(NetworkAliasError::Empty));
+        assert_eq!(
+            NetworkAlias::parse(&format!("{longest}a")),
+            Err(NetworkAliasError::TooLong(MAX_ALIAS_LEN + 1))
+        );
+        assert_eq!(
+            NetworkAlias::parse("-rm"),
+            Err(NetworkAliasError::BadStart('-'))
+        );
+        assert_eq!(
+            NetworkAlias::parse(".."),
+            Err(NetworkAliasError::BadStart('.'))
+        );
+        assert_eq!(
+            NetworkAlias::parse("a/b"),
+            Err(NetworkAliasError::BadCharacter('/'))
+        );
+        assert_eq!(
+            NetworkAlias::parse("a b"),
+            Err(NetworkAliasError::BadCharacter(' '))
+        );
+        assert_eq!(
+            NetworkAlias::parse("caf\u{e9}"),
+            Err(NetworkAliasError::BadCharacter('\u{e9}'))
+        );
+    }
 }

@@ -74,7 +74,7 @@ pub async fn run(engine: &Engine, command: Command) -> Result<CommandOutput, Doc
                 .pull_image(&p.reference, p.registry_auth.as_ref())
                 .await?,
         ),
-        Command::Create(c) => Out::Container(engine.create(c).await?),
+        Command::Create(c) => Out::Container(engine.create(*c).await?),
         Command::Start(uuid) => Out::Container(engine.start(&uuid).await?),
         Command::Stop(s) => Out::Container(engine.stop(&s.uuid, s.timeout).await?),
         Command::Kill(k) => Out::Container(engine.kill(&k.uuid, k.signal.as_deref()).await?),
