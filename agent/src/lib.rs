@@ -90,6 +90,16 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let Some(engine) = connect_engine(&config, &shutdown, &mut backoff).await? else {
         return Ok(());
     };
+    // A crash between a container's removal and its network's leaves an
+    // empty network behind; nothing else would ever remove it.
+    match engine
+        .remove_unused_networks(docker::NETWORK_SWEEP_GRACE)
+        .await
+    {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed networks no container was on"),
+        Err(e) => tracing::warn!(error = %error_chain(&e), "could not look for unused networks"),
+    }
     let Some(mut credentials) = credentials(&config, &ca_pem, &shutdown, &mut backoff).await?
     else {
         return Ok(());

@@ -23,8 +23,8 @@ use futures_util::{Stream, StreamExt};
 use nest_agent::docker::{DockerError, Engine, MAX_CHUNK_BYTES};
 use nest_agent::model::{
     AttachStream, Chunk, ContainerEvent, ContainerSpec, ContainerUuid, CreateContainer,
-    EngineStatus, EnvVar, ExecCapture, ExecCaptured, ExecStream, Label, LogsRequest, OutputKind,
-    PortBinding, Protocol, TerminalSize,
+    EngineStatus, EnvVar, ExecCapture, ExecCaptured, ExecStream, Label, LogsRequest, NetworkAlias,
+    NetworkAttachment, NetworkId, OutputKind, PortBinding, Protocol, TerminalSize,
 };
 use nest_core::ErrorKind;
 use nest_core::ids::InstanceId;
@@ -121,6 +121,66 @@ impl Drop for Cleanup {
                 .output();
         }
     }
+}
+
+/// A network id no other test (or test run) uses.
+fn unique_network() -> NetworkId {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let id = format!(
+        "{:08x}{:08x}{:08x}{:08x}",
+        now.as_secs() & 0xffff_ffff,
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff,
+        now.subsec_nanos()
+    );
+    NetworkId::parse(&id).expect("valid network id")
+}
+
+fn on_network(network: &NetworkId, aliases: &[&str]) -> NetworkAttachment {
+    NetworkAttachment {
+        network: network.clone(),
+        aliases: aliases
+            .iter()
+            .map(|a| NetworkAlias::parse(a).expect("valid alias"))
+            .collect(),
+    }
+}
+
+/// Removes the named engine networks when dropped, even on panic; declare
+/// it before the containers' [`Cleanup`], so that it runs after it.
+struct NetworkCleanup(Vec<String>);
+
+impl NetworkCleanup {
+    fn of(networks: &[&NetworkId]) -> Self {
+        Self(networks.iter().map(|n| format!("nest-{n}")).collect())
+    }
+}
+
+impl Drop for NetworkCleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["network", "rm", name])
+                .output();
+        }
+    }
+}
+
+/// The labels of the engine network `nest-<id>`, or `None` when there is
+/// no such network.
+fn engine_network(id: &NetworkId) -> Option<std::collections::HashMap<String, String>> {
+    let out = std::process::Command::new("docker")
+        .args(["network", "inspect", "-f", "{{json .Labels}}"])
+        .arg(format!("nest-{id}"))
+        .output()
+        .expect("docker CLI runs");
+    out.status.success().then(|| {
+        let labels: Option<std::collections::HashMap<String, String>> =
+            serde_json::from_slice(&out.stdout).expect("labels are JSON");
+        labels.unwrap_or_default()
+    })
 }
 
 /// An engine for a fresh instance id, with the test image in place.
@@ -883,4 +943,293 @@ async fn invalid_specs_and_missing_images_create_nothing() {
     assert!(engine.list().await.expect("list").is_empty());
     let err = engine.inspect(&uuid).await.expect_err("nothing created");
     assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+/// A container serving `/` with `body` on port 8080.
+fn http_server(uuid: &ContainerUuid, body: &str) -> ContainerSpec {
+    spec(
+        uuid,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"
+            ),
+        ],
+    )
+}
+
+/// What `wget` in `from` fetches from `host`:8080, once it answers (no
+/// `-T`: this busybox's wget crashes with it).
+async fn fetch_from(engine: &Engine, from: &ContainerUuid, host: &str) -> String {
+    let script = format!("busybox wget -qO- http://{host}:8080/");
+    eventually(WAIT, &format!("{host} to answer"), || {
+        let script = script.clone();
+        async move {
+            let out = exec(engine, from, &script).await;
+            (out.exit_code == 0).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn containers_on_one_network_reach_each_other_by_alias_and_name() {
+    let engine = engine().await;
+    let shared = unique_network();
+    let own = unique_network();
+    let _networks = NetworkCleanup::of(&[&shared, &own]);
+    let a = unique_uuid("net-a");
+    let b = unique_uuid("net-b");
+    let _cleanup = Cleanup(vec![format!("nest-{a}"), format!("nest-{b}")]);
+
+    // a is on the shared network only, as its primary one, and publishes
+    // its port: a user network binds the instance's address as the default
+    // bridge does.
+    let mut a_spec = http_server(&a, "hello-from-a");
+    a_spec.name = Some("web".to_owned());
+    a_spec.networks = vec![on_network(&shared, &["www", "frontend"])];
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    a_spec.ports.push(PortBinding {
+        host_ip: Some(localhost),
+        host_port: 0,
+        container_port: nz(8080),
+        protocol: Protocol::Tcp,
+    });
+    let a_state = engine.create(run(a_spec)).await.expect("create a");
+    assert!(a_state.running, "{a_state:?}");
+    let labels = engine_network(&shared).expect("the shared network was made");
+    assert_eq!(labels["nest.managed-by"], "nest-agent");
+    assert_eq!(labels["nest.network.id"], shared.as_str());
+
+    // b is on its own network first and joins the shared one second, which
+    // the engine can only do by a connect before the start.
+    let mut b_spec = http_server(&b, "hello-from-b");
+    b_spec.name = Some("worker".to_owned());
+    b_spec.networks = vec![on_network(&own, &[]), on_network(&shared, &["client"])];
+    let b_state = engine.create(run(b_spec)).await.expect("create b");
+    assert!(b_state.running, "{b_state:?}");
+    assert!(engine_network(&own).is_some(), "b's own network was made");
+
+    for host in ["www", "frontend", "web", &format!("nest-{a}")] {
+        let body = fetch_from(&engine, &b, host).await;
+        assert_eq!(body.trim(), "hello-from-a", "b fetching {host}");
+    }
+    for host in ["client", "worker", &format!("nest-{b}")] {
+        let body = fetch_from(&engine, &a, host).await;
+        assert_eq!(body.trim(), "hello-from-b", "a fetching {host}");
+    }
+    // b is on its two networks and nothing else: not on the default bridge.
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{json .NetworkSettings.Networks}}"])
+        .arg(format!("nest-{b}"))
+        .output()
+        .expect("docker CLI runs");
+    let networks: std::collections::HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&inspect.stdout).expect("networks are JSON");
+    let mut names: Vec<&String> = networks.keys().collect();
+    names.sort();
+    let mut expected = [format!("nest-{own}"), format!("nest-{shared}")];
+    expected.sort();
+    assert_eq!(names, expected.iter().collect::<Vec<_>>());
+
+    let port = a_state.ports[0].host_port;
+    assert_eq!(a_state.ports[0].host_ip, Some(localhost));
+    let answer = eventually(WAIT, "a's published port to answer", || async move {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.ok()?;
+        answer.contains("hello-from-a").then_some(answer)
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
+
+    // Removing the first of two keeps the shared network for the other.
+    engine.remove(&a, true).await.expect("remove a");
+    assert!(engine_network(&shared).is_some(), "b still needs it");
+    assert_eq!(
+        fetch_from(&engine, &b, "client").await.trim(),
+        "hello-from-b"
+    );
+    // Removing the last removes both of its networks.
+    engine.remove(&b, true).await.expect("remove b");
+    assert!(
+        engine_network(&shared).is_none(),
+        "the shared network stayed"
+    );
+    assert!(engine_network(&own).is_none(), "b's own network stayed");
+}
+
+#[tokio::test]
+async fn a_stopped_container_keeps_its_network_and_restarts_on_it() {
+    let engine = engine().await;
+    let network = unique_network();
+    let _networks = NetworkCleanup::of(&[&network]);
+    let a = unique_uuid("net-stop-a");
+    let b = unique_uuid("net-stop-b");
+    let _cleanup = Cleanup(vec![format!("nest-{a}"), format!("nest-{b}")]);
+    let mut created = spec(&a, &["sleep", "300"]);
+    created.networks = vec![on_network(&network, &[])];
+    let state = engine
+        .create(CreateContainer {
+            spec: created,
+            start: false,
+            pull_missing: false,
+        })
+        .await
+        .expect("create a, not started");
+    assert!(!state.running);
+    let mut other = http_server(&b, "still-here");
+    other.networks = vec![on_network(&network, &["svc"])];
+    engine.create(run(other)).await.expect("create b");
+    engine
+        .stop(&b, Some(Duration::from_secs(1)))
+        .await
+        .expect("stop b");
+    // The engine would let the network go under a created or stopped
+    // container; the agent must not.
+    engine.remove(&b, false).await.expect("remove b");
+    assert!(engine_network(&network).is_some(), "a was never started");
+    engine.start(&a).await.expect("a starts on its network");
+    engine.remove(&a, true).await.expect("remove a");
+    assert!(engine_network(&network).is_none());
+}
+
+#[tokio::test]
+async fn a_hand_made_network_of_the_same_name_is_refused_and_left_alone() {
+    let engine = engine().await;
+    let foreign = unique_network();
+    let fresh = unique_network();
+    let _networks = NetworkCleanup::of(&[&foreign, &fresh]);
+    let uuid = unique_uuid("net-foreign");
+    let _cleanup = Cleanup::container(&uuid);
+    let made = std::process::Command::new("docker")
+        .args(["network", "create"])
+        .arg(format!("nest-{foreign}"))
+        .output()
+        .expect("docker CLI runs");
+    assert!(made.status.success(), "{made:?}");
+
+    // Also when it comes second: nothing is made for the first one either.
+    for networks in [
+        vec![on_network(&foreign, &[])],
+        vec![on_network(&fresh, &[]), on_network(&foreign, &["x"])],
+    ] {
+        let mut s = spec(&uuid, &["sleep", "300"]);
+        s.networks = networks;
+        let err = engine.create(run(s)).await.expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(
+            err.to_string().contains(&format!("nest-{foreign}")),
+            "the error names the network: {err}"
+        );
+        assert!(engine_network(&fresh).is_none(), "nothing was made");
+        let err = engine.inspect(&uuid).await.expect_err("nothing created");
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    }
+    assert_eq!(
+        engine_network(&foreign),
+        Some(std::collections::HashMap::new()),
+        "the hand-made network is untouched"
+    );
+}
+
+#[tokio::test]
+async fn invalid_attachments_and_specs_make_no_network() {
+    let engine = engine().await;
+    let network = unique_network();
+    let _networks = NetworkCleanup::of(&[&network]);
+    let uuid = unique_uuid("net-invalid");
+    let _cleanup = Cleanup::container(&uuid);
+
+    let with = |edit: &dyn Fn(&mut ContainerSpec)| {
+        let mut s = spec(&uuid, &["sleep", "300"]);
+        s.networks = vec![on_network(&network, &["www"])];
+        edit(&mut s);
+        s
+    };
+    let bad = [
+        with(&|s| s.networks.push(on_network(&network, &[]))),
+        with(&|s| {
+            s.networks = (0..9).map(|_| on_network(&unique_network(), &[])).collect();
+        }),
+        with(&|s| {
+            s.networks[0].aliases = (0..17)
+                .map(|i| NetworkAlias::parse(&format!("a{i}")).expect("valid alias"))
+                .collect();
+        }),
+        with(&|s| s.workdir = Some("relative".to_owned())),
+    ];
+    for s in bad {
+        let err = engine.create(run(s)).await.expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    }
+    let mut missing = with(&|_| {});
+    missing.image = "nest-test/no-such-image:1".to_owned();
+    let err = engine.create(run(missing)).await.expect_err("no image");
+    assert!(matches!(err, DockerError::ImageMissing { .. }), "{err}");
+    assert!(engine_network(&network).is_none(), "a network was left");
+    let err = engine.inspect(&uuid).await.expect_err("nothing created");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+/// Makes the engine network `nest-<id>` by hand with `labels`.
+fn hand_made_network(id: &NetworkId, labels: &[String]) {
+    let mut command = std::process::Command::new("docker");
+    command.args(["network", "create"]);
+    for label in labels {
+        command.arg("--label").arg(label);
+    }
+    let made = command
+        .arg(format!("nest-{id}"))
+        .output()
+        .expect("docker CLI runs");
+    assert!(made.status.success(), "{made:?}");
+}
+
+#[tokio::test]
+async fn the_sweep_removes_old_empty_nest_networks_only() {
+    let engine = engine().await;
+    let left = unique_network();
+    let used = unique_network();
+    let foreign = unique_network();
+    let mislabelled = unique_network();
+    let _networks = NetworkCleanup::of(&[&left, &used, &foreign, &mislabelled]);
+    let uuid = unique_uuid("net-sweep");
+    let _cleanup = Cleanup::container(&uuid);
+    // What a crash between a container's removal and its network's leaves.
+    let managed = "nest.managed-by=nest-agent".to_owned();
+    hand_made_network(&left, &[managed.clone(), format!("nest.network.id={left}")]);
+    // Not Nest's: no labels, or the labels of another network.
+    hand_made_network(&foreign, &[]);
+    hand_made_network(&mislabelled, &[managed, format!("nest.network.id={left}")]);
+    let mut s = spec(&uuid, &["sleep", "300"]);
+    s.networks = vec![on_network(&used, &[])];
+    engine
+        .create(CreateContainer {
+            spec: s,
+            start: false,
+            pull_missing: false,
+        })
+        .await
+        .expect("create on a network");
+
+    // Younger than the grace: kept, in case its container is on its way.
+    // (Another test's network gets its container within that grace.)
+    let grace = Duration::from_secs(5);
+    engine.remove_unused_networks(grace).await.expect("sweep");
+    assert!(engine_network(&left).is_some());
+    tokio::time::sleep(grace + Duration::from_millis(200)).await;
+    let removed = engine.remove_unused_networks(grace).await.expect("sweep");
+    assert!(removed >= 1, "{removed}");
+    assert!(engine_network(&left).is_none(), "the leftover stayed");
+    assert!(engine_network(&used).is_some(), "a used network went");
+    assert!(engine_network(&foreign).is_some(), "a foreign network went");
+    assert!(
+        engine_network(&mislabelled).is_some(),
+        "a mislabelled network went"
+    );
 }

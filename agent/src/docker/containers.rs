@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder,
@@ -18,12 +19,15 @@ use nest_core::ErrorKind;
 use tracing::instrument;
 
 use super::error::{DockerError, engine_status};
+use super::networks::{self, network_name};
 use super::{
     DEFAULT_STOP_GRACE, DOCKER_CALL_TIMEOUT, Engine, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID,
     LABEL_MANAGED_BY, MANAGED_BY, answers, bounded, container_name, container_target, spec,
 };
 use crate::log_fields::{CONTAINER_ID, DOCKER_ID};
-use crate::model::{ContainerState, ContainerUuid, CreateContainer, StatsResult, TopResult};
+use crate::model::{
+    ContainerSpec, ContainerState, ContainerUuid, CreateContainer, StatsResult, TopResult,
+};
 
 /// `ps` arguments for `top` when the request names none (the engine's default).
 const DEFAULT_PS_ARGS: &str = "-ef";
@@ -40,6 +44,10 @@ impl Engine {
     /// is missing and `req.pull_missing` is set, and starts it when
     /// `req.start` is set.
     ///
+    /// The container joins the spec's networks (the first as its network
+    /// mode), each made first when missing; without networks it runs on
+    /// the engine's default bridge.
+    ///
     /// The spec is checked before the engine is called, so a refused spec
     /// creates nothing. When the start fails the container stays created
     /// (as with `docker run`) and the error is the start's.
@@ -47,50 +55,161 @@ impl Engine {
     /// # Errors
     /// `Invalid` for a bad spec; `NotFound` ([`DockerError::ImageMissing`])
     /// when the image is missing and no pull was asked for; `Conflict` when
-    /// `nest-<uuid>` already exists; engine failures as classified.
+    /// `nest-<uuid>` already exists, or a network's engine name is taken by
+    /// a network that is not Nest's; engine failures as classified.
     #[instrument(skip_all, fields({ CONTAINER_ID } = %req.spec.uuid))]
     pub async fn create(&self, req: CreateContainer) -> Result<ContainerState, DockerError> {
         let spec = req.spec;
         let body = spec::create_body(&spec, &self.instance_id)?;
-        let name = container_name(&spec.uuid);
         let target = container_target(&spec.uuid);
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let create = || {
-            bounded(
-                "create",
-                &target,
-                DOCKER_CALL_TIMEOUT,
-                self.docker
-                    .create_container(Some(options.clone()), body.clone()),
-            )
-        };
-        let created = match create().await {
-            Err(DockerError::Engine { source, .. }) if engine_status(&source) == Some(404) => {
-                // A create can only 404 on its image.
-                if !req.pull_missing {
-                    return Err(DockerError::ImageMissing {
-                        image: spec.image.clone(),
-                        source,
-                    });
-                }
+        let docker_id = match self.create_on_networks(&spec, &body).await {
+            Err(DockerError::ImageMissing { .. }) if req.pull_missing => {
                 tracing::info!(image = %spec.image, "image missing; pulling it");
                 self.pull_image(&spec.image, None).await?;
-                create().await?
+                self.create_on_networks(&spec, &body).await?
             }
             other => other?,
         };
-        tracing::info!({ DOCKER_ID } = %created.id, "container created");
+        tracing::info!({ DOCKER_ID } = %docker_id, "container created");
         if req.start {
             bounded(
                 "start",
                 &target,
                 DOCKER_CALL_TIMEOUT,
-                self.docker.start_container(&created.id, None),
+                self.docker.start_container(&docker_id, None),
             )
             .await?;
         }
-        let managed = self.find_by_ref(&spec.uuid, &created.id).await?;
+        let managed = self.find_by_ref(&spec.uuid, &docker_id).await?;
         Ok(managed.state())
+    }
+
+    /// Creates the engine container of `spec` from `body` and joins it to
+    /// the spec's networks, making those that are missing; its engine id.
+    ///
+    /// Every network is looked up first, so that one that is not Nest's
+    /// refuses the whole create before anything changes. A failure after
+    /// that undoes what was done: the container is removed, and so is any
+    /// network made for it.
+    async fn create_on_networks(
+        &self,
+        spec: &ContainerSpec,
+        body: &ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        let Some((primary, others)) = spec.networks.split_first() else {
+            return self.create_container(spec, body).await;
+        };
+        let _serialized = self.networks.lock().await;
+        let mut exists = Vec::with_capacity(spec.networks.len());
+        for attachment in &spec.networks {
+            exists.push(self.look_up_network(&attachment.network).await?);
+        }
+        let names: Vec<String> = spec
+            .networks
+            .iter()
+            .map(|n| network_name(&n.network))
+            .collect();
+        // Each network is made just before its first use, so that no
+        // network of Nest's stays empty longer than a call.
+        if !exists[0] {
+            self.make_network(&primary.network).await?;
+        }
+        let docker_id = match self.create_container(spec, body).await {
+            Ok(id) => id,
+            Err(err) => {
+                self.release_networks_locked(&names[..1]).await;
+                return Err(err);
+            }
+        };
+        for (attachment, exists) in others.iter().zip(&exists[1..]) {
+            let joined = async {
+                if !exists {
+                    self.make_network(&attachment.network).await?;
+                }
+                self.connect_network(
+                    &docker_id,
+                    &attachment.network,
+                    spec::endpoint(spec, attachment),
+                )
+                .await
+            }
+            .await;
+            if let Err(err) = joined {
+                self.discard(spec, &docker_id).await;
+                self.release_networks_locked(&names).await;
+                return Err(err);
+            }
+        }
+        Ok(docker_id)
+    }
+
+    /// The engine's create of `nest-<uuid>`; its engine id. A 404 is the
+    /// image's ([`DockerError::ImageMissing`]) unless the image is there,
+    /// when it can only be a network that went away.
+    async fn create_container(
+        &self,
+        spec: &ContainerSpec,
+        body: &ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        let name = container_name(&spec.uuid);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = bounded(
+            "create",
+            &container_target(&spec.uuid),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.create_container(Some(options), body.clone()),
+        )
+        .await;
+        match created {
+            Ok(created) => Ok(created.id),
+            Err(DockerError::Engine { source, .. }) if engine_status(&source) == Some(404) => {
+                let image_there = !spec.networks.is_empty()
+                    && bounded(
+                        "inspect",
+                        &format!("image {}", spec.image),
+                        DOCKER_CALL_TIMEOUT,
+                        self.docker.inspect_image(&spec.image),
+                    )
+                    .await
+                    .is_ok();
+                if image_there {
+                    Err(DockerError::Engine {
+                        operation: "create",
+                        target: container_target(&spec.uuid),
+                        source,
+                    })
+                } else {
+                    Err(DockerError::ImageMissing {
+                        image: spec.image.clone(),
+                        source,
+                    })
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Removes a container this call just created and could not finish;
+    /// a failure is only logged, since the error that led here is the one
+    /// to report.
+    async fn discard(&self, spec: &ContainerSpec, docker_id: &str) {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        if let Err(err) = bounded(
+            "remove",
+            &container_target(&spec.uuid),
+            DOCKER_CALL_TIMEOUT,
+            self.docker.remove_container(docker_id, Some(options)),
+        )
+        .await
+        {
+            tracing::warn!(
+                error = %nest_core::process::error_chain(&err),
+                "could not remove a half-created container"
+            );
+        }
     }
 
     /// Starts a container; starting a running one is not an error.
@@ -284,8 +403,9 @@ impl Engine {
         Ok(managed.state())
     }
 
-    /// Removes a container and its anonymous volumes. Idempotent: a
-    /// container that is already gone (or was never this agent's) is fine.
+    /// Removes a container and its anonymous volumes, then each of its
+    /// networks that no container is on any more. Idempotent: a container
+    /// that is already gone (or was never this agent's) is fine.
     ///
     /// # Errors
     /// `Conflict` when it runs and `force` is not set; engine failures as
@@ -309,9 +429,12 @@ impl Engine {
         )
         .await
         {
-            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
-            other => other,
+            Err(err) if err.kind() != ErrorKind::NotFound => return Err(err),
+            _ => {}
         }
+        self.release_networks(&networks::networks_of(&managed.inspect))
+            .await;
+        Ok(())
     }
 
     /// Every container of this agent (this instance id), running or not.

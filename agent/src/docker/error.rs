@@ -67,6 +67,23 @@ pub enum DockerError {
         source: BollardError,
     },
 
+    /// The engine network Nest would use for a network exists but is not
+    /// Nest's (someone made it by hand); it is left alone.
+    #[error(
+        "engine network {name} exists but was not made by Nest; remove or rename it to use this network"
+    )]
+    ForeignNetwork {
+        /// The engine network's name, `nest-<network id>`.
+        name: String,
+    },
+
+    /// Several engine networks have the name Nest uses for a network.
+    #[error("several engine networks are named {name}; remove all but one")]
+    AmbiguousNetwork {
+        /// The engine networks' name, `nest-<network id>`.
+        name: String,
+    },
+
     /// Pulling an image from its registry failed.
     #[error("pulling image {reference} failed")]
     Pull {
@@ -127,6 +144,7 @@ impl DockerError {
             Self::Connect { .. } => ErrorKind::Unavailable,
             Self::Invalid { .. } | Self::RegistryAuth { .. } => ErrorKind::Invalid,
             Self::ContainerNotFound { .. } | Self::ImageMissing { .. } => ErrorKind::NotFound,
+            Self::ForeignNetwork { .. } | Self::AmbiguousNetwork { .. } => ErrorKind::Conflict,
             Self::Pull { source, .. } => pull_kind(source),
             Self::Load { source } => load_kind(source),
             Self::Engine { source, .. } => classify(source),

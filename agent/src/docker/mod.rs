@@ -11,6 +11,8 @@
 //! up by name *and* checks the labels, and a container that fails the check
 //! is reported as not found. `list` and `events` only see containers labelled
 //! with this agent's instance id, so several agents can share one engine.
+//! The engine networks of user-defined networks follow the same rule: only
+//! a network carrying Nest's labels for its id is ever joined or removed.
 //!
 //! This module does not decide anything: no retries, no state machine, no
 //! reporting. Its callers do that with the results.
@@ -21,6 +23,7 @@
 //! - `answers.rs`: engine answers into the agent's reports (state, stats, top).
 //! - `containers.rs`: the container lifecycle and one-shot queries.
 //! - `images.rs`: pull and load.
+//! - `networks.rs`: the engine networks of user-defined networks.
 //! - `exec.rs`: captured and interactive exec.
 //! - `streams.rs`: logs, attach, and [`InteractiveSession`].
 //! - `events.rs`: the engine's event feed, narrowed to this agent.
@@ -31,6 +34,7 @@ mod error;
 mod events;
 mod exec;
 mod images;
+mod networks;
 mod spec;
 mod streams;
 
@@ -48,6 +52,7 @@ use crate::log_fields::INSTANCE_ID;
 use crate::model::{ContainerState, ContainerUuid, Pong};
 
 pub use error::DockerError;
+pub use networks::{LABEL_NETWORK_ID, NETWORK_NAME_PREFIX, NETWORK_SWEEP_GRACE, network_name};
 pub use spec::{MAX_CPU_MILLIS, MAX_MEMORY_BYTES, MIN_CPU_MILLIS, MIN_MEMORY_BYTES};
 pub use streams::{ChunkStream, InteractiveSession, SessionControl};
 
@@ -98,6 +103,8 @@ pub struct Engine {
     docker: Docker,
     instance_id: InstanceId,
     versions: Arc<Versions>,
+    /// Serializes making, joining and removing networks (see `networks.rs`).
+    networks: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the engine said about itself when the agent connected.
@@ -234,6 +241,7 @@ impl Engine {
             docker,
             instance_id,
             versions: Arc::new(versions),
+            networks: Arc::default(),
         })
     }
 

@@ -14,17 +14,22 @@ use std::collections::HashMap;
 use std::num::NonZeroU16;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding as EnginePortBinding, PortMap,
-    RestartPolicy as EngineRestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig,
+    PortBinding as EnginePortBinding, PortMap, RestartPolicy as EngineRestartPolicy,
+    RestartPolicyNameEnum,
 };
 use nest_core::ids::InstanceId;
 
 use super::error::DockerError;
+use super::networks::network_name;
 use super::{
     LABEL_CONTAINER_NAME, LABEL_CONTAINER_UUID, LABEL_INSTANCE_ID, LABEL_MANAGED_BY, MANAGED_BY,
     RESERVED_LABEL_PREFIX,
 };
-use crate::model::{ContainerSpec, EnvVar, PortBinding, Protocol, RestartPolicy};
+use crate::model::{
+    ContainerSpec, EnvVar, MAX_ALIASES, MAX_NETWORKS, NetworkAlias, NetworkAttachment, PortBinding,
+    Protocol, RestartPolicy,
+};
 
 /// Smallest CPU limit in millicores; the engine refuses less than 0.01 CPU.
 pub const MIN_CPU_MILLIS: u64 = 10;
@@ -95,6 +100,10 @@ pub(crate) fn create_body(
     let (exposed_ports, port_bindings) = ports(&spec.ports);
     let nano_cpus = nano_cpus(spec.cpu_millis)?;
     let memory = memory(spec.memory_bytes)?;
+    check_networks(&spec.networks)?;
+    // The engine (API 1.41) takes one endpoint at create; the others are
+    // connected before the container starts.
+    let primary = spec.networks.first();
 
     let non_empty_list = |v: &[String]| (!v.is_empty()).then(|| v.to_vec());
     Ok(ContainerCreateBody {
@@ -121,10 +130,76 @@ pub(crate) fn create_body(
             nano_cpus,
             memory,
             restart_policy: Some(restart_policy(spec.restart_policy)),
+            network_mode: primary.map(|n| network_name(&n.network)),
             ..Default::default()
+        }),
+        networking_config: primary.map(|n| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network_name(&n.network),
+                endpoint(spec, n),
+            )])),
         }),
         ..Default::default()
     })
+}
+
+/// Checks what the wire conversion checks of the networks as a list (the
+/// model's fields are open): how many, each once, how many aliases.
+fn check_networks(networks: &[NetworkAttachment]) -> Result<(), DockerError> {
+    if networks.len() > MAX_NETWORKS {
+        return Err(DockerError::invalid(
+            "spec.networks",
+            format!(
+                "names {} networks; at most {MAX_NETWORKS} are allowed",
+                networks.len()
+            ),
+        ));
+    }
+    for (i, attachment) in networks.iter().enumerate() {
+        if let Some(first) = networks[..i]
+            .iter()
+            .position(|n| n.network == attachment.network)
+        {
+            return Err(DockerError::invalid(
+                format!("spec.networks[{i}].network_id"),
+                format!("repeats spec.networks[{first}]; a container joins a network once"),
+            ));
+        }
+        if attachment.aliases.len() > MAX_ALIASES {
+            return Err(DockerError::invalid(
+                format!("spec.networks[{i}].aliases"),
+                format!(
+                    "holds {} aliases; at most {MAX_ALIASES} are allowed",
+                    attachment.aliases.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The container's endpoint on one network: its aliases there, and its
+/// spec's name, so that the network resolves the name the tenant gave it
+/// as the engine does for a named container (the engine name `nest-<uuid>`
+/// resolves by itself). A name that is not a valid alias is left out.
+pub(crate) fn endpoint(spec: &ContainerSpec, attachment: &NetworkAttachment) -> EndpointSettings {
+    let mut aliases: Vec<String> = attachment
+        .aliases
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    if let Some(name) = spec
+        .name
+        .as_deref()
+        .and_then(|n| NetworkAlias::parse(n).ok())
+        && !aliases.iter().any(|a| a == name.as_str())
+    {
+        aliases.push(name.as_str().to_owned());
+    }
+    EndpointSettings {
+        aliases: (!aliases.is_empty()).then_some(aliases),
+        ..Default::default()
+    }
 }
 
 /// The spec's labels plus Nest's own; the spec may not use Nest's prefix.
@@ -339,6 +414,75 @@ mod tests {
         let binding = &bindings["53/udp"].as_ref().expect("bound")[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));
+    }
+
+    fn attachment(id: &str, aliases: &[&str]) -> NetworkAttachment {
+        NetworkAttachment {
+            network: crate::model::NetworkId::parse(id).expect("valid id"),
+            aliases: aliases
+                .iter()
+                .map(|a| NetworkAlias::parse(a).expect("valid alias"))
+                .collect(),
+        }
+    }
+
+    const NET_A: &str = "0123456789abcdef0123456789abcdef";
+    const NET_B: &str = "fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn no_networks_means_the_default_bridge() {
+        let body = create_body(&spec(), &instance()).expect("valid spec");
+        assert_eq!(body.networking_config, None);
+        let host = body.host_config.expect("host config is always set");
+        assert_eq!(host.network_mode, None);
+    }
+
+    #[test]
+    fn the_first_network_is_the_mode_and_carries_aliases_and_the_name() {
+        let mut s = spec();
+        s.name = Some("web".to_owned());
+        s.networks = vec![attachment(NET_A, &["www", "web"]), attachment(NET_B, &[])];
+        let body = create_body(&s, &instance()).expect("valid spec");
+        let primary = format!("nest-{NET_A}");
+        let host = body.host_config.expect("host config is always set");
+        assert_eq!(host.network_mode.as_deref(), Some(primary.as_str()));
+        let endpoints = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .expect("one endpoint");
+        assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+        assert_eq!(
+            endpoints[&primary].aliases.as_deref(),
+            Some(&["www".to_owned(), "web".to_owned()][..])
+        );
+        // The name becomes an alias where the spec has none.
+        let second = endpoint(&s, &s.networks[1]);
+        assert_eq!(second.aliases, Some(vec!["web".to_owned()]));
+        // A name the resolver could not answer is left out.
+        s.name = Some("-x".to_owned());
+        assert_eq!(endpoint(&s, &s.networks[1]).aliases, None);
+    }
+
+    #[test]
+    fn too_many_or_repeated_networks_are_refused() {
+        let mut s = spec();
+        s.networks = (0..=MAX_NETWORKS)
+            .map(|i| attachment(&format!("{i:032x}"), &[]))
+            .collect();
+        assert!(refused(&s).contains("spec.networks:"), "{}", refused(&s));
+        s.networks = vec![
+            attachment(NET_A, &[]),
+            attachment(NET_B, &[]),
+            attachment(NET_B, &[]),
+        ];
+        assert_eq!(
+            refused(&s),
+            "invalid spec.networks[2].network_id: repeats spec.networks[1]; a container joins a network once"
+        );
+        let aliases: Vec<String> = (0..=MAX_ALIASES).map(|i| format!("a{i}")).collect();
+        let aliases: Vec<&str> = aliases.iter().map(String::as_str).collect();
+        s.networks = vec![attachment(NET_A, &aliases)];
+        assert!(refused(&s).contains("spec.networks[0].aliases"));
     }
 
     #[test]
