@@ -1157,7 +1157,7 @@ async fn invalid_attachments_and_specs_make_no_network() {
             s.networks = (0..9).map(|_| on_network(&unique_network(), &[])).collect();
         }),
         with(&|s| {
-            s.networks[0].aliases = (0..17)
+            s.networks[0].aliases = (0..33)
                 .map(|i| NetworkAlias::parse(&format!("a{i}")).expect("valid alias"))
                 .collect();
         }),

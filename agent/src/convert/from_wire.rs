@@ -648,7 +648,7 @@ mod tests {
         let many_aliases: Vec<&str> = many_aliases.iter().map(String::as_str).collect();
         assert_eq!(
             with(vec![attachment(NET_A, &many_aliases)]),
-            "invalid spec.networks[0].aliases: holds 17 aliases; at most 16 are allowed"
+            "invalid spec.networks[0].aliases: holds 33 aliases; at most 32 are allowed"
         );
         assert_eq!(
             with(vec![attachment(NET_A, &["web", ""])]),

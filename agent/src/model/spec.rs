@@ -87,8 +87,9 @@ impl ContainerSpec {
 
 /// Most user-defined networks one container may join.
 pub const MAX_NETWORKS: usize = 8;
-/// Most aliases a container may have on one network.
-pub const MAX_ALIASES: usize = 16;
+/// Most aliases a container may have on one network: twice the 16 a tenant
+/// may ask for, since the service adds its own (the container's short id).
+pub const MAX_ALIASES: usize = 32;
 /// Longest alias: a DNS name.
 pub const MAX_ALIAS_LEN: usize = 253;
 
