@@ -92,4 +92,68 @@ impl Session {
         );
         Ok(created.trust.id)
     }
+
+    /// Whether trust `trust_id` still exists, asked with this session's own
+    /// token (the trustee may read its trusts): a deleted trust answers
+    /// 404 at once, while a token already issued through it may still be
+    /// accepted by a service's token cache for minutes.
+    ///
+    /// # Errors
+    /// [`OpenStackError::Refused`] for any other refusal; why the session
+    /// could not log in.
+    pub async fn trust_exists(
+        &self,
+        trust_id: &str,
+        request_id: &RequestId,
+    ) -> Result<bool, OpenStackError> {
+        let call = Call::new("keystone", "show a trust").request_id(request_id);
+        let url =
+            crate::catalog::join_segments(self.identity_url(), &["OS-TRUST", "trusts", trust_id]);
+        let response = client::send(self, &call, client::Retry::Idempotent, |http| {
+            http.get(url.clone())
+        })
+        .await?;
+        client::done(&call, response, true).await
+    }
+
+    /// Deletes trust `trust_id` with the trustor's own `user_token` (a
+    /// replaced trust, so that none is left behind); returns whether it
+    /// still existed.
+    ///
+    /// # Errors
+    /// [`OpenStackError::Refused`] with Keystone's message (403 when the
+    /// token's user is not the trustor).
+    pub async fn delete_trust(
+        &self,
+        user_token: &Secret<String>,
+        trust_id: &str,
+        request_id: &RequestId,
+    ) -> Result<bool, OpenStackError> {
+        let call = Call::new("keystone", "delete a trust").request_id(request_id);
+        let url =
+            crate::catalog::join_segments(self.identity_url(), &["OS-TRUST", "trusts", trust_id]);
+        let mut token =
+            reqwest::header::HeaderValue::from_str(user_token.expose()).map_err(|_| {
+                OpenStackError::Delegation {
+                    reason: "the user's token is not a valid header value",
+                }
+            })?;
+        token.set_sensitive(true);
+        let response = self
+            .http()
+            .delete(url.clone())
+            .header(AUTH_TOKEN_HEADER, token)
+            .header(REQUEST_ID_HEADER, request_id.as_str())
+            .timeout(self.request_timeout())
+            .send()
+            .await
+            .map_err(|source| OpenStackError::Request {
+                operation: call.operation(),
+                url: url.to_string(),
+                source,
+            })?;
+        let existed = client::done(&call, response, true).await?;
+        tracing::info!(trust_id, existed, "keystone trust deleted");
+        Ok(existed)
+    }
 }
