@@ -369,6 +369,51 @@ impl InstanceStatus {
     }
 }
 
+/// Why the driver could not list a project's instances at a sweep; the
+/// reconciler then judges none of them (see `reconcile::sweep`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnreachableCause {
+    /// The cloud refused the authority the project delegated (a revoked or
+    /// deleted trust, a trustor disabled or deleted): the next call of one
+    /// of the project's users replaces it.
+    DelegationRefused,
+    /// The cloud did not answer for the project, or failed; nothing for
+    /// the project's users to do.
+    CloudUnavailable,
+}
+
+impl UnreachableCause {
+    /// Every cause.
+    pub const ALL: [Self; 2] = [Self::DelegationRefused, Self::CloudUnavailable];
+
+    /// Stored spelling, and the `cause` label of the listing metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DelegationRefused => "delegation_refused",
+            Self::CloudUnavailable => "cloud_unavailable",
+        }
+    }
+
+    /// Reads the stored spelling back.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// A project whose instances the last sweep could not list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreachableProject {
+    /// The project.
+    pub project_id: ProjectId,
+    /// Why, in a word.
+    pub cause: UnreachableCause,
+    /// Why, for operators and the project's users: what shows beside each
+    /// of the project's instances.
+    pub reason: String,
+    /// Since when (RFC 3339, UTC): the first sweep that failed.
+    pub since: String,
+}
+
 /// Transport protocol of a published port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PortProtocol {

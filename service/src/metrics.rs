@@ -1,6 +1,7 @@
 //! The service's metrics registry, which `GET /metrics` renders: the API's
-//! request metrics (recorded by `api::metrics`) and the counters of the
-//! service's own security events (recorded by the reconciler).
+//! request metrics (recorded by `api::metrics`), the counters of the
+//! service's own security events, and the sweep's per-project listing
+//! failures (both recorded by the reconciler).
 //!
 //! The recorder is owned by whoever builds the service rather than
 //! installed globally, so that two services can run in one test process.
@@ -9,9 +10,19 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
+use crate::domain::UnreachableCause;
+
 /// Counter of agent messages dropped because they named something their
 /// instance is not entitled to, by kind (see [`Violation`]).
 pub const AGENT_SCOPE_VIOLATIONS_TOTAL: &str = "nest_agent_scope_violations_total";
+
+/// Counter of project listings that failed at a sweep (one per project
+/// per sweep), by `cause` ([`UnreachableCause::as_str`]): while it grows,
+/// the sweep judges none of those projects' instances.
+pub const PROJECT_LISTING_FAILURES_TOTAL: &str = "nest_project_listing_failures_total";
+
+/// Gauge of the projects whose instances the last sweep could not list.
+pub const UNREACHABLE_PROJECTS: &str = "nest_unreachable_projects";
 
 /// What an agent sent beyond its instance's scope; the `kind` label of
 /// [`AGENT_SCOPE_VIOLATIONS_TOTAL`].
@@ -94,6 +105,21 @@ impl Metrics {
         self.with(|| {
             metrics::counter!(AGENT_SCOPE_VIOLATIONS_TOTAL, "kind" => kind.as_str())
                 .increment(count);
+        });
+    }
+
+    /// Counts one project whose listing failed at a sweep, for `cause`.
+    pub fn project_listing_failed(&self, cause: UnreachableCause) {
+        self.with(|| {
+            metrics::counter!(PROJECT_LISTING_FAILURES_TOTAL, "cause" => cause.as_str())
+                .increment(1);
+        });
+    }
+
+    /// Sets how many projects the last sweep could not list.
+    pub fn set_unreachable_projects(&self, count: usize) {
+        self.with(|| {
+            metrics::gauge!(UNREACHABLE_PROJECTS).set(u32::try_from(count).unwrap_or(u32::MAX));
         });
     }
 }

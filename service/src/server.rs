@@ -75,12 +75,12 @@ pub async fn delete_instances(config: &ServiceConfig) -> Result<usize, ServeErro
         .await
         .map_err(ServeError::Database)?;
     let setup = driver(config, &store).await?;
-    let ids = setup
+    let listing = setup
         .driver
         .list()
         .await
         .map_err(|e| ServeError::Driver(Box::new(e)))?;
-    for id in &ids {
+    for id in &listing.instances {
         setup
             .driver
             .delete(id)
@@ -88,7 +88,17 @@ pub async fn delete_instances(config: &ServiceConfig) -> Result<usize, ServeErro
             .map_err(|e| ServeError::Driver(Box::new(e)))?;
         tracing::info!(instance_id = %id, "instance deleted");
     }
-    Ok(ids.len())
+    // Every project that could be listed is done; the first that could
+    // not is the error (each is logged).
+    let mut unlisted = listing.unlisted.into_iter();
+    if let Some((project, e)) = unlisted.next() {
+        for (other, e) in unlisted {
+            tracing::warn!(project_id = %other, error = %crate::error_chain(&e), "cannot list this project's instances; none of them was deleted");
+        }
+        tracing::warn!(project_id = %project, "cannot list this project's instances; none of them was deleted");
+        return Err(ServeError::Driver(Box::new(e)));
+    }
+    Ok(listing.instances.len())
 }
 
 /// Where instances get the agent: baked into the image, or downloaded from

@@ -35,7 +35,7 @@ use crate::agents::{
 use crate::app::App;
 use crate::db::{DbError, Store};
 use crate::domain::{ContainerId, ContainerSpec, ContainerStatus, InstanceId, RequestId, TtySize};
-use crate::driver::{BootRequest, BootedInstance, DriverError, InstanceDriver};
+use crate::driver::{BootRequest, BootedInstance, DriverError, InstanceDriver, Listing};
 use crate::images::ProjectImages;
 use crate::scheduler::SchedulerSettings;
 
@@ -1175,9 +1175,9 @@ impl InstanceDriver for FakeDriver {
         .boxed()
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceId>, DriverError>> {
+    fn list(&self) -> BoxFuture<'_, Result<Listing, DriverError>> {
         let ids = lock(&self.state).instances.keys().cloned().collect();
-        async move { Ok(ids) }.boxed()
+        async move { Ok(Listing::complete(ids)) }.boxed()
     }
 }
 

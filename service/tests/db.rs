@@ -15,7 +15,7 @@ use nest_service::db::{
 use nest_service::domain::{
     Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, InstanceStatus,
     Network, NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort, RequestId,
-    RestartPolicyName, UserId,
+    RestartPolicyName, UnreachableCause, UserId,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
@@ -156,6 +156,7 @@ on_both_backends!(
     delete_frees_ports_and_instances_in_use_are_kept,
     instances_round_trip_and_report_usage,
     actions_are_recorded_finished_and_listed,
+    unreachable_projects_are_marked_and_cleared,
     migrations_are_idempotent,
     networks_are_named_per_project_and_kept_while_containers_are_on_them,
 );
@@ -1038,6 +1039,43 @@ mod cases {
                 .expect("none")
                 .is_empty()
         );
+    }
+
+    pub async fn unreachable_projects_are_marked_and_cleared(db: &TestDb) {
+        let s = &db.store;
+        let (p1, p2) = (project("p1"), project("p2"));
+        let refused = UnreachableCause::DelegationRefused;
+        assert_eq!(
+            s.mark_unreachable(&p1, refused, "a").await.expect("mark"),
+            None
+        );
+        let before = s
+            .mark_unreachable(&p1, refused, "b")
+            .await
+            .expect("mark again")
+            .expect("was marked");
+        assert_eq!((before.cause, before.reason.as_str()), (refused, "a"));
+        s.mark_unreachable(&p2, UnreachableCause::CloudUnavailable, "c")
+            .await
+            .expect("mark");
+        let all = s.unreachable_projects().await.expect("list");
+        assert_eq!(
+            all.iter()
+                .map(|u| (u.project_id.as_str(), u.cause, u.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("p1", refused, "b"),
+                ("p2", UnreachableCause::CloudUnavailable, "c")
+            ]
+        );
+        assert_eq!(
+            all[0].since, before.since,
+            "kept while the cause is the same"
+        );
+        assert!(s.clear_unreachable(&p1).await.expect("clear"));
+        assert!(!s.clear_unreachable(&p1).await.expect("clear again"));
+        assert_eq!(s.unreachable_project(&p1).await.expect("read"), None);
+        assert!(s.unreachable_project(&p2).await.expect("read").is_some());
     }
 
     pub async fn migrations_are_idempotent(db: &TestDb) {

@@ -370,7 +370,11 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
         assert_eq!(v4.octets()[..3], driver.gateway_address().octets()[..3]);
         assert!(v4.octets()[3] >= 2, "{ip} is not an instance address");
     }
-    let mut listed = driver.list().await.unwrap_or_else(|e| panic!("{e:?}"));
+    let mut listed = driver
+        .list()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .instances;
     listed.sort();
     let mut both = vec![a.clone(), b.clone()];
     both.sort();
@@ -484,7 +488,11 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
     // After a "restart", a fresh driver with the same configuration finds
     // the instances on disk and deletes one.
     let restarted = LocalDriver::new(fixture.config.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let mut listed = restarted.list().await.unwrap_or_else(|e| panic!("{e:?}"));
+    let mut listed = restarted
+        .list()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .instances;
     listed.sort();
     assert_eq!(listed, both);
     let mut traces_a = traces(&restarted, &a).await;
@@ -499,7 +507,10 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
         .delete(&a)
         .await
         .unwrap_or_else(|e| panic!("second delete of a: {e:?}"));
-    assert_eq!(driver.list().await.ok(), Some(vec![b.clone()]));
+    assert_eq!(
+        driver.list().await.ok().map(|l| l.instances),
+        Some(vec![b.clone()])
+    );
 
     // b was untouched by a's delete.
     let traces_b = traces(&driver, &b).await;
@@ -513,7 +524,10 @@ async fn local_instances_run_an_engine_and_the_agent_and_delete_cleanly() {
         .delete(&b)
         .await
         .unwrap_or_else(|e| panic!("second delete of b: {e:?}"));
-    assert_eq!(driver.list().await.ok(), Some(Vec::new()));
+    assert_eq!(
+        driver.list().await.ok().map(|l| l.instances),
+        Some(Vec::new())
+    );
     let leases = std::fs::read_dir(fixture.config.state_dir.join("leases"))
         .map(|entries| entries.count())
         .unwrap_or(0);
@@ -533,7 +547,10 @@ async fn boot_refuses_user_data_it_cannot_apply_and_leaves_nothing() {
         refused.map(|_| ()).map_err(|e| e.kind()),
         Err(DriverErrorKind::Invalid)
     );
-    assert_eq!(fixture.driver.list().await.ok(), Some(Vec::new()));
+    assert_eq!(
+        fixture.driver.list().await.ok().map(|l| l.instances),
+        Some(Vec::new())
+    );
     assert!(!fixture.driver.instance_dir(&id).exists());
 }
 
@@ -562,7 +579,10 @@ async fn a_boot_that_fails_midway_leaves_nothing_behind() {
         ),
         "{failed:?}"
     );
-    assert_eq!(driver.list().await.ok(), Some(Vec::new()));
+    assert_eq!(
+        driver.list().await.ok().map(|l| l.instances),
+        Some(Vec::new())
+    );
     for path in [
         driver.instance_dir(&id),
         driver.docker_socket(&id),

@@ -107,6 +107,10 @@ pub struct ServiceOptions {
     /// The `[relay]` section's `listen` and `advertise` lines instead of
     /// an embedded relay on port 0 advertised at the bridge gateway.
     pub relay: Option<String>,
+    /// Run when the service is dropped, once it is stopped, with its
+    /// database URL: to remove what it made outside this machine (the
+    /// nova tests' Keystone trusts).
+    pub on_drop: Option<Box<dyn FnOnce(String) + Send>>,
 }
 
 impl Default for ServiceOptions {
@@ -123,6 +127,7 @@ impl Default for ServiceOptions {
             auth: None,
             driver: None,
             relay: None,
+            on_drop: None,
         }
     }
 }
@@ -137,6 +142,7 @@ pub struct ServiceProcess {
     config: PathBuf,
     log: PathBuf,
     options_db: Option<String>,
+    on_drop: Option<Box<dyn FnOnce(String) + Send>>,
     state: TempDir,
     network: NetworkLease,
     http: reqwest::Client,
@@ -216,6 +222,7 @@ impl ServiceProcess {
             config,
             log,
             options_db: options.database_url,
+            on_drop: options.on_drop,
             state,
             network,
             http: reqwest::Client::builder()
@@ -333,6 +340,17 @@ impl ServiceProcess {
         self.spawn().await;
     }
 
+    /// The service's database URL (`NEST_DATABASE_URL`, or the default
+    /// SQLite file in its state directory).
+    pub fn database_url(&self) -> String {
+        self.options_db.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.state_dir().join("nest.db").display()
+            )
+        })
+    }
+
     /// The service's `state_dir`, which the service creates itself.
     pub fn state_dir(&self) -> PathBuf {
         self.state.path().join("state")
@@ -369,6 +387,7 @@ impl ServiceProcess {
             .list()
             .await
             .expect("list instances")
+            .instances
             .into_iter()
             .map(|i| i.to_string())
             .collect();
@@ -466,6 +485,9 @@ impl Drop for ServiceProcess {
         if let Some(child) = &mut self.child {
             let _ = child.start_kill();
         }
+        if let Some(on_drop) = self.on_drop.take() {
+            on_drop(self.database_url());
+        }
         if std::thread::panicking() {
             let log = self.log_text();
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
@@ -489,8 +511,8 @@ impl Drop for ServiceProcess {
                 let Ok(driver) = nest_service::driver::LocalDriver::new(config) else {
                     return;
                 };
-                if let Ok(ids) = driver.list().await {
-                    for id in ids {
+                if let Ok(listing) = driver.list().await {
+                    for id in listing.instances {
                         let _ = driver.delete(&id).await;
                     }
                 }

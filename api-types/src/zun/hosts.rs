@@ -62,6 +62,12 @@ pub struct HostView {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub addresses: BTreeMap<String, String>,
+    /// Nest: why the instance is in its status, or why Nest cannot reach
+    /// the cloud for its project (then its status is the last one known);
+    /// `null` when there is nothing to say.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub status_reason: Option<String>,
 }
 
 /// `GET /v1/hosts`.

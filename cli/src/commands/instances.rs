@@ -1,5 +1,6 @@
 //! `instance-list`: the project's instances (Nest's hosts), each with its
-//! state, size, addresses and the containers it holds.
+//! state, size, addresses and the containers it holds, and why when
+//! something is wrong (its project's cloud cannot be reached, say).
 
 use std::collections::BTreeMap;
 
@@ -11,13 +12,14 @@ use crate::client::Session;
 use crate::error::CliError;
 use crate::output::print_list;
 
-const COLUMNS: [&str; 6] = [
+const COLUMNS: [&str; 7] = [
     "uuid",
     "status",
     "flavor",
     "driver",
     "addresses",
     "containers",
+    "status_reason",
 ];
 
 /// `instance-list`.
@@ -48,6 +50,7 @@ pub async fn list(session: &Session, output: &OutputArgs) -> Result<u8, CliError
                     "containers",
                     json!(held.get(h.uuid.as_str()).cloned().unwrap_or_default()),
                 ),
+                ("status_reason", json!(h.status_reason)),
             ]
         })
         .collect();

@@ -84,6 +84,9 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     consoles: Mutex<BTreeMap<String, PendingConsole>>,
     resizers: Mutex<BTreeMap<String, tokio::sync::mpsc::Sender<TtySize>>>,
+    /// Held while a delegation is created, so that two calls at once do
+    /// not both create one (see `delegation`).
+    delegations: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -107,6 +110,7 @@ impl App {
                 scheduler,
                 consoles: Mutex::new(BTreeMap::new()),
                 resizers: Mutex::new(BTreeMap::new()),
+                delegations: tokio::sync::Mutex::new(()),
             }),
         }
     }

@@ -1,5 +1,7 @@
 //! What Nest recorded: container actions, and instances as Zun's hosts.
 
+use std::collections::BTreeMap;
+
 use nest_images::ImageStore;
 
 use super::App;
@@ -66,6 +68,14 @@ impl App {
             .list_instances(project.as_ref())
             .await
             .map_err(super::db_error("listing instances"))?;
+        let unreachable: BTreeMap<_, _> = self
+            .store()
+            .unreachable_projects()
+            .await
+            .map_err(super::db_error("listing unreachable projects"))?
+            .into_iter()
+            .map(|u| (u.project_id, u.reason))
+            .collect();
         let mut hosts = Vec::with_capacity(instances.len());
         for instance in instances {
             let used = self
@@ -74,10 +84,11 @@ impl App {
                 .await
                 .map_err(super::db_error("reading instance usage"))?;
             hosts.push(HostInfo {
-                instance,
                 total_containers: u32::try_from(used.containers).unwrap_or(u32::MAX),
                 cpu_used: used.cpu_used,
                 memory_used_mib: used.memory_used_mib,
+                unreachable: unreachable.get(&instance.project_id).cloned(),
+                instance,
             });
         }
         Ok(hosts)

@@ -441,6 +441,9 @@ pub struct HostInfo {
     pub cpu_used: f64,
     /// Memory reserved by them, MiB.
     pub memory_used_mib: u64,
+    /// Why Nest cannot reach the cloud for the instance's project (the
+    /// last sweep could not list it), if it cannot.
+    pub unreachable: Option<String>,
 }
 
 #[cfg(test)]

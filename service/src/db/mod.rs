@@ -30,6 +30,7 @@ mod docker_certificates;
 mod error;
 mod instances;
 mod networks;
+mod unreachable;
 
 use std::time::Duration;
 

@@ -104,7 +104,7 @@ use self::network::NetNames;
 use self::processes::PidRecord;
 use self::subnet::Subnet;
 use crate::domain::InstanceId;
-use crate::driver::{BootRequest, BootedInstance, DriverError, InstanceDriver, Reason};
+use crate::driver::{BootRequest, BootedInstance, DriverError, InstanceDriver, Listing, Reason};
 
 /// Default host bridge.
 pub const DEFAULT_BRIDGE: &str = "nest0";
@@ -1167,8 +1167,8 @@ impl InstanceDriver for LocalDriver {
         Box::pin(self.teardown(id))
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceId>, DriverError>> {
-        Box::pin(self.list_instances())
+    fn list(&self) -> BoxFuture<'_, Result<Listing, DriverError>> {
+        Box::pin(async move { self.list_instances().await.map(Listing::complete) })
     }
 }
 

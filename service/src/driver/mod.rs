@@ -7,11 +7,13 @@
 //! *when* to boot or delete (the scheduler does), it never talks to agents
 //! (the relay does), and it keeps no desired state (the database does): the
 //! reconciler compares [`InstanceDriver::list`] with the database to find
-//! orphans.
+//! orphans. A listing answers per project: one project the cloud will not
+//! list for (its trust revoked) leaves the others judged.
 //!
 //! # Layout
 //! - this file: [`InstanceDriver`], [`BootRequest`], [`BootedInstance`],
-//!   [`DriverError`] and its [`DriverErrorKind`], and [`DriverConfig`], the
+//!   [`Listing`], [`DriverError`] and its [`DriverErrorKind`], and
+//!   [`DriverConfig`], the
 //!   `[driver]` section that picks one;
 //! - [`local`]: the embedded driver for one machine (DESIGN.md, "Instance
 //!   drivers"): a network namespace with its own dockerd and agent;
@@ -189,7 +191,7 @@ pub struct BootedInstance {
 ///     })
 ///     .await?;
 /// println!("{} is at {:?}", booted.id, booted.addresses);
-/// assert!(driver.list().await?.contains(&booted.id));
+/// assert!(driver.list().await?.instances.contains(&booted.id));
 /// driver.delete(&booted.id).await?;
 /// driver.delete(&booted.id).await?; // already gone: still Ok
 /// # Ok(())
@@ -218,11 +220,30 @@ pub trait InstanceDriver: Send + Sync {
     fn delete<'a>(&'a self, id: &'a InstanceId) -> BoxFuture<'a, Result<(), DriverError>>;
 
     /// The instances that really exist, booted by this driver (or by an
-    /// earlier run of the service with the same configuration).
+    /// earlier run of the service with the same configuration), in every
+    /// project whose listing answered; the projects whose listing failed
+    /// are in [`Listing::unlisted`], with why.
     ///
     /// # Errors
-    /// [`DriverError`] when the cloud or the disk cannot be read.
-    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceId>, DriverError>>;
+    /// [`DriverError`] when nothing at all can be listed (the disk, or the
+    /// database of delegations, cannot be read).
+    fn list(&self) -> BoxFuture<'_, Result<Listing, DriverError>>;
+
+    /// Withdraws `authority`, which the project delegated earlier and a new
+    /// delegation replaced, with the user's own token (the `nova` driver
+    /// deletes the old trust). Best effort: a delegation already gone is
+    /// `Ok`. The default (no delegation) has nothing to withdraw.
+    ///
+    /// # Errors
+    /// [`DriverError`] when the cloud refuses or cannot be asked.
+    fn withdraw<'a>(
+        &'a self,
+        authority: &'a TenantAuthority,
+        delegation: &'a Delegation,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        let _ = (authority, delegation);
+        Box::pin(async { Ok(()) })
+    }
 
     /// Obtains, with a user's own token, the authority the driver needs to
     /// act in the user's project later on (the `nova` driver: a Keystone
@@ -287,6 +308,27 @@ pub trait InstanceDriver: Send + Sync {
     }
 }
 
+/// What [`InstanceDriver::list`] found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The instances that exist, in every project whose listing answered
+    /// (all of them, for a driver that lists everything at once).
+    pub instances: Vec<InstanceId>,
+    /// The projects whose instances could not be listed, with why: their
+    /// recorded instances are neither confirmed nor denied.
+    pub unlisted: BTreeMap<ProjectId, DriverError>,
+}
+
+impl Listing {
+    /// A listing in which every project answered.
+    pub fn complete(instances: Vec<InstanceId>) -> Self {
+        Self {
+            instances,
+            unlisted: BTreeMap::new(),
+        }
+    }
+}
+
 /// One resource's limit (`-1`: unlimited) and use, as the cloud counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -330,6 +372,10 @@ pub enum DriverErrorKind {
     Unavailable,
     /// The request cannot be carried out as asked; a retry cannot help.
     Invalid,
+    /// The cloud refused the authority the project delegated (its trust
+    /// revoked or deleted, its trustor disabled or deleted); a retry cannot
+    /// help until one of the project's users delegates again.
+    DelegationRefused,
     /// An unexpected failure; details go to the log only.
     Internal,
 }
@@ -342,6 +388,7 @@ impl DriverErrorKind {
             Self::OverQuota => ErrorKind::OverQuota,
             Self::Unavailable => ErrorKind::Unavailable,
             Self::Invalid => ErrorKind::Invalid,
+            Self::DelegationRefused => ErrorKind::Unavailable,
             Self::Internal => ErrorKind::Internal,
         }
     }
@@ -379,6 +426,18 @@ pub enum DriverError {
         #[source]
         source: BoxError,
     },
+    /// The cloud refused the authority `project` delegated to Nest.
+    #[error(
+        "the cloud refused the authority project {project} delegated to Nest; one of the \
+         project's users renews it by running any container command"
+    )]
+    DelegationRefused {
+        /// The project.
+        project: ProjectId,
+        /// The cloud's refusal.
+        #[source]
+        source: BoxError,
+    },
     /// An unexpected failure on the host or in the cloud.
     #[error("{action} failed")]
     Internal {
@@ -397,6 +456,7 @@ impl DriverError {
             Self::OverQuota { .. } => DriverErrorKind::OverQuota,
             Self::Unavailable { .. } => DriverErrorKind::Unavailable,
             Self::Invalid { .. } => DriverErrorKind::Invalid,
+            Self::DelegationRefused { .. } => DriverErrorKind::DelegationRefused,
             Self::Internal { .. } => DriverErrorKind::Internal,
         }
     }

@@ -14,8 +14,12 @@
 //!   frames and results an agent had no right to send).
 //! - Sessions are told apart by id: when a newer session of an instance
 //!   replaced an older one, the older one's end changes nothing.
-//! - Periodically, instances the driver has but the database does not are
-//!   deleted, and recorded instances the driver lost fail their containers.
+//! - Periodically ([`sweep`]), instances the driver has but the database
+//!   does not are deleted, and recorded instances the driver lost fail
+//!   their containers, project by project: a project the driver could not
+//!   list is left as it is, and shown as unreachable.
+
+pub mod sweep;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -416,47 +420,7 @@ impl Reconciler {
 
     /// Compares the database with what the driver really has.
     async fn sweep(&self) -> Result<(), DbError> {
-        let existing: HashSet<InstanceId> = match self.driver.list().await {
-            Ok(ids) => ids.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %crate::error_chain(&e), "cannot list instances; skipping the sweep");
-                return Ok(());
-            }
-        };
-        let recorded = self.store.list_instances(None).await?;
-        let recorded_ids: HashSet<InstanceId> = recorded.iter().map(|i| i.id.clone()).collect();
-        for orphan in existing.difference(&recorded_ids) {
-            tracing::warn!(instance_id = %orphan, "deleting an instance no container record knows");
-            if let Err(e) = self.driver.delete(orphan).await {
-                tracing::warn!(instance_id = %orphan, error = %crate::error_chain(&e), "could not delete an orphan instance");
-            }
-        }
-        for instance in recorded {
-            // A booting instance may not be listed yet.
-            if instance.status == InstanceStatus::Booting || existing.contains(&instance.id) {
-                continue;
-            }
-            tracing::warn!(instance_id = %instance.id, "an instance vanished; failing its containers");
-            for container in self.store.containers_on_instance(&instance.id).await? {
-                if container.status == ContainerStatus::Deleting {
-                    self.store.delete_container(container.id).await?;
-                    continue;
-                }
-                self.store
-                    .set_status_any(
-                        container.id,
-                        ContainerStatus::Error,
-                        Some(&format!(
-                            "instance deleted: its instance {} no longer exists",
-                            instance.id
-                        )),
-                    )
-                    .await?;
-                self.store.unbind_container(container.id).await?;
-            }
-            self.store.delete_instance(&instance.id).await?;
-        }
-        Ok(())
+        sweep::sweep(&self.store, &*self.driver, &self.metrics).await
     }
 }
 

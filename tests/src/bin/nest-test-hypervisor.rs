@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
 
     tracing::info!("stopping: deleting every guest");
     boots.shutdown().await;
-    for id in driver.list().await.unwrap_or_default() {
+    for id in driver.list().await.map(|l| l.instances).unwrap_or_default() {
         if let Err(e) = driver.delete(&id).await {
             tracing::warn!(server_id = %id, error = %e, "teardown failed");
         }

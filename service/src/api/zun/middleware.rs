@@ -62,6 +62,7 @@ pub struct UserToken(pub nest_core::Secret<String>);
 
 /// Validates `X-Auth-Token` and puts the [`crate::auth::Caller`] in the
 /// request's extensions; 401 (Keystone's shape) without a valid token.
+/// Replaces the project's delegation first when the cloud refused it.
 pub async fn authenticate(
     State(state): State<ApiState>,
     mut request: Request,
@@ -82,11 +83,14 @@ pub async fn authenticate(
     match state.authenticator().authenticate(&token).await {
         Ok(caller) => {
             tracing::Span::current().record("project_id", caller.project_id.as_str());
+            let token = nest_core::Secret::new(token);
+            // Any call of the project's users renews a delegation the cloud
+            // refused (a revoked trust), so that the sweep covers the
+            // project again.
+            state.app().renew_refused_delegation(&caller, &token).await;
             request.extensions_mut().insert(caller);
             // For the handlers that delegate with the user's own token.
-            request
-                .extensions_mut()
-                .insert(UserToken(nest_core::Secret::new(token)));
+            request.extensions_mut().insert(UserToken(token));
             next.run(request).await
         }
         Err(error) => ApiError::Auth(error).into_response(),

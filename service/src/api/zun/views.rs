@@ -257,6 +257,10 @@ pub fn host_view(h: &HostInfo, base: &BaseUrl, with_pinning: bool) -> HostView {
         status: h.instance.status.as_str().to_owned(),
         driver: h.instance.driver.clone(),
         addresses: h.instance.addresses.clone(),
+        status_reason: match (&h.instance.status_reason, &h.unreachable) {
+            (Some(own), Some(cloud)) => Some(format!("{own}; {cloud}")),
+            (own, cloud) => own.clone().or_else(|| cloud.clone()),
+        },
     }
 }
 

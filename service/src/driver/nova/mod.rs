@@ -56,7 +56,7 @@ use nest_openstack::{
 
 pub use self::config::{NovaDriverConfig, NovaNetwork};
 use super::{
-    BootRequest, BootedInstance, BoxError, Delegation, DriverError, InstanceDriver, Reason,
+    BootRequest, BootedInstance, BoxError, Delegation, DriverError, InstanceDriver, Listing, Reason,
 };
 use super::{Limit, ProjectLimits};
 use crate::domain::{InstanceId, ProjectId};
@@ -182,8 +182,31 @@ fn from_openstack(what: &'static str, e: OpenStackError) -> DriverError {
     }
 }
 
+/// What a failure of a session acting for `project` means: a refused
+/// login is the cloud refusing the project's delegation (Keystone answers
+/// 404 for a deleted trust, 403 for a disabled trustor, 401 once the
+/// trustor or the project is gone); anything else as [`from_openstack`].
+fn from_tenant(project: &ProjectId, what: &'static str, e: OpenStackError) -> DriverError {
+    match e {
+        OpenStackError::CredentialsRejected { .. } => DriverError::DelegationRefused {
+            project: project.clone(),
+            source: Box::new(e),
+        },
+        e => from_openstack(what, e),
+    }
+}
+
 fn lookup_failed(source: BoxError) -> DriverError {
     DriverError::internal("reading the tenant's authority", source)
+}
+
+/// The key of `authority`'s session in [`NovaDriver`]'s cache.
+fn session_key(authority: &TenantAuthority) -> String {
+    match authority {
+        TenantAuthority::None => String::new(),
+        TenantAuthority::Trust { trust_id } => format!("trust {trust_id}"),
+        TenantAuthority::ApplicationCredential { id, .. } => format!("credential {id}"),
+    }
 }
 
 /// The networks of one boot, resolved in the tenant's view.
@@ -260,11 +283,7 @@ impl NovaDriver {
     /// [`DriverError::Invalid`] without an authority, or when it cannot be
     /// used with the service's credentials.
     pub fn tenant_session(&self, authority: &TenantAuthority) -> Result<Arc<Session>, DriverError> {
-        let key = match authority {
-            TenantAuthority::None => String::new(),
-            TenantAuthority::Trust { trust_id } => format!("trust {trust_id}"),
-            TenantAuthority::ApplicationCredential { id, .. } => format!("credential {id}"),
-        };
+        let key = session_key(authority);
         if let Some(session) = lock(&self.tenants).get(&key) {
             return Ok(session.clone());
         }
@@ -279,6 +298,12 @@ impl NovaDriver {
             );
         lock(&self.tenants).insert(key, session.clone());
         Ok(session)
+    }
+
+    /// Drops the cached session of `authority` (refused: a new delegation
+    /// gets a session of its own).
+    fn forget_session(&self, authority: &TenantAuthority) {
+        lock(&self.tenants).remove(&session_key(authority));
     }
 
     /// The session acting in `project`, from its recorded authority.
@@ -748,35 +773,87 @@ impl NovaDriver {
         Ok(())
     }
 
-    async fn list_servers(&self) -> Result<Vec<InstanceId>, DriverError> {
+    /// Lists each delegating project's servers on its own: a project whose
+    /// delegation is refused, or whose listing fails, is reported in
+    /// [`Listing::unlisted`] and leaves the others listed.
+    async fn list_servers(&self) -> Result<Listing, DriverError> {
         let rid = RequestId::generate();
-        let mut ids = Vec::new();
+        let mut listing = Listing::default();
         for (project, authority) in self.lookup.authorities().await.map_err(lookup_failed)? {
-            let session = self.tenant_session(&authority)?;
-            let compute = self.compute(&session).await?;
-            let query = ServerQuery {
-                tags: vec![self.config.server_tag.clone()],
-                all_tenants: false,
-            };
-            let servers = compute
-                .servers(&query, &rid)
+            match self.list_project(&project, &authority, &rid).await {
+                Ok(ids) => {
+                    let mut owners = lock(&self.owners);
+                    for id in &ids {
+                        owners.insert(id.clone(), project.clone());
+                    }
+                    listing.instances.extend(ids);
+                }
+                Err(e) => {
+                    if e.kind() == super::DriverErrorKind::DelegationRefused {
+                        self.forget_session(&authority);
+                    }
+                    listing.unlisted.insert(project, e);
+                }
+            }
+        }
+        listing.instances.sort();
+        listing.instances.dedup();
+        Ok(listing)
+    }
+
+    /// The servers of `project`, listed with the authority it delegated.
+    async fn list_project(
+        &self,
+        project: &ProjectId,
+        authority: &TenantAuthority,
+        rid: &RequestId,
+    ) -> Result<Vec<InstanceId>, DriverError> {
+        if let TenantAuthority::Trust { trust_id } = authority {
+            // Asked with the service's own token, first: a token already
+            // issued through a deleted trust may still be accepted by Nova
+            // for minutes (keystonemiddleware's token cache), and a refused
+            // service login here is the service's problem, not the
+            // project's.
+            let exists = self
+                .service
+                .trust_exists(trust_id, rid)
                 .await
-                .map_err(|e| from_openstack("server", e))?;
-            for server in servers {
-                let Some(id) = server
+                .map_err(|e| from_openstack("trust", e))?;
+            if !exists {
+                return Err(DriverError::DelegationRefused {
+                    project: project.clone(),
+                    source: Box::new(Reason(format!(
+                        "Keystone has no trust {trust_id} any more (it was deleted, or its \
+                         trustor was)"
+                    ))),
+                });
+            }
+        }
+        let session = self.tenant_session(authority)?;
+        let compute = Compute::connect(
+            &session,
+            self.config.interface,
+            self.config.region.as_deref(),
+        )
+        .await
+        .map_err(|e| from_tenant(project, "compute endpoint", e))?;
+        let query = ServerQuery {
+            tags: vec![self.config.server_tag.clone()],
+            all_tenants: false,
+        };
+        let servers = compute
+            .servers(&query, rid)
+            .await
+            .map_err(|e| from_tenant(project, "server", e))?;
+        Ok(servers
+            .into_iter()
+            .filter_map(|server| {
+                server
                     .metadata
                     .get(INSTANCE_METADATA_KEY)
                     .and_then(|v| InstanceId::parse(v).ok())
-                else {
-                    continue;
-                };
-                lock(&self.owners).insert(id.clone(), project.clone());
-                ids.push(id);
-            }
-        }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+            })
+            .collect())
     }
 
     /// Downloads Glance image `id` with `project`'s authority into `sink`.
@@ -914,8 +991,27 @@ impl InstanceDriver for NovaDriver {
         Box::pin(self.delete_server(id))
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceId>, DriverError>> {
+    fn list(&self) -> BoxFuture<'_, Result<Listing, DriverError>> {
         Box::pin(self.list_servers())
+    }
+
+    fn withdraw<'a>(
+        &'a self,
+        authority: &'a TenantAuthority,
+        delegation: &'a Delegation,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move {
+            self.forget_session(authority);
+            let TenantAuthority::Trust { trust_id } = authority else {
+                // An application credential is the user's own to delete.
+                return Ok(());
+            };
+            self.service
+                .delete_trust(&delegation.token, trust_id, &RequestId::generate())
+                .await
+                .map(|_| ())
+                .map_err(|e| from_openstack("trust", e))
+        })
     }
 
     fn delegate<'a>(
