@@ -261,9 +261,67 @@ pub async fn revoke(token: &str) {
     assert_eq!(response.status().as_u16(), 204, "revoke a token");
 }
 
+/// The trust each project delegated to the service whose database is at
+/// `database_url`, by project id.
+pub async fn recorded_trusts(database_url: &str) -> Vec<(String, String)> {
+    let store = nest_service::db::Store::connect(database_url)
+        .await
+        .expect("open the service's database");
+    let recorded = store.authorities().await.expect("read the authorities");
+    store.close().await;
+    recorded
+        .into_iter()
+        .filter_map(|(project, authority)| match authority {
+            nest_service::driver::TenantAuthority::Trust { trust_id } => {
+                Some((project.to_string(), trust_id))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Deletes trust `trust_id` as admin (`DELETE /v3/OS-TRUST/trusts/{id}`);
+/// returns Keystone's status (204, or 404 when it was gone).
+pub async fn delete_trust(trust_id: &str) -> u16 {
+    let admin = token(&admin()).await;
+    reqwest::Client::new()
+        .delete(format!("{AUTH_URL}/OS-TRUST/trusts/{trust_id}"))
+        .header("x-auth-token", admin)
+        .send()
+        .await
+        .expect("Keystone answers")
+        .status()
+        .as_u16()
+}
+
+/// Deletes, as admin, the trusts recorded in the database at
+/// `database_url`: what a test's service delegated ends with the test
+/// (the service itself deletes the trusts it replaces).
+pub fn delete_recorded_trusts(database_url: String) {
+    let deleted = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            for (project, trust_id) in recorded_trusts(&database_url).await {
+                let status = delete_trust(&trust_id).await;
+                assert!(
+                    matches!(status, 204 | 404),
+                    "delete trust {trust_id} of project {project}: {status}"
+                );
+            }
+        });
+    });
+    if deleted.join().is_err() {
+        eprintln!("could not delete the trusts of a test's service");
+    }
+}
+
 /// Options of a service with Keystone auth and the `nova` driver, its
 /// servers tagged `tag` on the lab's private network with `pub` floating
 /// IPs from `public`, and the relay advertised at the hypervisor's bridge.
+/// The trusts it records are deleted when it is dropped.
 pub fn service_options(tag: &str) -> ServiceOptions {
     ServiceOptions {
         auth: Some(format!(
@@ -284,6 +342,7 @@ pub fn service_options(tag: &str) -> ServiceOptions {
             "listen = \"0.0.0.0:{port}\"\nadvertise = \"{GATEWAY}:{port}\"",
             port = free_port()
         )),
+        on_drop: Some(Box::new(delete_recorded_trusts)),
         ..ServiceOptions::default()
     }
 }

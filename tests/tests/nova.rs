@@ -10,8 +10,9 @@
 use std::time::Duration;
 
 use nest_tests::nova::{
-    CloudCleanup, Hypervisor, TestProject, admin, alt_demo, demo, ensure_driver_user, openstack,
-    project_id, revoke, serial, service_options, token, try_openstack, unique_tag,
+    CloudCleanup, Hypervisor, TestProject, admin, alt_demo, delete_trust, demo, ensure_driver_user,
+    openstack, project_id, recorded_trusts, revoke, serial, service_options, token, try_openstack,
+    unique_tag,
 };
 use nest_tests::service::{ServiceOptions, ServiceProcess};
 use reqwest::Method;
@@ -555,6 +556,200 @@ async fn a_glance_image_of_container_format_docker_runs_as_a_container() {
     })
     .await;
     drop(svc);
+    drop(hypervisor);
+}
+
+/// The trust the service records for `project`.
+async fn trust_of(svc: &ServiceProcess, project: &str) -> String {
+    recorded_trusts(&svc.database_url())
+        .await
+        .into_iter()
+        .find(|(p, _)| p == project)
+        .map(|(_, trust)| trust)
+        .unwrap_or_else(|| panic!("project {project} delegated no trust"))
+}
+
+/// The `status_reason` the hosts API shows for instance `host`, as admin
+/// sees it (a call of the project's own users would renew its trust).
+async fn host_reason(svc: &ServiceProcess, admin_token: &str, host: &str) -> Option<String> {
+    let (code, hosts) = svc.call(admin_token, Method::GET, "/v1/hosts", None).await;
+    assert_eq!(code, 200, "{hosts}");
+    let shown = hosts["hosts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|h| h["uuid"] == host))
+        .unwrap_or_else(|| panic!("no host {host}: {hosts}"));
+    assert_eq!(shown["status"], "Ready", "{shown}");
+    shown["status_reason"].as_str().map(str::to_owned)
+}
+
+/// The Prometheus text of `/metrics`.
+async fn metrics_text(svc: &ServiceProcess) -> String {
+    reqwest::get(format!("{}/metrics", svc.url))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("a body")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_trust_leaves_its_project_as_it_is_and_the_others_swept_until_renewed() {
+    let _serial = serial().await;
+    let tag = unique_tag();
+    let mut options = service_options(&tag);
+    // No floating IPs: this test is about listings, not addresses.
+    options.driver = options
+        .driver
+        .map(|d| d.replace(r#", { name = "pub", network = "public" }"#, ""));
+    let (cleanup, hypervisor, svc) = start(&tag, options).await;
+    let demo_token = token(&demo()).await;
+    let alt_token = token(&alt_demo()).await;
+    let admin_token = token(&admin()).await;
+    let demo_project = project_id("demo");
+    let body = |image: &str, name: &str| json!({"image": image, "name": name, "command": ["sleep", "3600"], "cpu": 0.5, "memory": "128"});
+    let demo_image = svc.upload_test_image(&demo_token).await;
+    let alt_image = svc.upload_test_image(&alt_token).await;
+    let kept = create(&svc, &demo_token, body(&demo_image, "kept")).await;
+    let swept = create(&svc, &alt_token, body(&alt_image, "swept")).await;
+    let kept_view = svc.wait_status(&demo_token, &kept, "Running", BOOT).await;
+    let swept_view = svc.wait_status(&alt_token, &swept, "Running", BOOT).await;
+    let kept_host = kept_view["host"].as_str().expect("a host").to_owned();
+
+    // demo's trust is deleted in Keystone, as an admin (or demo) can.
+    let revoked = trust_of(&svc, &demo_project).await;
+    assert_eq!(delete_trust(&revoked).await, 204, "delete demo's trust");
+
+    // Within a reconcile period, demo's instance says why Nest cannot
+    // reach OpenStack for it, and what demo's users can do.
+    let reason = nest_tests::eventually(
+        Duration::from_secs(75),
+        "demo's instance to show the refused trust",
+        || async { host_reason(&svc, &admin_token, &kept_host).await },
+    )
+    .await;
+    assert!(
+        reason.starts_with("cannot reach OpenStack for this project: the trust it delegated"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("Keystone has no trust {revoked} any more")),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("users must run any container command"),
+        "{reason}"
+    );
+
+    // alt_demo's server deleted behind Nest's back: its container turns
+    // to Error within one reconcile period, while demo goes unjudged.
+    let alt_server = server_of(&alt_demo(), &tag, &swept_view);
+    openstack(&alt_demo(), &["server", "delete", &alt_server]);
+    let lost = svc
+        .wait_status(&alt_token, &swept, "Error", Duration::from_secs(75))
+        .await;
+    assert!(
+        lost["status_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("instance deleted"),
+        "{lost}"
+    );
+    let (code, still) = svc
+        .call(
+            &admin_token,
+            Method::GET,
+            &format!("/v1/containers/{kept}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{still}");
+    assert_eq!(
+        still["status"], "Running",
+        "demo's container as it was: {still}"
+    );
+    assert_eq!(
+        trust_of(&svc, &demo_project).await,
+        revoked,
+        "no call of demo's users yet: nothing renewed"
+    );
+    let metrics = metrics_text(&svc).await;
+    assert!(
+        metrics.contains(r#"nest_project_listing_failures_total{cause="delegation_refused"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("nest_unreachable_projects 1"), "{metrics}");
+    let log = svc.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot list this project's instances"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning for the outage, not one per sweep:\n{log}"
+    );
+    assert!(
+        warnings[0].contains(&demo_project) && warnings[0].contains("delegation_refused"),
+        "the warning names the project and the cause: {}",
+        warnings[0]
+    );
+
+    // Any call of demo's users renews the trust (and withdraws the old).
+    let (code, listed) = svc
+        .call(&demo_token, Method::GET, "/v1/containers", None)
+        .await;
+    assert_eq!(code, 200, "{listed}");
+    let renewed = trust_of(&svc, &demo_project).await;
+    assert_ne!(renewed, revoked, "a new trust is recorded");
+    assert_eq!(
+        host_reason(&svc, &admin_token, &kept_host).await,
+        None,
+        "nothing to say once renewed"
+    );
+    assert!(
+        svc.log_text()
+            .contains("the project's refused delegation was replaced"),
+        "{}",
+        svc.log_text()
+    );
+
+    // The sweep covers demo again: its server deleted behind Nest's back
+    // is noticed within one reconcile period.
+    let demo_server = server_of(&demo(), &tag, &kept_view);
+    openstack(&demo(), &["server", "delete", &demo_server]);
+    let lost = svc
+        .wait_status(&demo_token, &kept, "Error", Duration::from_secs(75))
+        .await;
+    assert!(
+        lost["status_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("instance deleted"),
+        "{lost}"
+    );
+    assert!(
+        metrics_text(&svc)
+            .await
+            .contains("nest_unreachable_projects 0")
+    );
+    for (token, id) in [(&demo_token, &kept), (&alt_token, &swept)] {
+        delete_and_wait_gone(&svc, token, id).await;
+    }
+    nest_tests::eventually(Duration::from_secs(60), "every server deleted", || async {
+        cleanup.servers().is_empty().then_some(())
+    })
+    .await;
+    // Dropping the service deletes the trusts it recorded (demo's renewed
+    // one and alt_demo's), so that the run leaves none in the lab.
+    let left = recorded_trusts(&svc.database_url()).await;
+    drop(svc);
+    for (project, trust) in left {
+        assert_eq!(
+            delete_trust(&trust).await,
+            404,
+            "trust {trust} of project {project} was deleted with the service"
+        );
+    }
     drop(hypervisor);
 }
 
