@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Nest's whole test suite on a fresh Debian machine: installs what the
-# tests need (Docker engine, busybox-static for the test image, cloud-init
-# for user-data validation), starts a Docker engine if none answers, then
+# tests need (Docker engine, docker-compose, busybox-static for the test
+# image, cloud-init for user-data validation), starts a Docker engine if none answers, then
 # runs fmt, clippy and every test. Needs root (apt, dockerd, namespaces).
 #
 # Environment:
@@ -28,7 +28,7 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nest-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-packages=(docker.io busybox-static cloud-init python3-yaml iproute2 tar openssh-server openssh-client tmux)
+packages=(docker.io docker-compose busybox-static cloud-init python3-yaml iproute2 tar openssh-server openssh-client tmux)
 if [ "${NEST_SKIP_INSTALL:-0}" != 1 ]; then
   missing=()
   for p in "${packages[@]}"; do

@@ -144,6 +144,15 @@ impl DockerCli {
         self.command_of("docker", args)
     }
 
+    /// Runs `docker-compose args…` (Debian's docker-compose, which reads
+    /// the same `DOCKER_*` variables) and returns its output.
+    pub async fn compose(&self, args: &[&str]) -> Output {
+        self.command_of("docker-compose", args)
+            .output()
+            .await
+            .expect("docker-compose runs (Debian's docker-compose package)")
+    }
+
     /// Runs `docker args…` and returns its output.
     pub async fn run(&self, args: &[&str]) -> Output {
         self.run_with_stdin(args, None).await

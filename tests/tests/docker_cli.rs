@@ -538,6 +538,315 @@ print("docker-py ok")
     assert_eq!(String::from_utf8_lossy(&out.stdout), "docker-py ok\n");
 }
 
+/// Polls `check` every half second until it answers, or panics after
+/// `within` with the last thing it saw.
+async fn wait_for(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<(), String>,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let last = match check().await {
+            Ok(()) => return,
+            Err(last) => last,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_defined_networks_resolve_names_and_stay_in_their_project() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&cli).await;
+    let id = cli.ok(&["network", "create", "back"]).await;
+    assert_eq!(id.trim().len(), 32, "{id}");
+    let ls = cli
+        .ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"])
+        .await;
+    assert!(
+        ls.contains("back bridge") && ls.contains("bridge bridge"),
+        "{ls}"
+    );
+    let out = cli.run(&["network", "create", "back"]).await;
+    assert!(
+        !out.status.success() && text(&out).contains("already exists"),
+        "{}",
+        text(&out)
+    );
+
+    cli.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "back",
+        "--network-alias",
+        "database",
+        IMAGE,
+        "sh",
+        "-c",
+        "busybox mkdir -p /srv && echo hello-from-db > /srv/index.html && exec httpd -f -p 8080 -h /srv",
+    ])
+    .await;
+    cli.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "back",
+        IMAGE,
+        "sleep",
+        "600",
+    ])
+    .await;
+    // Both resolve: the alias and the name, from the other container.
+    for target in ["database", "db"] {
+        let url = format!("http://{target}:8080/");
+        wait_for(BOOT, &format!("app to reach {target}"), async || {
+            let out = cli
+                .run(&["exec", "app", "busybox", "wget", "-qO-", &url])
+                .await;
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            if said == "hello-from-db\n" {
+                Ok(())
+            } else {
+                Err(text(&out))
+            }
+        })
+        .await;
+    }
+    let instances = cli
+        .ok(&["inspect", "--format", "{{.Nest.Instance}}", "db", "app"])
+        .await;
+    let instances: Vec<&str> = instances.lines().collect();
+    assert_eq!(instances.len(), 2);
+    assert_eq!(
+        instances[0], instances[1],
+        "a network's containers share an instance"
+    );
+    let mode = cli
+        .ok(&["inspect", "--format", "{{.HostConfig.NetworkMode}}", "db"])
+        .await;
+    assert_eq!(mode.trim(), "back");
+    let aliases = cli
+        .ok(&[
+            "inspect",
+            "--format",
+            "{{json .NetworkSettings.Networks.back.Aliases}}",
+            "db",
+        ])
+        .await;
+    assert!(aliases.contains("\"database\""), "{aliases}");
+    let on_back = cli.ok(&["ps", "-q", "--filter", "network=back"]).await;
+    assert_eq!(on_back.lines().count(), 2, "{on_back}");
+    let inspected = cli
+        .ok(&[
+            "network",
+            "inspect",
+            "back",
+            "--format",
+            "{{len .Containers}}",
+        ])
+        .await;
+    assert_eq!(inspected.trim(), "2");
+
+    // Another project sees none of it.
+    let beta = DockerCli::new(&svc, BETA, Auth::Certificate).await;
+    let out = beta.run(&["network", "inspect", "back"]).await;
+    assert!(
+        !out.status.success() && text(&out).contains("not found"),
+        "{}",
+        text(&out)
+    );
+    let out = beta.run(&["network", "rm", "back"]).await;
+    assert!(
+        !out.status.success() && text(&out).contains("not found"),
+        "{}",
+        text(&out)
+    );
+    let out = beta
+        .run(&["run", "-d", "--network", "back", IMAGE, "true"])
+        .await;
+    assert!(
+        !out.status.success()
+            && text(&out).contains("network back not found")
+            && !text(&out).contains("Unable to find image"),
+        "{}",
+        text(&out)
+    );
+    assert!(!beta.ok(&["network", "ls"]).await.contains("back"));
+
+    // What Nest cannot honour is refused by name, and creates nothing.
+    for (args, needle) in [
+        (
+            &["network", "create", "--driver", "overlay", "o1"][..],
+            "driver",
+        ),
+        (
+            &["network", "create", "--subnet", "10.9.0.0/24", "s1"][..],
+            "IPAM",
+        ),
+        (&["network", "create", "--internal", "i1"][..], "internal"),
+        (
+            &["network", "create", "bad name"][..],
+            "invalid network name",
+        ),
+        (&["network", "create", "host"][..], "pre-defined"),
+        (
+            &["run", "-d", "--network", "host", IMAGE, "true"][..],
+            "network mode",
+        ),
+        (
+            &[
+                "run",
+                "-d",
+                "--network",
+                "back",
+                "--ip",
+                "10.1.2.3",
+                IMAGE,
+                "true",
+            ][..],
+            "IPAMConfig",
+        ),
+        (
+            &["network", "connect", "back", "app", "--alias", "new"][..],
+            "not supported",
+        ),
+        (
+            &["network", "disconnect", "back", "app"][..],
+            "not supported",
+        ),
+    ] {
+        let out = cli.run(args).await;
+        assert!(
+            !out.status.success() && text(&out).contains(needle),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    let ls = cli.ok(&["network", "ls", "--format", "{{.Name}}"]).await;
+    for name in ["o1", "s1", "i1"] {
+        assert!(!ls.lines().any(|l| l == name), "{ls}");
+    }
+    assert_eq!(cli.ok(&["ps", "-aq"]).await.lines().count(), 2);
+
+    // In use: refused, naming the containers; then removed.
+    let out = cli.run(&["network", "rm", "back"]).await;
+    assert!(
+        !out.status.success() && text(&out).contains("in use") && text(&out).contains("db"),
+        "{}",
+        text(&out)
+    );
+    cli.ok(&["rm", "-f", "db", "app"]).await;
+    cli.ok(&["network", "rm", "back"]).await;
+    let ls = cli.ok(&["network", "ls", "--format", "{{.Name}}"]).await;
+    assert!(!ls.lines().any(|l| l == "back"), "{ls}");
+    let pruned = cli.ok(&["network", "create", "spare"]).await;
+    assert!(!pruned.is_empty());
+    let out = cli.ok(&["network", "prune", "-f"]).await;
+    assert!(out.contains("spare"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_compose_up_ps_logs_and_down_with_two_services() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&cli).await;
+    let file = cli.path("docker-compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"version: "3.8"
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "busybox mkdir -p /srv && echo hello-from-web > /srv/index.html && exec httpd -f -p 8080 -h /srv"]
+  client:
+    image: {IMAGE}
+    depends_on: [web]
+    command: ["sh", "-c", "echo client-started; until busybox wget -qO- http://web:8080/; do sleep 1; done; echo client-reached-web; exec sleep 600"]
+"#
+        ),
+    )
+    .expect("write the compose file");
+    let file = file.to_string_lossy().into_owned();
+    let compose = |args: &[&str]| {
+        let mut all = vec!["-p", "shop", "-f", file.as_str()];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_owned).collect::<Vec<String>>()
+    };
+    let run = async |args: &[&str]| {
+        let args = compose(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli.compose(&args).await
+    };
+
+    let up = run(&["up", "-d"]).await;
+    assert!(up.status.success(), "{}", text(&up));
+    let said = text(&up);
+    assert!(
+        said.contains("shop_default") && said.contains("shop_web_1"),
+        "{said}"
+    );
+
+    wait_for(
+        BOOT,
+        "the client to reach web by its service name",
+        async || {
+            let logs = run(&["logs", "--no-color", "client"]).await;
+            let said = text(&logs);
+            if said.contains("hello-from-web") && said.contains("client-reached-web") {
+                Ok(())
+            } else {
+                let ps = cli.run(&["ps", "-a"]).await;
+                Err(format!("{said}\n{}", text(&ps)))
+            }
+        },
+    )
+    .await;
+    let ps = run(&["ps"]).await;
+    let listed = text(&ps);
+    assert!(ps.status.success(), "{listed}");
+    for name in ["shop_web_1", "shop_client_1"] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("Up")),
+            "{name} up: {listed}"
+        );
+    }
+    // The same containers through the plain CLI, on compose's network.
+    let on_network = cli
+        .ok(&[
+            "ps",
+            "--filter",
+            "network=shop_default",
+            "--format",
+            "{{.Names}}",
+        ])
+        .await;
+    assert_eq!(on_network.lines().count(), 2, "{on_network}");
+    // A second up changes nothing (compose finds what it made).
+    let again = run(&["up", "-d"]).await;
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("up-to-date"), "{}", text(&again));
+
+    let down = run(&["down"]).await;
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(cli.ok(&["ps", "-aq"]).await.trim(), "");
+    let ls = cli.ok(&["network", "ls", "--format", "{{.Name}}"]).await;
+    assert!(!ls.lines().any(|l| l == "shop_default"), "{ls}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_stats_rename_update_pause_kill_wait_and_images_work() {
     let svc = service().await;

@@ -28,6 +28,9 @@ use crate::app::{AppError, NetworkInfo, NewNetwork};
 
 /// The id `docker network ls` shows for the pre-defined network.
 const BRIDGE_ID: &str = "bridge";
+/// Creation time of the networks Nest did not create: Go's zero time, as
+/// dockerd writes a time it does not know (the CLI parses the field).
+const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// The driver Nest reports for the instance networks.
 const INSTANCE_DRIVER: &str = "nest";
 
@@ -390,7 +393,7 @@ fn bridge_view() -> Value {
     json!({
         "Name": "bridge",
         "Id": BRIDGE_ID,
-        "Created": "",
+        "Created": GO_ZERO_TIME,
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv6": false,
@@ -410,7 +413,7 @@ fn instance_network_view(name: &str) -> Value {
     json!({
         "Name": name,
         "Id": name,
-        "Created": "",
+        "Created": GO_ZERO_TIME,
         "Scope": "local",
         "Driver": INSTANCE_DRIVER,
         "EnableIPv6": false,

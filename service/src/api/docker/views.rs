@@ -371,6 +371,9 @@ pub fn inspect(info: &ContainerInfo, image: &str) -> Value {
             "NanoCpus": nano_cpus,
             "NetworkMode": network_mode(info),
             "Privileged": false,
+            // docker-compose shows the logs only of containers with a log
+            // driver; the agent's engine keeps them as json-file.
+            "LogConfig": {"Type": "json-file", "Config": {}},
         },
         "NetworkSettings": {
             "Ports": port_map(info),
