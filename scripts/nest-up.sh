@@ -61,8 +61,9 @@ if [ "${1:-start}" = stop ]; then
   exit 0
 fi
 
-# 1. What the local driver needs from the system.
-packages=(docker.io busybox-static iproute2 util-linux tar curl)
+# 1. What the local driver needs from the system, and docker-compose for
+# the Docker endpoint's users.
+packages=(docker.io docker-compose busybox-static iproute2 util-linux tar curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
