@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nest_tests::bench::{Summary, count_from_env, ratio};
+use nest_tests::bench::{Summary, count_from_env, engine_cli, ratio};
 use nest_tests::docker::{self, TEST_IMAGE};
 use nest_tests::docker_client::{Auth, DockerCli};
 use nest_tests::service::{ALPHA, ServiceOptions, ServiceProcess};
@@ -45,8 +45,6 @@ const DEFAULT_ITERATIONS: usize = 20;
 const ITERATIONS_VAR: &str = "NEST_BENCH_ITERATIONS";
 /// Unmeasured rounds first: connections, the engine's first run.
 const WARMUP_ITERATIONS: usize = 2;
-/// Longest one engine CLI command may take.
-const DOCKER_CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     match run() {
@@ -182,23 +180,6 @@ async fn engine_once(engine: &Path) -> anyhow::Result<Duration> {
     let elapsed = started.elapsed();
     engine_cli(engine, &["rm", "-f", id.trim()]).await?;
     Ok(elapsed)
-}
-
-async fn engine_cli(engine: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let host = format!("unix://{}", engine.display());
-    let mut command = tokio::process::Command::new("docker");
-    command.arg("-H").arg(&host).args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(DOCKER_CLI_TIMEOUT, command.output())
-        .await
-        .with_context(|| format!("docker -H {host} {args:?} took too long"))?
-        .with_context(|| format!("run docker -H {host} {args:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "docker -H {host} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn millis(d: Duration) -> f64 {

@@ -44,7 +44,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nest_tests::bench::{Summary, count_from_env, ratio};
+use nest_tests::bench::{Summary, count_from_env, engine_cli, ratio};
 use nest_tests::docker::{self, TEST_IMAGE};
 use nest_tests::service::{ALPHA, BETA, ServiceOptions, ServiceProcess};
 use reqwest::Method;
@@ -77,8 +77,6 @@ const WARM_TIMEOUT: Duration = Duration::from_secs(60);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a project's empty instance to be retired.
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest one docker CLI command may take.
-const DOCKER_CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     match run() {
@@ -200,7 +198,7 @@ async fn warm_part(
     let engine = rig.service.instance_socket(&host);
     // The anchor's create loaded the image into this engine; the baseline
     // runs it from there, as Nest does.
-    docker_cli(
+    engine_cli(
         &engine,
         &["image", "inspect", "--format", "{{.Id}}", TEST_IMAGE],
     )
@@ -269,9 +267,9 @@ async fn api_warm_once(rig: &Rig, host: &str) -> anyhow::Result<Duration> {
 /// container (untimed).
 async fn docker_run_once(engine: &Path) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let id = docker_cli(engine, &["run", "-d", TEST_IMAGE, "sleep", "3600"]).await?;
+    let id = engine_cli(engine, &["run", "-d", TEST_IMAGE, "sleep", "3600"]).await?;
     let elapsed = started.elapsed();
-    docker_cli(engine, &["rm", "-f", id.trim()]).await?;
+    engine_cli(engine, &["rm", "-f", id.trim()]).await?;
     Ok(elapsed)
 }
 
@@ -427,25 +425,6 @@ async fn wait_for(
         }
         tokio::time::sleep(WAIT_INTERVAL).await;
     }
-}
-
-/// Runs `docker -H unix://<engine> <args>` and returns its stdout.
-async fn docker_cli(engine: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let host = format!("unix://{}", engine.display());
-    let mut command = tokio::process::Command::new("docker");
-    command.arg("-H").arg(&host).args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(DOCKER_CLI_TIMEOUT, command.output())
-        .await
-        .with_context(|| format!("docker -H {host} {args:?} took over {DOCKER_CLI_TIMEOUT:?}"))?
-        .with_context(|| format!("run docker -H {host} {args:?} (is the docker CLI installed?)"))?;
-    if !out.status.success() {
-        bail!(
-            "docker -H {host} {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 // === report ===

@@ -1,6 +1,8 @@
-//! What the benchmarks share: sample counts from the environment and the
-//! statistics they report (nearest-rank median and p99, mean, ratios).
+//! What the benchmarks share: sample counts from the environment, the
+//! statistics they report (nearest-rank median and p99, mean, ratios) and
+//! the baseline's docker CLI against an instance's own engine.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -60,6 +62,47 @@ impl Summary {
 /// `a / b`, for reporting one series against its baseline.
 pub fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// Longest one engine CLI command of a benchmark's setup or baseline may
+/// take, unless it says otherwise.
+pub const ENGINE_CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `docker -H unix://<engine> <args>` (the docker CLI against an
+/// instance's own engine) within `timeout` and returns its stdout.
+///
+/// # Errors
+/// When the CLI cannot run, takes longer than `timeout` or fails; the
+/// error carries its stderr.
+pub async fn engine_cli_output(
+    engine: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let host = format!("unix://{}", engine.display());
+    let mut command = tokio::process::Command::new("docker");
+    command.arg("-H").arg(&host).args(args).kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, command.output())
+        .await
+        .with_context(|| format!("docker -H {host} {args:?} took over {timeout:?}"))?
+        .with_context(|| format!("run docker -H {host} {args:?} (is the docker CLI installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "docker -H {host} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// [`engine_cli_output`] within [`ENGINE_CLI_TIMEOUT`], as text.
+///
+/// # Errors
+/// As [`engine_cli_output`].
+pub async fn engine_cli(engine: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = engine_cli_output(engine, args, ENGINE_CLI_TIMEOUT).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

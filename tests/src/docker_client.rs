@@ -158,6 +158,16 @@ impl DockerCli {
         self.run_with_stdin(args, None).await
     }
 
+    /// Runs `docker args…` allowing it `timeout` (instead of
+    /// [`COMMAND_TIMEOUT`]) and returns its output.
+    pub async fn run_within(&self, args: &[&str], timeout: Duration) -> Output {
+        let child = self.command(args).spawn().expect("the docker CLI runs");
+        tokio::time::timeout(timeout, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("docker {args:?} did not finish within {timeout:?}"))
+            .expect("docker output")
+    }
+
     /// Runs `docker args…` with `stdin` piped in.
     pub async fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut command = self.command(args);
