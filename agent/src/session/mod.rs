@@ -4,8 +4,10 @@
 //! - this file: dialling, the hello exchange, heartbeats and renewal; it
 //!   is the edge where messages cross [`crate::convert`];
 //! - [`commands`]: carrying out commands, ordered per container;
-//! - [`streams`]: logs, exec, attach and image loads with flow control.
+//! - [`streams`]: logs, exec, attach and image loads with flow control;
+//! - [`coalesce`]: joining ready output into fewer frames for them.
 
+pub mod coalesce;
 pub mod commands;
 pub mod streams;
 

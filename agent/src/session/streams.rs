@@ -3,7 +3,9 @@
 //!
 //! Output: the agent starts with `STREAM_WINDOW_FRAMES` credits per stream,
 //! spends one per data frame and waits when it has none; the relay returns
-//! credit as frames leave it. Input: the relay spends credit we grant, and
+//! credit as frames leave it. Output that arrives while a frame waits for
+//! credit joins it, up to `MAX_CHUNK_BYTES` ([`super::coalesce`]), so a
+//! credit carries many short lines when the reader is the slower side. Input: the relay spends credit we grant, and
 //! we grant one back per frame consumed, so a slow `docker load` or a
 //! process not reading stdin stalls only its own stream.
 //!
@@ -17,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use nest_core::ErrorKind;
 use nest_core::process::error_chain;
 use nest_relay::version::{MAX_CHUNK_BYTES, STREAM_WINDOW_FRAMES};
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span, field};
 
+use super::coalesce::Coalesce;
 use super::commands::OutboundSink;
 use crate::convert::ConvertError;
 use crate::docker::{DockerError, Engine, InteractiveSession};
@@ -250,24 +253,43 @@ impl FrameSender {
     /// Sends one chunk of output (splitting it to the frame limit), waiting
     /// for credit. Returns false when the stream or session is gone.
     async fn chunk(&self, chunk: Chunk) -> bool {
+        if chunk.data.len() <= MAX_CHUNK_BYTES {
+            return self.frame(chunk).await;
+        }
         for piece in chunk.data.chunks(MAX_CHUNK_BYTES) {
-            let permit = tokio::select! {
-                () = self.cancel.cancelled() => return false,
-                permit = self.credit.acquire() => permit,
-            };
-            match permit {
-                Ok(permit) => permit.forget(),
-                Err(_) => return false,
-            }
-            let frame = StreamOutput::Chunk(Chunk {
+            let piece = Chunk {
                 kind: chunk.kind,
                 data: piece.to_vec(),
-            });
-            if !self.send(frame).await {
+            };
+            if !self.frame(piece).await {
                 return false;
             }
         }
         true
+    }
+
+    /// Sends one data frame of at most `MAX_CHUNK_BYTES` once it has credit.
+    async fn frame(&self, chunk: Chunk) -> bool {
+        self.credit().await && self.send(StreamOutput::Chunk(chunk)).await
+    }
+
+    /// Waits for and spends the credit of one data frame; false when the
+    /// stream or session is gone.
+    ///
+    /// # Cancel safety
+    /// Safe: no credit is spent unless it returns.
+    async fn credit(&self) -> bool {
+        let permit = tokio::select! {
+            () = self.cancel.cancelled() => return false,
+            permit = self.credit.acquire() => permit,
+        };
+        match permit {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     async fn started(&self) -> bool {
@@ -291,12 +313,44 @@ impl FrameSender {
 }
 
 /// Forwards an engine output stream; returns false if the reader went away.
+///
+/// Output that arrives while a frame waits for credit joins it, and so does
+/// output already there when the credit comes ([`Coalesce`]), up to
+/// `MAX_CHUNK_BYTES`: a credit then carries many short lines when the
+/// reader is slower than the writer, and a slow writer's lines still go
+/// out one by one, at once.
 async fn forward_output(
     sender: &FrameSender,
-    mut output: impl Stream<Item = Result<Chunk, DockerError>> + Unpin,
+    output: impl Stream<Item = Result<Chunk, DockerError>> + Unpin,
 ) -> Result<bool, DockerError> {
-    while let Some(chunk) = output.next().await {
-        if !sender.chunk(chunk?).await {
+    let mut frames = Coalesce::new(output, MAX_CHUNK_BYTES);
+    while let Some(first) = frames.first().await {
+        let mut frame = first?;
+        if frame.data.len() > MAX_CHUNK_BYTES {
+            // Engine chunks are cut to the limit already; never overrun it.
+            if !sender.chunk(frame).await {
+                return Ok(false);
+            }
+            continue;
+        }
+        // One wait for credit per frame, however many lines join meanwhile.
+        let credit = sender.credit();
+        tokio::pin!(credit);
+        let has_credit = loop {
+            if !frames.can_join(&frame) {
+                break (&mut credit).await;
+            }
+            tokio::select! {
+                biased;
+                credit = &mut credit => break credit,
+                () = frames.join_next(&mut frame) => {}
+            }
+        };
+        if !has_credit {
+            return Ok(false);
+        }
+        frames.join_ready(&mut frame);
+        if !sender.send(StreamOutput::Chunk(frame)).await {
             return Ok(false);
         }
     }
