@@ -355,6 +355,35 @@ fn network_error(e: AppError) -> DockerError {
     }
 }
 
+/// The network document `docker network inspect` and `ls` read.
+fn network_json(
+    name: &str,
+    id: &str,
+    created: &str,
+    driver: &str,
+    containers: serde_json::Map<String, Value>,
+    labels: Value,
+) -> Value {
+    json!({
+        "Name": name,
+        "Id": id,
+        "Created": created,
+        "Scope": "local",
+        "Driver": driver,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": []},
+        "Internal": false,
+        // Only user-defined networks take containers at `docker run`.
+        "Attachable": driver == "bridge" && id != BRIDGE_ID,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": {},
+        "Labels": labels,
+    })
+}
+
 fn view(info: &NetworkInfo) -> Value {
     let network = &info.network;
     let mut containers = serde_json::Map::new();
@@ -370,64 +399,113 @@ fn view(info: &NetworkInfo) -> Value {
             }),
         );
     }
-    json!({
-        "Name": network.name,
-        "Id": network.id.hex(),
-        "Created": network.created_at,
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
-        "Internal": false,
-        "Attachable": true,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": {},
-        "Labels": network.labels,
-    })
+    network_json(
+        &network.name,
+        &network.id.hex(),
+        &network.created_at,
+        "bridge",
+        containers,
+        json!(network.labels),
+    )
 }
 
 fn bridge_view() -> Value {
-    json!({
-        "Name": "bridge",
-        "Id": BRIDGE_ID,
-        "Created": GO_ZERO_TIME,
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
-        "Internal": false,
-        "Attachable": false,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": {},
-        "Options": {},
-        "Labels": {"nest.description": "each instance's default network"},
-    })
+    network_json(
+        "bridge",
+        BRIDGE_ID,
+        GO_ZERO_TIME,
+        "bridge",
+        serde_json::Map::new(),
+        json!({"nest.description": "each instance's default network"}),
+    )
 }
 
 fn instance_network_view(name: &str) -> Value {
-    json!({
-        "Name": name,
-        "Id": name,
-        "Created": GO_ZERO_TIME,
-        "Scope": "local",
-        "Driver": INSTANCE_DRIVER,
-        "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
-        "Internal": false,
-        "Attachable": false,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": {},
-        "Options": {},
-        "Labels": {"nest.description": format!(
+    network_json(
+        name,
+        name,
+        GO_ZERO_TIME,
+        INSTANCE_DRIVER,
+        serde_json::Map::new(),
+        json!({"nest.description": format!(
             "the instances' network {name}: publish ports on it with the label {}={name}",
             views::NETWORK_LABEL
-        )},
-    })
+        )}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filters(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            out.entry((*k).to_owned())
+                .or_default()
+                .push((*v).to_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn list_filters_match_as_dockerd_does() {
+        let mut containers = serde_json::Map::new();
+        containers.insert("c1".into(), json!({"Name": "web"}));
+        let used = network_json(
+            "shop_default",
+            "0123456789abcdef0123456789abcdef",
+            GO_ZERO_TIME,
+            "bridge",
+            containers,
+            json!({"com.docker.compose.project": "shop"}),
+        );
+        let unused = network_json(
+            "spare",
+            "fedcba9876543210fedcba9876543210",
+            GO_ZERO_TIME,
+            "bridge",
+            serde_json::Map::new(),
+            json!({}),
+        );
+        let bridge = bridge_view();
+        let all = [&used, &unused, &bridge];
+        let names = |f: &[(&str, &str)]| -> Vec<String> {
+            let f = filters(f);
+            all.iter()
+                .filter(|n| matches_filters(n, &f))
+                .map(|n| n["Name"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(names(&[("name", "shop")]), ["shop_default"]);
+        assert_eq!(names(&[("id", "0123")]), ["shop_default"]);
+        assert_eq!(
+            names(&[("label", "com.docker.compose.project=shop")]),
+            ["shop_default"]
+        );
+        assert_eq!(
+            names(&[("label", "com.docker.compose.project")]),
+            ["shop_default"]
+        );
+        assert_eq!(names(&[("type", "custom")]), ["shop_default", "spare"]);
+        assert_eq!(names(&[("type", "builtin")]), ["bridge"]);
+        assert_eq!(names(&[("dangling", "true")]), ["spare"]);
+        assert_eq!(
+            names(&[("name", "shop"), ("name", "spare")]),
+            ["shop_default", "spare"]
+        );
+        assert!(names(&[("driver", "overlay")]).is_empty());
+    }
+
+    #[test]
+    fn only_the_default_allocator_passes() {
+        assert!(default_ipam(
+            &json!({"Driver": "default", "Options": {}, "Config": []})
+        ));
+        assert!(default_ipam(&Value::Null));
+        assert!(!default_ipam(
+            &json!({"Driver": "default", "Config": [{"Subnet": "10.9.0.0/24"}]})
+        ));
+        assert!(!default_ipam(&json!({"Driver": "other"})));
+    }
 }
