@@ -9,6 +9,13 @@
 //! the certificate). This module produces TLS material only; it never dials
 //! or serves anything.
 
+mod docker_client;
+
+pub use docker_client::{
+    CertificateRefusal, ClientCertificate, ClientCertificateJudge, ProvenKeyVerifier,
+    VerifiedSerial,
+};
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -172,18 +179,27 @@ pub fn issue_relay(
     Ok((ca.certificate_pem().to_owned(), issued))
 }
 
+/// The Docker endpoint's TLS and its judge of client certificates.
+pub struct DockerTls {
+    /// The server configuration: any client certificate whose key the
+    /// client proves, or none, passes the handshake.
+    pub config: rustls::ServerConfig,
+    /// Decides, per connection, whether its certificate is Nest's.
+    pub judge: ClientCertificateJudge,
+}
+
 /// The Docker endpoint's TLS: its server certificate for `public_host`,
-/// signed by Nest's CA (the `ca.pem` clients get with their certificate),
-/// and client certificates verified against the same CA when presented.
-/// A client may present none and authenticate with a token instead; the
-/// endpoint then requires the token.
+/// signed by Nest's CA (the `ca.pem` clients get with their certificate).
+/// A client may present any certificate, or none (and authenticate with a
+/// token); the chain is judged after the handshake by
+/// [`DockerTls::judge`], so that a refusal is said in Docker's error body.
 ///
 /// # Errors
 /// [`CaError`] when issuing fails or rustls refuses the configuration.
 pub fn docker_server_tls(
     ca: &CertificateAuthority,
     public_host: &str,
-) -> Result<rustls::ServerConfig, CaError> {
+) -> Result<DockerTls, CaError> {
     use rustls_pki_types::pem::PemObject;
     let (ip_addresses, dns_names) = match public_host.parse::<IpAddr>() {
         Ok(ip) => (vec![ip], vec![]),
@@ -202,10 +218,6 @@ pub fn docker_server_tls(
             what: "Docker endpoint",
             source,
         })?;
-    let mut roots = rustls::RootCertStore::empty();
-    let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca.certificate_pem().as_bytes())
-        .map_err(CaError::DockerPem)?;
-    roots.add(ca_der).map_err(CaError::DockerTls)?;
     let chain = vec![
         rustls_pki_types::CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes())
             .map_err(CaError::DockerPem)?,
@@ -213,21 +225,37 @@ pub fn docker_server_tls(
     let key =
         rustls_pki_types::PrivateKeyDer::from_pem_slice(issued.private_key_pem.expose().as_bytes())
             .map_err(CaError::DockerPem)?;
+    let (verifier, judge) = docker_client_verifiers(ca)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(CaError::DockerVerifier)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(CaError::DockerTls)?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(chain, key)
         .map_err(CaError::DockerTls)?;
     // Hijacked attach and exec are HTTP/1.1 upgrades.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(DockerTls { config, judge })
+}
+
+/// The handshake's verifier and the judge, both over one WebPki verifier
+/// trusting only Nest's CA.
+fn docker_client_verifiers(
+    ca: &CertificateAuthority,
+) -> Result<(ProvenKeyVerifier, ClientCertificateJudge), CaError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca.certificate_pem().as_bytes())
+        .map_err(CaError::DockerPem)?;
+    roots.add(ca_der).map_err(CaError::DockerTls)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let webpki =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+            .map_err(CaError::DockerVerifier)?;
+    Ok((
+        ProvenKeyVerifier::new(webpki.clone()),
+        ClientCertificateJudge::new(webpki),
+    ))
 }

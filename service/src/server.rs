@@ -494,7 +494,7 @@ pub async fn run(
                 docker_host.clone(),
             );
             state = state.with_docker_certificates(certificates.clone());
-            Some((listener, Arc::new(tls), certificates, docker_host))
+            Some((listener, tls, certificates, docker_host))
         }
         None => None,
     };
@@ -504,7 +504,8 @@ pub async fn run(
         tracing::info!(docker = %docker_host, "Docker endpoint serving");
         tasks.spawn(crate::api::docker::listener::serve(
             listener,
-            tls,
+            Arc::new(tls.config),
+            tls.judge,
             crate::api::docker::router(docker_state),
             cancel.clone(),
             tasks.clone(),

@@ -83,6 +83,30 @@ impl DockerCli {
         Self { dir, host, serial }
     }
 
+    /// A client of `svc`'s Docker endpoint presenting `certificate_pem`
+    /// (with its key), whoever issued it, and no token.
+    pub fn with_certificate(svc: &ServiceProcess, certificate_pem: &str, key_pem: &str) -> Self {
+        let cli = Self::without_credential(svc);
+        std::fs::write(cli.path("cert.pem"), certificate_pem).expect("cert.pem");
+        std::fs::write(cli.path("key.pem"), key_pem).expect("key.pem");
+        cli
+    }
+
+    /// A client of `svc`'s Docker endpoint that trusts its CA and presents
+    /// neither a certificate nor a token.
+    pub fn without_credential(svc: &ServiceProcess) -> Self {
+        let docker = svc
+            .docker
+            .expect("the service has its Docker endpoint enabled");
+        let dir = TempDir::new("docker-cli");
+        std::fs::write(dir.path().join("ca.pem"), service_ca(svc)).expect("ca.pem");
+        Self {
+            dir,
+            host: format!("tcp://{docker}"),
+            serial: None,
+        }
+    }
+
     /// Issues a client certificate for `token`'s caller; returns the view
     /// and the private key (PEM).
     pub async fn issue(svc: &ServiceProcess, token: &str) -> (Value, String) {

@@ -248,7 +248,7 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
     let out = alpha.run(&["ps"]).await;
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("authentication failed"),
+        String::from_utf8_lossy(&out.stderr).contains("the client certificate was revoked at"),
         "{}",
         text(&out)
     );
@@ -327,6 +327,171 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
         cli.ok(&["ps", "-a", "--format", "{{.Names}}"]).await.trim(),
         "kept"
     );
+}
+
+/// A client key pair and a certificate for it signed by `ca` for `user`
+/// with `validity`: (certificate PEM, key PEM).
+fn user_certificate(
+    ca: &nest_pki::CertificateAuthority,
+    user: &str,
+    validity: nest_pki::Validity,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("csr pem");
+    let signed = ca.sign_user_csr(&csr, user, validity).expect("signed");
+    (signed.certificate_pem, key.serialize_pem())
+}
+
+/// Issue #8: "No certificate, a certificate of another CA, an expired or
+/// revoked one, or a bad token: refused, with the Docker error body": the
+/// handshake lets them through, and every request answers 401 with a
+/// message the CLI prints, naming the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_certificates_are_refused_with_dockers_body_and_change_nothing() {
+    let svc = service().await;
+    let alpha = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&alpha).await;
+    alpha
+        .ok(&["create", "--name", "kept", IMAGE, "sleep", "600"])
+        .await;
+    let listed = || async {
+        alpha
+            .ok(&["ps", "-a", "--format", "{{.ID}} {{.Names}}"])
+            .await
+    };
+    let before = listed().await;
+    assert!(before.contains(" kept"), "{before}");
+
+    // Nest's own CA, from the service's state directory, to sign
+    // certificates the API would not issue.
+    let nest_ca = nest_pki::CertificateAuthority::load_or_create(&svc.state_dir().join("pki"))
+        .expect("the service's CA");
+    let hour = Duration::from_secs(3600);
+    let now = time::OffsetDateTime::now_utc();
+    let another_ca = nest_pki::CertificateAuthority::generate("Nest CA").expect("a CA");
+    let cases: Vec<(&str, DockerCli, &str)> = vec![
+        (
+            "no certificate and no token",
+            DockerCli::without_credential(&svc),
+            "authentication required: present a client certificate issued by Nest",
+        ),
+        (
+            "another CA's certificate",
+            {
+                let (cert, key) =
+                    user_certificate(&another_ca, "alice", nest_pki::Validity::starting_now(hour));
+                DockerCli::with_certificate(&svc, &cert, &key)
+            },
+            "authentication failed: the client certificate was not issued by Nest's \
+             certificate authority; get one with `osc docker-env`",
+        ),
+        (
+            "an expired certificate",
+            {
+                let (cert, key) =
+                    user_certificate(&nest_ca, "alice", nest_pki::Validity::ended_ago(hour));
+                DockerCli::with_certificate(&svc, &cert, &key)
+            },
+            "authentication failed: the client certificate expired at ",
+        ),
+        (
+            "a certificate not yet valid",
+            {
+                let validity = nest_pki::Validity::new(
+                    now + time::Duration::HOUR,
+                    now + 2 * time::Duration::HOUR,
+                )
+                .expect("validity");
+                let (cert, key) = user_certificate(&nest_ca, "alice", validity);
+                DockerCli::with_certificate(&svc, &cert, &key)
+            },
+            "authentication failed: the client certificate is not valid before ",
+        ),
+        (
+            "a certificate of Nest's CA never issued for the endpoint",
+            {
+                let (cert, key) =
+                    user_certificate(&nest_ca, "alice", nest_pki::Validity::starting_now(hour));
+                DockerCli::with_certificate(&svc, &cert, &key)
+            },
+            "authentication failed: the client certificate was not issued for the Docker \
+             endpoint",
+        ),
+        (
+            "a bad token",
+            DockerCli::new(&svc, "token-nobody-0123456789abcdef", Auth::Token).await,
+            "authentication failed: the token in X-Auth-Token is invalid, expired or revoked",
+        ),
+        (
+            "a revoked certificate",
+            {
+                let revoked = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+                // It worked before its revocation.
+                revoked.ok(&["ps", "-a"]).await;
+                let serial = revoked.serial.clone().expect("a serial");
+                let (code, body) = svc
+                    .call(
+                        ALPHA,
+                        Method::DELETE,
+                        &format!("/v1/nest/docker/certificates/{serial}"),
+                        None,
+                    )
+                    .await;
+                assert_eq!(code, 204, "{body}");
+                revoked
+            },
+            "authentication failed: the client certificate was revoked at ",
+        ),
+    ];
+    for (what, cli, message) in &cases {
+        for args in [
+            vec!["ps", "-a"],
+            vec!["rm", "-f", "kept"],
+            vec!["run", "-d", "--name", "intruder", IMAGE, "true"],
+            vec!["rename", "kept", "stolen"],
+        ] {
+            let out = cli.run(&args).await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{what}: {args:?}: {}", text(&out));
+            assert!(stderr.contains(message), "{what}: {args:?}: {}", text(&out));
+            // A Docker body, not a TLS alert.
+            assert!(!stderr.contains("tls:"), "{what}: {args:?}: {}", text(&out));
+        }
+    }
+    // The raw answer: 401, Docker's body and content type.
+    let (_, cli, message) = &cases[1];
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code} %{content_type}"])
+        .arg("--cacert")
+        .arg(cli.path("ca.pem"))
+        .arg("--cert")
+        .arg(cli.path("cert.pem"))
+        .arg("--key")
+        .arg(cli.path("key.pem"))
+        .arg(format!(
+            "{}/v1.45/containers/json",
+            cli.host().replacen("tcp://", "https://", 1)
+        ))
+        .output()
+        .await
+        .expect("curl runs");
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (json, status) = answer.rsplit_once('\n').expect("status line");
+    assert_eq!(status, "401 application/json", "{answer}");
+    let value: Value = serde_json::from_str(json).expect("a JSON body");
+    assert!(
+        value["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(message)),
+        "{answer}"
+    );
+
+    // Nothing changed, and a good certificate still works.
+    assert_eq!(listed().await, before);
 }
 
 /// Reads `child`'s stdout until a line satisfies `done`, within `BOOT`.

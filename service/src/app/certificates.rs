@@ -12,8 +12,9 @@ use std::time::Duration;
 use nest_pki::{CertificateAuthority, Validity};
 
 use super::{AppError, CallContext, db_error, internal};
-use crate::auth::{AuthError, Caller};
-use crate::db::{DockerCertificate, Store, format_utc, utc_now};
+use crate::auth::Caller;
+use crate::ca::{CertificateRefusal, VerifiedSerial};
+use crate::db::{DbError, DockerCertificate, Store, format_utc, utc_now};
 
 /// Longest serial accepted in a path (RFC 5280 allows 20 bytes).
 const MAX_SERIAL_HEX: usize = 40;
@@ -172,27 +173,55 @@ impl DockerCertificates {
         Ok(())
     }
 
-    /// The caller a presented certificate (already verified against the CA
-    /// by TLS) stands for.
+    /// The caller a certificate, verified against Nest's CA when its
+    /// connection was made, stands for: the record of its serial, if it
+    /// was issued here and is neither revoked nor (by now) expired.
     ///
     /// # Errors
-    /// [`AuthError::Invalid`] when the serial was never issued here, or the
-    /// certificate is revoked or expired; [`AuthError::Unavailable`] when
-    /// the database is down.
-    pub async fn authenticate(&self, serial: &str) -> Result<Caller, AuthError> {
+    /// [`CertificateAuthError::Refused`] naming why;
+    /// [`CertificateAuthError::Unavailable`] when the database is down.
+    pub async fn authenticate(
+        &self,
+        serial: &VerifiedSerial,
+    ) -> Result<Caller, CertificateAuthError> {
         let record = self
             .store
-            .get_docker_certificate(serial)
+            .get_docker_certificate(serial.as_str())
             .await
-            .map_err(|e| AuthError::Unavailable(Box::new(e)))?
-            .ok_or(AuthError::Invalid)?;
-        if record.revoked_at.is_some() || record.expires_at <= utc_now() {
-            return Err(AuthError::Invalid);
+            .map_err(CertificateAuthError::Unavailable)?
+            .ok_or(CertificateRefusal::NotIssued)?;
+        if let Some(at) = record.revoked_at {
+            return Err(CertificateRefusal::Revoked(at).into());
+        }
+        // Connections outlive certificates: checked at every request.
+        if record.expires_at <= utc_now() {
+            return Err(CertificateRefusal::Expired(record.expires_at).into());
         }
         Ok(Caller {
             user_id: record.user_id,
             project_id: record.project_id,
             roles: record.roles,
         })
+    }
+}
+
+/// Why a verified client certificate stands for no caller.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateAuthError {
+    /// Not issued here, revoked or expired.
+    #[error(transparent)]
+    Refused(#[from] CertificateRefusal),
+    /// The certificates' records could not be read.
+    #[error("the certificate records could not be read")]
+    Unavailable(#[source] DbError),
+}
+
+impl CertificateAuthError {
+    /// The classification of this error.
+    pub fn kind(&self) -> nest_core::ErrorKind {
+        match self {
+            Self::Refused(_) => nest_core::ErrorKind::Unauthenticated,
+            Self::Unavailable(_) => nest_core::ErrorKind::Unavailable,
+        }
     }
 }

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use nest_core::ErrorKind;
 
-pub use certificates::{DockerCertificates, IssuedDockerCertificate};
+pub use certificates::{CertificateAuthError, DockerCertificates, IssuedDockerCertificate};
 pub use changes::{ChangeEvent, ChangeKind, ContainerChange, ProjectChanges};
 pub use console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
 pub use error::{AppError, BoxError};

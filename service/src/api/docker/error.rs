@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use nest_core::ErrorKind;
 
 use crate::api::zun::error::status_of;
-use crate::app::{AppError, ContainerRef};
+use crate::app::{AppError, CertificateAuthError, ContainerRef};
 use crate::auth::AuthError;
+use crate::ca::CertificateRefusal;
 
 /// Why a Docker API request failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +58,13 @@ pub enum DockerError {
     /// that containers are still on).
     #[error("{0}")]
     Forbidden(String),
-    /// No credential, or one that is not accepted.
+    /// No credential, or a token that is not accepted.
     #[error("{}", auth_message(.0))]
     Auth(#[source] AuthError),
+    /// A client certificate that is not accepted, or whose records could
+    /// not be read.
+    #[error("{}", certificate_message(.0))]
+    Certificate(#[source] CertificateAuthError),
     /// The application layer refused or failed.
     #[error(transparent)]
     App(AppError),
@@ -71,10 +76,35 @@ fn auth_message(e: &AuthError) -> &'static str {
             "authentication required: present a client certificate issued by Nest \
              (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) or a Keystone token in X-Auth-Token"
         }
-        AuthError::Invalid | AuthError::Unscoped => {
-            "authentication failed: the client certificate or token is invalid, expired or revoked"
+        AuthError::Invalid => {
+            "authentication failed: the token in X-Auth-Token is invalid, expired or revoked; \
+             get a new one with `openstack token issue`"
+        }
+        AuthError::Unscoped => {
+            "authentication failed: the token in X-Auth-Token is not scoped to a project"
         }
         AuthError::Unavailable(_) => "the identity service is unavailable",
+    }
+}
+
+/// The refusal and what to do about it (the CLI prints the message as
+/// it is).
+fn certificate_message(e: &CertificateAuthError) -> String {
+    match e {
+        CertificateAuthError::Refused(refusal @ CertificateRefusal::NotYetValid(_)) => format!(
+            "authentication failed: {refusal}; check this machine's clock, or get a new one \
+             with `osc docker-env`"
+        ),
+        CertificateAuthError::Refused(refusal @ CertificateRefusal::Revoked(_)) => {
+            format!("authentication failed: {refusal}; get a new one with `osc docker-env`")
+        }
+        CertificateAuthError::Refused(refusal @ CertificateRefusal::Expired(_)) => {
+            format!("authentication failed: {refusal}; get a new one with `osc docker-env`")
+        }
+        CertificateAuthError::Refused(refusal) => {
+            format!("authentication failed: {refusal}; get one with `osc docker-env`")
+        }
+        CertificateAuthError::Unavailable(_) => "the certificate records are unavailable".into(),
     }
 }
 
@@ -93,6 +123,7 @@ impl DockerError {
             Self::NameInUse(_) | Self::Conflict(_) => ErrorKind::Conflict,
             Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::Auth(e) => e.kind(),
+            Self::Certificate(e) => e.kind(),
             Self::App(e) => e.kind(),
         }
     }
@@ -190,6 +221,26 @@ mod tests {
                 401,
                 "authentication required: present a client certificate issued by Nest \
                  (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) or a Keystone token in X-Auth-Token",
+            ),
+            (
+                DockerError::Certificate(
+                    CertificateRefusal::Expired("2026-01-01T00:00:00Z".into()).into(),
+                ),
+                401,
+                "authentication failed: the client certificate expired at 2026-01-01T00:00:00Z; \
+                 get a new one with `osc docker-env`",
+            ),
+            (
+                DockerError::Certificate(CertificateRefusal::UnknownIssuer.into()),
+                401,
+                "authentication failed: the client certificate was not issued by Nest's \
+                 certificate authority; get one with `osc docker-env`",
+            ),
+            (
+                DockerError::Auth(AuthError::Invalid),
+                401,
+                "authentication failed: the token in X-Auth-Token is invalid, expired or \
+                 revoked; get a new one with `openstack token issue`",
             ),
             (
                 DockerError::from_app(AppError::PolicyNotAuthorized("x".into())),

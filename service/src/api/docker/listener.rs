@@ -1,9 +1,11 @@
 //! The Docker endpoint's listener: TLS only (a plain-TCP Docker endpoint
 //! would carry tenants' credentials in clear, and the CLI's detach keys
 //! misbehave over plain tcp://, §1), HTTP/1.1 with upgrades for the
-//! hijacked attach and exec. Each connection's verified client
-//! certificate serial is put into its requests as [`PeerSerial`]; which
-//! caller it stands for is the router's business.
+//! hijacked attach and exec. Each connection's client certificate is
+//! judged once, right after the handshake and before any request is read
+//! ([`ClientCertificateJudge::judge`]), and the verdict is put into its
+//! requests as a [`ClientCertificate`]; which caller it stands for, or how
+//! a refusal is said, is the router's business.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::PeerSerial;
+use crate::ca::{ClientCertificate, ClientCertificateJudge};
 
 /// Most connections served at once; more wait in the accept queue.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -26,12 +28,14 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` over `tls` until `cancel` fires; each
-/// connection is a task on `tasks`, and in-flight requests get to finish
-/// (hijacked streams end when the service's tasks are cancelled).
+/// Serves `router` on `listener` over `tls` until `cancel` fires, with
+/// client certificates judged by `judge`; each connection is a task on
+/// `tasks`, and in-flight requests get to finish (hijacked streams end
+/// when the service's tasks are cancelled).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    judge: ClientCertificateJudge,
     router: Router,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -61,6 +65,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let judge = judge.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
             let _permit = permit;
@@ -76,16 +81,13 @@ pub async fn serve(
                     return;
                 }
             };
-            let serial = PeerSerial(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .and_then(serial_of),
+            let certificate: ClientCertificate = judge.judge(
+                tls.get_ref().1.peer_certificates(),
+                rustls_pki_types::UnixTime::now(),
             );
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(serial.clone());
+                    request.extensions_mut().insert(certificate.clone());
                     router.clone().oneshot(request.map(axum::body::Body::new))
                 },
             );
@@ -110,17 +112,4 @@ pub async fn serve(
             }
         });
     }
-}
-
-/// The serial of a DER certificate, lowercase hex; `None` when it does not
-/// parse (the handshake verified it, so that does not happen).
-fn serial_of(certificate: &rustls_pki_types::CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
-    Some(
-        parsed
-            .raw_serial()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
 }

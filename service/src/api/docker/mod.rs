@@ -10,7 +10,8 @@
 //! - this file: [`DockerState`], the router and the request path
 //!   (version prefix, authentication, the headers every answer carries);
 //! - `listener`: the TLS listener, serving HTTP/1.1 with upgrades and
-//!   passing each connection's client certificate to the requests;
+//!   passing each connection's client certificate, as judged against
+//!   Nest's CA (`ca::ClientCertificateJudge`), to the requests;
 //! - `error`: [`error::DockerError`] and its one renderer;
 //! - `system`: `_ping`, `version`, `info`, `events`, `system/df` and the
 //!   answers for what Nest does not offer;
@@ -52,6 +53,7 @@ use self::error::DockerError;
 use crate::api::ApiState;
 use crate::app::{App, CallContext, DockerCertificates};
 use crate::auth::{AuthError, Caller};
+use crate::ca::ClientCertificate;
 use crate::domain::{ProjectId, RequestId};
 
 /// The API version Nest advertises: ≥ 1.40 for CLI 29, ≥ 1.30 for the
@@ -154,11 +156,6 @@ impl DockerState {
             .is_some_and(|refs| refs.contains(reference))
     }
 }
-
-/// The client certificate a TLS connection presented (already verified
-/// against Nest's CA by the handshake): its serial, lowercase hex.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerSerial(pub Option<String>);
 
 /// Caller and request id of an authenticated Docker request.
 #[derive(Clone, Debug)]
@@ -331,30 +328,41 @@ async fn strip_version(mut request: Request, next: Next) -> Response {
 }
 
 /// Every request acts for one user in one project: the client
-/// certificate's (looked up by serial: unknown, revoked and expired ones
+/// certificate's, as the listener's judge found it (a refused one is
+/// refused here, naming why, whatever else the request carries; a verified
+/// one is looked up by serial: not issued here, revoked and expired ones
 /// are refused), else the `X-Auth-Token`'s, validated like the Zun API's.
 async fn authenticate(
     State(state): State<DockerState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let serial = request
+    // The listener puts it on every request; without it, no certificate.
+    let certificate = request
         .extensions()
-        .get::<PeerSerial>()
-        .and_then(|p| p.0.clone());
-    let caller = match serial {
-        Some(serial) => state.inner.certificates.authenticate(&serial).await,
-        None => {
+        .get::<ClientCertificate>()
+        .cloned()
+        .unwrap_or(ClientCertificate::Absent);
+    let caller = match certificate {
+        ClientCertificate::Verified(serial) => state
+            .inner
+            .certificates
+            .authenticate(&serial)
+            .await
+            .map_err(DockerError::Certificate),
+        ClientCertificate::Refused(refusal) => Err(DockerError::Certificate(refusal.into())),
+        ClientCertificate::Absent => {
             let token = request
                 .headers()
                 .get(AUTH_TOKEN_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned);
-            match token {
+            let caller = match token {
                 Some(token) => state.inner.api.authenticator().authenticate(&token).await,
                 None => Err(AuthError::Missing),
-            }
+            };
+            caller.map_err(DockerError::Auth)
         }
     };
     match caller {
@@ -365,7 +373,7 @@ async fn authenticate(
         }
         Err(e) => {
             tracing::debug!(error = %e, "Docker API request refused");
-            DockerError::Auth(e).into_response()
+            e.into_response()
         }
     }
 }
