@@ -13,6 +13,9 @@
 //! - [`config`]: loading TOML config files and reporting every problem;
 //! - [`process`]: logging, the TLS provider, signals and exit codes, as
 //!   every binary sets them up;
+//! - [`process_input`]: what a container's process may be given
+//!   (environment, working directory, user), checked alike by the
+//!   service's doors and the agent's;
 //! - `testing` (feature `testing`): the bounded poll tests wait with.
 #![warn(missing_docs)]
 
@@ -22,6 +25,7 @@ pub mod duration;
 pub mod error;
 pub mod ids;
 pub mod process;
+pub mod process_input;
 pub mod secret;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -302,6 +302,7 @@ async fn exec_returns_what_the_command_printed() {
     let exec = member_of("project-a");
     let request = ExecRequest {
         command: vec!["echo".into(), "hello".into()],
+        options: Default::default(),
         run: true,
         interactive: false,
     };

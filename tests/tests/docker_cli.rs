@@ -494,6 +494,177 @@ async fn wrong_certificates_are_refused_with_dockers_body_and_change_nothing() {
     assert_eq!(listed().await, before);
 }
 
+/// `curl` through `cli`'s certificate: the answer's body and its
+/// `"<status> <content type>"`.
+async fn curl(cli: &DockerCli, method: &str, path: &str, body: &str) -> (String, String) {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{content_type}",
+            "-X",
+            method,
+        ])
+        .args(["-H", "Content-Type: application/json", "--data", body])
+        .arg("--cacert")
+        .arg(cli.path("ca.pem"))
+        .arg("--cert")
+        .arg(cli.path("cert.pem"))
+        .arg("--key")
+        .arg(cli.path("key.pem"))
+        .arg(format!(
+            "{}/v1.45{path}",
+            cli.host().replacen("tcp://", "https://", 1)
+        ))
+        .output()
+        .await
+        .expect("curl runs");
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (json, status) = answer.rsplit_once('\n').expect("status line");
+    (json.to_owned(), status.to_owned())
+}
+
+/// `docker exec -u/-e/-w` reach the process, captured, attached and on a
+/// terminal alike; bad values answer 400 with Docker's body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_as_the_user_with_the_environment_and_workdir_asked_for() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    load_image(&cli).await;
+    cli.ok(&["run", "-d", "--name", "box", IMAGE, "sleep", "600"])
+        .await;
+
+    assert_eq!(
+        cli.ok(&["exec", "-u", "65534", "box", "id", "-u"]).await,
+        "65534\n"
+    );
+    assert_eq!(
+        cli.ok(&["exec", "-u", "65534:65533", "box", "id", "-g"])
+            .await,
+        "65533\n"
+    );
+    assert_eq!(
+        cli.ok(&["exec", "-e", "A=B", "box", "sh", "-c", "echo $A"])
+            .await,
+        "B\n"
+    );
+    assert_eq!(
+        cli.ok(&["exec", "-w", "/tmp", "box", "pwd"]).await,
+        "/tmp\n"
+    );
+    // Together, on a terminal.
+    let (code, screen) = cli
+        .run_in_pty(
+            &[
+                "exec",
+                "-it",
+                "-u",
+                "65534",
+                "-e",
+                "A=B",
+                "-w",
+                "/tmp",
+                "box",
+                "sh",
+                "-c",
+                "echo \"$(id -u) $A $(pwd)\"",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("65534 B /tmp"), "{screen}");
+    // Detached: what it writes, where it writes it (the image's /tmp
+    // is root's).
+    cli.ok(&["exec", "box", "sh", "-c", "mkdir /w && chown 65534 /w"])
+        .await;
+    cli.ok(&[
+        "exec",
+        "-d",
+        "-u",
+        "65534",
+        "-w",
+        "/w",
+        "-e",
+        "F=made",
+        "box",
+        "sh",
+        "-c",
+        "echo \"$(id -u) $F $(pwd)\" > f",
+    ])
+    .await;
+    nest_core::testing::eventually(
+        Duration::from_secs(20),
+        "the detached exec's file",
+        || async {
+            let out = cli.run(&["exec", "box", "cat", "/w/f"]).await;
+            (String::from_utf8_lossy(&out.stdout) == "65534 made /w\n").then_some(())
+        },
+    )
+    .await;
+
+    // Bad values: the CLI prints Docker's message.
+    let long_user = "u".repeat(300);
+    for (args, message) in [
+        (
+            vec!["exec", "-w", "relative", "box", "pwd"],
+            "invalid input for field 'workdir': must be an absolute path",
+        ),
+        (
+            vec!["exec", "-w", "/tmp/../etc", "box", "pwd"],
+            "invalid input for field 'workdir': must be a normalised path",
+        ),
+        (
+            vec!["exec", "-u", "root; rm -rf /", "box", "id"],
+            "invalid input for field 'User': must be a name or uid[:gid]",
+        ),
+        (
+            vec!["exec", "-u", long_user.as_str(), "box", "id"],
+            "invalid input for field 'User': must be a name or uid[:gid] of at most 255 bytes",
+        ),
+    ] {
+        let out = cli.run(&args).await;
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    // No argv carries NUL, and the CLI refuses an empty name itself: the
+    // raw API, 400 with Docker's body.
+    let id = cli.ok(&["inspect", "-f", "{{.Id}}", "box"]).await;
+    for (env, message) in [
+        (
+            "\"A=x\\u0000y\"",
+            "invalid input for field 'environment.A': must not contain NUL",
+        ),
+        (
+            "\"=x\"",
+            "invalid input for field 'environment': \"\" is not a variable name: it must be \
+             non-empty, without '=' or NUL",
+        ),
+    ] {
+        let (json, status) = curl(
+            &cli,
+            "POST",
+            &format!("/containers/{}/exec", id.trim()),
+            &format!("{{\"Cmd\": [\"id\"], \"Env\": [{env}]}}"),
+        )
+        .await;
+        assert_eq!(status, "400 application/json", "{json}");
+        let value: Value = serde_json::from_str(&json).expect("a JSON body");
+        assert_eq!(value["message"], message, "{json}");
+    }
+    // The container is as it was.
+    assert_eq!(
+        cli.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).await,
+        "box running\n"
+    );
+}
+
 /// Reads `child`'s stdout until a line satisfies `done`, within `BOOT`.
 async fn read_until(
     child: &mut tokio::process::Child,

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nest_core::ErrorKind;
 use nest_core::ids::RequestId;
+use nest_core::process_input;
 use nest_core::secret::Secret;
 use nest_relay::convert::WireErrorKind;
 use nest_relay::proto::{
@@ -149,13 +150,16 @@ fn command(kind: command::Kind) -> Result<Command, ConvertError> {
             ps_args: non_empty(t.ps_args),
         }),
         command::Kind::Stats(s) => Command::Stats(uuid("uuid", &s.uuid)?),
-        command::Kind::Exec(e) => Command::Exec(ExecCapture {
-            uuid: uuid("uuid", &e.uuid)?,
-            command: e.command,
-            env: env(e.env),
-            workdir: non_empty(e.workdir),
-            user: non_empty(e.user),
-        }),
+        command::Kind::Exec(e) => {
+            let ExecOptions { env, workdir, user } = exec_options(e.env, e.workdir, e.user)?;
+            Command::Exec(ExecCapture {
+                uuid: uuid("uuid", &e.uuid)?,
+                command: e.command,
+                env,
+                workdir,
+                user,
+            })
+        }
         command::Kind::Update(u) => Command::Update(UpdateResources {
             uuid: uuid("uuid", &u.uuid)?,
             cpu_millis: u.cpu_millis,
@@ -171,6 +175,45 @@ fn stop(s: proto::StopContainer) -> Result<StopContainer, ConvertError> {
             .timeout_seconds
             .map(|seconds| Duration::from_secs(u64::from(seconds))),
     })
+}
+
+/// An exec's environment, working directory and user (`docker exec
+/// -e/-w/-u`), checked by the rules the service's doors apply to them
+/// (`nest_core::process_input`): they become engine arguments. Empty is
+/// the container's own.
+fn exec_options(
+    vars: Vec<proto::EnvVar>,
+    workdir: String,
+    user: String,
+) -> Result<ExecOptions, ConvertError> {
+    process_input::check_env_count(vars.len())
+        .map_err(|e| ConvertError::invalid("env", e.to_string()))?;
+    for (i, var) in vars.iter().enumerate() {
+        process_input::check_env_var(&var.name, &var.value)
+            .map_err(|e| ConvertError::invalid(format!("env[{i}]"), e.to_string()))?;
+    }
+    let workdir = non_empty(workdir);
+    if let Some(workdir) = &workdir {
+        process_input::check_workdir(workdir)
+            .map_err(|e| ConvertError::invalid("workdir", e.to_string()))?;
+    }
+    let user = non_empty(user);
+    if let Some(user) = &user {
+        process_input::check_user(user)
+            .map_err(|e| ConvertError::invalid("user", e.to_string()))?;
+    }
+    Ok(ExecOptions {
+        env: env(vars),
+        workdir,
+        user,
+    })
+}
+
+/// What [`exec_options`] read.
+struct ExecOptions {
+    env: Vec<EnvVar>,
+    workdir: Option<String>,
+    user: Option<String>,
 }
 
 fn env(env: Vec<proto::EnvVar>) -> Vec<EnvVar> {
@@ -362,14 +405,15 @@ fn stream_open(kind: stream_open::Kind) -> Result<StreamOpen, ConvertError> {
             } else {
                 None
             };
+            let ExecOptions { env, workdir, user } = exec_options(e.env, e.workdir, e.user)?;
             StreamOpen::Exec(ExecStream {
                 uuid: uuid("uuid", &e.uuid)?,
                 command: e.command,
                 tty: e.tty,
                 stdin: e.stdin,
-                env: env(e.env),
-                workdir: non_empty(e.workdir),
-                user: non_empty(e.user),
+                env,
+                workdir,
+                user,
                 size,
             })
         }
@@ -869,6 +913,108 @@ mod tests {
             .open,
             Ok(StreamOpen::LoadImage)
         ));
+    }
+
+    fn var(name: &str, value: &str) -> proto::EnvVar {
+        proto::EnvVar {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_execs_environment_workdir_and_user_are_checked_at_the_door() {
+        let stream = |env: Vec<proto::EnvVar>, workdir: &str, user: &str| {
+            open(Some(stream_open::Kind::Exec(proto::ExecStream {
+                uuid: "c1".to_owned(),
+                command: vec!["id".to_owned()],
+                env,
+                workdir: workdir.to_owned(),
+                user: user.to_owned(),
+                ..Default::default()
+            })))
+            .open
+        };
+        let Ok(StreamOpen::Exec(read)) = stream(vec![var("A", "B")], "/tmp", "65534:65534") else {
+            panic!("a good exec is read");
+        };
+        assert_eq!(
+            (read.env, read.workdir.as_deref(), read.user.as_deref()),
+            (
+                vec![EnvVar {
+                    name: "A".into(),
+                    value: "B".into()
+                }],
+                Some("/tmp"),
+                Some("65534:65534")
+            )
+        );
+        let Ok(StreamOpen::Exec(read)) = stream(vec![], "", "") else {
+            panic!("empty is the container's own");
+        };
+        assert_eq!((read.workdir, read.user), (None, None));
+
+        let long_user = "u".repeat(256);
+        let too_many: Vec<_> = (0..257).map(|i| var(&format!("V{i}"), "x")).collect();
+        for (env, workdir, user, message) in [
+            (
+                vec![],
+                "relative",
+                "",
+                "invalid workdir: must be an absolute path",
+            ),
+            (
+                vec![],
+                "/srv/../etc",
+                "",
+                "invalid workdir: must be a normalised path, without NUL, '.' or '..'",
+            ),
+            (
+                vec![var("A", "x\0y")],
+                "",
+                "",
+                "invalid env[0]: must not contain NUL",
+            ),
+            (
+                vec![var("A", "1"), var("B=C", "1")],
+                "",
+                "",
+                "invalid env[1]: \"B=C\" is not a variable name: it must be non-empty, \
+                 without '=' or NUL",
+            ),
+            (
+                too_many,
+                "",
+                "",
+                "invalid env: at most 256 variables are allowed",
+            ),
+            (
+                vec![],
+                "",
+                "root; rm -rf /",
+                "invalid user: must be a name or uid[:gid] of at most 255 bytes, without \
+                 spaces or control characters",
+            ),
+            (
+                vec![],
+                "",
+                long_user.as_str(),
+                "invalid user: must be a name or uid[:gid] of at most 255 bytes, without \
+                 spaces or control characters",
+            ),
+        ] {
+            let err = stream(env.clone(), workdir, user).expect_err("refused");
+            assert_eq!(err.to_string(), message);
+            // The captured exec is read by the same rules.
+            let err = refusal(command::Kind::Exec(proto::ExecCapture {
+                uuid: "c1".to_owned(),
+                command: vec!["id".to_owned()],
+                env,
+                workdir: workdir.to_owned(),
+                user: user.to_owned(),
+            }));
+            assert_eq!(err, message);
+        }
     }
 
     #[test]

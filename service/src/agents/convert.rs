@@ -329,14 +329,19 @@ pub(super) fn stream_open(open: StreamOpen) -> stream_open::Kind {
             tty,
             stdin,
             size,
+            environment,
+            workdir,
+            user,
         } => stream_open::Kind::Exec(proto::ExecStream {
             uuid: container.to_string(),
             command,
             tty,
             stdin,
+            env: env_vars(&environment),
+            workdir: workdir.unwrap_or_default(),
+            user: user.unwrap_or_default(),
             width: size.map_or(0, |s| u32::from(s.width)),
             height: size.map_or(0, |s| u32::from(s.height)),
-            ..Default::default()
         }),
         StreamOpen::Attach {
             container,
@@ -567,16 +572,25 @@ mod tests {
                 width: 80,
                 height: 24,
             }),
+            environment: [("A".to_owned(), "B".to_owned())].into(),
+            workdir: Some("/tmp".into()),
+            user: Some("65534".into()),
         });
-        assert!(matches!(
-            exec,
-            stream_open::Kind::Exec(proto::ExecStream {
-                width: 80,
-                height: 24,
-                tty: true,
-                ..
-            })
-        ));
+        let stream_open::Kind::Exec(exec) = exec else {
+            panic!("an exec: {exec:?}");
+        };
+        assert_eq!((exec.width, exec.height, exec.tty), (80, 24, true));
+        assert_eq!(
+            (exec.env, exec.workdir.as_str(), exec.user.as_str()),
+            (
+                vec![proto::EnvVar {
+                    name: "A".into(),
+                    value: "B".into()
+                }],
+                "/tmp",
+                "65534"
+            )
+        );
     }
 
     #[test]

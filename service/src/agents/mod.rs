@@ -397,6 +397,12 @@ pub enum StreamOpen {
         stdin: bool,
         /// The terminal's initial size; `None` is the engine's default.
         size: Option<TtySize>,
+        /// Extra environment variables.
+        environment: BTreeMap<String, String>,
+        /// Working directory; `None` is the container's.
+        workdir: Option<String>,
+        /// User to run as; `None` is the container's.
+        user: Option<String>,
     },
     /// The main process of a running container.
     Attach {

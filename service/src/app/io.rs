@@ -83,7 +83,9 @@ impl App {
         let (agents, instance) = self.on_agent(&container, "execute")?;
         let command = ExecCommand {
             command: request.command,
-            ..Default::default()
+            environment: request.options.environment,
+            workdir: request.options.workdir,
+            user: request.options.user,
         };
         let captured = agents
             .exec(&cx.request_id, &instance, container.id, command)
@@ -316,6 +318,9 @@ impl App {
                     tty: true,
                     stdin: true,
                     size: Some(EXEC_INITIAL_SIZE),
+                    environment: Default::default(),
+                    workdir: None,
+                    user: None,
                 },
                 format!("{container_id}/{exec_id}"),
             ),
@@ -371,6 +376,9 @@ impl App {
             tty: request.tty,
             stdin: request.stdin,
             size: request.size.or(request.tty.then_some(EXEC_INITIAL_SIZE)),
+            environment: request.options.environment,
+            workdir: request.options.workdir,
+            user: request.options.user,
         };
         let stream = self
             .inner

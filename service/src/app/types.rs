@@ -225,11 +225,26 @@ impl Signal {
     }
 }
 
+/// What an exec's process is given beside its argv (the Docker API's
+/// `docker exec -e/-w/-u`); the default is what the container has. The
+/// front end has checked them (`nest_core::process_input`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Extra environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// Working directory; `None` is the container's.
+    pub workdir: Option<String>,
+    /// User to run as; `None` is the container's.
+    pub user: Option<String>,
+}
+
 /// A command to run in a container (`POST …/execute`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecRequest {
     /// The argv, already split.
     pub command: Vec<String>,
+    /// Environment, working directory and user.
+    pub options: ExecOptions,
     /// Run it now and wait for its output; `false` only creates the exec.
     pub run: bool,
     /// Keep stdin open and allocate a terminal.
@@ -241,6 +256,8 @@ pub struct ExecRequest {
 pub struct ExecStream {
     /// The argv.
     pub command: Vec<String>,
+    /// Environment, working directory and user.
+    pub options: ExecOptions,
     /// Allocate a terminal.
     pub tty: bool,
     /// Pass the client's stdin.

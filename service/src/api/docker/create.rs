@@ -13,7 +13,7 @@ use super::error::DockerError;
 use super::views::NETWORK_LABEL;
 use crate::api::zun::create::{
     MAX_CPU, MAX_MEMORY_MIB, MIN_CPU, MIN_MEMORY_MIB, check_argv, check_environment,
-    check_host_name, check_labels, check_name, check_workdir,
+    check_host_name, check_labels, check_name, check_user, check_workdir,
 };
 use crate::app::NewContainer;
 use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
@@ -213,10 +213,8 @@ pub fn parse(body: CreateBody, name: Option<String>) -> Result<Parsed, DockerErr
         check_host_name("Hostname", hostname).map_err(invalid)?;
     }
     let user = body.user.filter(|u| !u.is_empty());
-    if let Some(user) = &user
-        && (user.len() > 255 || user.chars().any(|c| c.is_control() || c.is_whitespace()))
-    {
-        return Err(invalid("User must be a name or uid[:gid]"));
+    if let Some(user) = &user {
+        check_user("User", user).map_err(invalid)?;
     }
     let networks = requested_networks(
         host.network_mode.as_deref(),

@@ -24,9 +24,10 @@ use super::containers::{encode_output, flag, query_map, resolve};
 use super::error::DockerError;
 use super::views::docker_id;
 use super::{DockerContext, DockerState, lock};
+use crate::api::zun::create::{check_environment, check_user, check_workdir};
 use crate::app::{
     AttachStream, ChangeEvent, ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession,
-    ContainerRef, ExecId, ExecRequest, ExecResult, ExecStream, TtySize,
+    ContainerRef, ExecId, ExecOptions, ExecRequest, ExecResult, ExecStream, TtySize,
 };
 use crate::domain::{ContainerId, ContainerStatus, ProjectId};
 
@@ -49,6 +50,7 @@ struct ExecEntry {
     project: ProjectId,
     container: ContainerId,
     command: Vec<String>,
+    options: ExecOptions,
     tty: bool,
     stdin: bool,
     stdout: bool,
@@ -426,6 +428,35 @@ fn new_exec_id() -> ExecId {
     ExecId::parse(&id).unwrap_or_else(|_| new_exec_id())
 }
 
+/// `docker exec -u/-e/-w`, checked as the create body's `User`, `Env`
+/// and `WorkingDir` are; empty is the container's own.
+fn exec_options(
+    user: String,
+    env: Vec<String>,
+    workdir: String,
+) -> Result<ExecOptions, DockerError> {
+    let invalid = |e: crate::api::zun::error::ApiError| DockerError::Invalid(e.to_string());
+    let user = Some(user).filter(|u| !u.is_empty());
+    if let Some(user) = &user {
+        check_user("User", user).map_err(invalid)?;
+    }
+    let mut environment = BTreeMap::new();
+    for entry in env {
+        let (name, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+        environment.insert(name.to_owned(), value.to_owned());
+    }
+    check_environment(&environment).map_err(invalid)?;
+    let workdir = Some(workdir).filter(|w| !w.is_empty());
+    if let Some(workdir) = &workdir {
+        check_workdir(workdir).map_err(invalid)?;
+    }
+    Ok(ExecOptions {
+        environment,
+        workdir,
+        user,
+    })
+}
+
 /// `POST /containers/{id}/exec`: 201 `{"Id"}`.
 pub async fn create_exec(
     State(state): State<DockerState>,
@@ -445,14 +476,7 @@ pub async fn create_exec(
             "docker exec --privileged is not supported by Nest".into(),
         ));
     }
-    if !body.user.is_empty()
-        || !body.working_dir.is_empty()
-        || body.env.as_ref().is_some_and(|e| !e.is_empty())
-    {
-        return Err(DockerError::Invalid(
-            "docker exec --user, --workdir and --env are not supported by Nest".into(),
-        ));
-    }
+    let options = exec_options(body.user, body.env.unwrap_or_default(), body.working_dir)?;
     let command = body.cmd.unwrap_or_default();
     if command.is_empty() {
         return Err(DockerError::Invalid("No exec command specified".into()));
@@ -479,6 +503,7 @@ pub async fn create_exec(
             project: cx.call.caller.project_id.clone(),
             container: info.container.id,
             command,
+            options,
             tty: body.tty,
             stdin: body.attach_stdin,
             stdout: body.attach_stdout,
@@ -555,10 +580,12 @@ pub async fn start_exec(
         let app_state = state.clone();
         let call = cx.call.clone();
         let command = entry.command.clone();
+        let options = entry.options.clone();
         let key = exec_id.as_str().to_owned();
         state.inner.tasks.spawn(async move {
             let request = ExecRequest {
                 command,
+                options,
                 run: true,
                 interactive: false,
             };
@@ -595,6 +622,7 @@ pub async fn start_exec(
             &exec_id,
             ExecStream {
                 command: entry.command.clone(),
+                options: entry.options.clone(),
                 tty,
                 stdin: entry.stdin,
                 size,
@@ -658,7 +686,7 @@ pub async fn inspect_exec(
             "entrypoint": entrypoint,
             "arguments": arguments,
             "privileged": false,
-            "user": "",
+            "user": entry.options.user.as_deref().unwrap_or_default(),
         },
         "OpenStdin": entry.stdin,
         "OpenStderr": entry.stderr,

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use nest_core::process_input::{self, ProcessInputError};
 use serde_json::Value;
 
 use super::extract::Flag;
@@ -658,33 +659,15 @@ pub(crate) fn check_argv(field: &str, argv: &[String]) -> Result<(), ApiError> {
 }
 
 /// Environment variables: a name is non-empty and holds no `=` or NUL (a
-/// process's environment is `NAME=value` strings); values hold no NUL.
+/// process's environment is `NAME=value` strings); values hold no NUL
+/// (the rules of `nest_core::process_input`, which the agent applies too).
 pub(crate) fn check_environment(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    if env.len() > MAX_ENTRIES {
-        return Err(schema(
-            "environment",
-            format!("at most {MAX_ENTRIES} variables are allowed"),
-        ));
-    }
+    process_input::check_env_count(env.len()).map_err(|e| schema("environment", e.to_string()))?;
     for (name, value) in env {
-        let field = format!("environment.{name}");
-        if name.is_empty() || name.contains(['=', '\0']) {
-            return Err(schema(
-                "environment",
-                format!(
-                    "{name:?} is not a variable name: it must be non-empty, without '=' or NUL"
-                ),
-            ));
-        }
-        if value.contains('\0') {
-            return Err(schema(&field, "must not contain NUL"));
-        }
-        if name.len() > MAX_ENTRY_BYTES || value.len() > MAX_ENTRY_BYTES {
-            return Err(schema(
-                &field,
-                format!("name and value are limited to {MAX_ENTRY_BYTES} bytes each"),
-            ));
-        }
+        process_input::check_env_var(name, value).map_err(|e| match e {
+            ProcessInputError::VariableName(_) => schema("environment", e.to_string()),
+            _ => schema(&format!("environment.{name}"), e.to_string()),
+        })?;
     }
     Ok(())
 }
@@ -724,16 +707,13 @@ pub(crate) fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiE
 /// A working directory: absolute and normalised (no `.` or `..` parts), as
 /// the engine resolves it inside the container.
 pub(crate) fn check_workdir(workdir: &str) -> Result<(), ApiError> {
-    if !workdir.starts_with('/') {
-        return Err(schema("workdir", "must be an absolute path"));
-    }
-    if workdir.contains('\0') || workdir.split('/').any(|part| part == "." || part == "..") {
-        return Err(schema(
-            "workdir",
-            "must be a normalised path, without NUL, '.' or '..'",
-        ));
-    }
-    Ok(())
+    process_input::check_workdir(workdir).map_err(|e| schema("workdir", e.to_string()))
+}
+
+/// A user to run as (`name`, `uid`, `uid:gid`): plain and bounded; whether
+/// it exists is the engine's question.
+pub(crate) fn check_user(field: &str, user: &str) -> Result<(), ApiError> {
+    process_input::check_user(user).map_err(|e| schema(field, e.to_string()))
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use super::extract::{BaseUrl, Flag, Lenient, Params, QueryParams, RequestContext
 use super::views::{ExecView, exec_view};
 use crate::api::ApiState;
 use crate::api::zun::error::ApiError;
-use crate::app::{ConsoleToken, ContainerRef, ExecId, ExecRequest, ExecResult, TtySize};
+use crate::app::{
+    ConsoleToken, ContainerRef, ExecId, ExecOptions, ExecRequest, ExecResult, TtySize,
+};
 use crate::domain::ContainerId;
 
 /// The websocket URL of an attach.
@@ -72,6 +74,8 @@ pub async fn execute(
     })?;
     let request = ExecRequest {
         command: split_command("command", &line)?,
+        // Zun's exec has no environment, working directory or user.
+        options: ExecOptions::default(),
         run: query.run.is_none_or(|Flag(b)| b),
         interactive: query.interactive.is_some_and(|Flag(b)| b),
     };
