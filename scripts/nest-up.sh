@@ -169,6 +169,14 @@ IMAGE="$(cat "$IMAGE_FILE")"
 DOCKER_ENV="$(NEST_URL="$URL" NEST_TOKEN="$TOKEN" NEST_PROJECT_ID=demo \
   "$STATE_DIR/bin/osc" docker-env --dir "$STATE_DIR/docker" | grep '^export ')"
 
+# docker-compose and docker-py (Python requests) verify the endpoint with
+# REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE instead of DOCKER_CERT_PATH/ca.pem
+# when either is set: give them a bundle that holds the system's CAs and
+# Nest's, which nestrc uses only where one of them was set.
+BUNDLE="$STATE_DIR/docker/ca-bundle.pem"
+SYSTEM_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+{ [ -r "$SYSTEM_BUNDLE" ] && cat "$SYSTEM_BUNDLE"; cat "$STATE_DIR/docker/ca.pem"; } >"$BUNDLE"
+
 cat >"$RC" <<EOF
 # Source this file: . $RC
 # osc reads NEST_URL and NEST_TOKEN (dev auth: user demo, project demo).
@@ -178,6 +186,7 @@ export NEST_PROJECT_ID=demo
 export NEST_DEMO_IMAGE=$IMAGE
 # The docker CLI, through Nest's Docker endpoint (demo user and project).
 $DOCKER_ENV
+if [ -n "\${REQUESTS_CA_BUNDLE:-}\${CURL_CA_BUNDLE:-}" ]; then export REQUESTS_CA_BUNDLE=$BUNDLE; fi
 case ":\$PATH:" in *":$STATE_DIR/bin:"*) ;; *) export PATH="$STATE_DIR/bin:\$PATH" ;; esac
 EOF
 
@@ -198,6 +207,7 @@ Try it:
   osc container-list
   docker run -d -p 8081:8081 busybox httpd -f -p 8081
   docker ps
+  docker-compose up -d     # in a directory with a docker-compose.yml
 
 Stop:   scripts/nest-up.sh stop
 EOF

@@ -81,6 +81,8 @@ async fn find(
             i.id == name
                 || (id.len() >= 4 && i.sha256.starts_with(id))
                 || i.repo_tags.iter().any(|t| normalize(t) == wanted)
+                // The upload name, as `docker run NAME` finds it.
+                || i.name.as_deref().map(normalize).as_ref() == Some(&wanted)
         })
         .ok_or_else(|| DockerError::NoSuchImage(name.to_owned()))
 }
