@@ -14,6 +14,29 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// This build's release, reported to peers for diagnostics.
 pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 
+/// The feature an agent lists in its hello when it honours
+/// `ContainerSpec.networks` (user-defined networks).
+pub const FEATURE_NETWORKS: &str = "networks";
+
+/// What an agent of this build supports beyond protocol version 1, sent in
+/// every hello.
+pub const AGENT_FEATURES: &[&str] = &[FEATURE_NETWORKS];
+
+/// Most features a hello may list; the relay drops the rest.
+pub const MAX_FEATURES: usize = 32;
+
+/// Longest feature name, in bytes.
+pub const MAX_FEATURE_LEN: usize = 64;
+
+/// Whether `name` is a well-formed feature name: 1 to [`MAX_FEATURE_LEN`]
+/// characters of `[a-z0-9_-]`.
+pub fn is_feature_name(name: &str) -> bool {
+    (1..=MAX_FEATURE_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// Data frames a sender may have in flight per stream before the receiver
 /// returns credit. 16 frames of at most `MAX_CHUNK_BYTES` bound what a relay
 /// buffers for one stream to 512 KiB however slow its reader is.
@@ -36,5 +59,11 @@ mod tests {
         assert!(is_supported(PROTOCOL_VERSION));
         assert!(!is_supported(0));
         assert!(!is_supported(PROTOCOL_VERSION + 1));
+    }
+
+    #[test]
+    fn this_builds_features_are_well_formed() {
+        assert!(AGENT_FEATURES.iter().all(|f| is_feature_name(f)));
+        assert!(AGENT_FEATURES.len() <= MAX_FEATURES);
     }
 }

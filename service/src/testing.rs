@@ -235,6 +235,35 @@ struct AgentsState {
     last_session: u64,
     resizes: Vec<RecordedResize>,
     loads: Vec<LoadedImage>,
+    /// What an instance's agent says it is, when not this build's agent.
+    releases: BTreeMap<InstanceId, FakeRelease>,
+    /// What agents connecting for the first time say, when not this
+    /// build's agent.
+    default_release: Option<FakeRelease>,
+}
+
+/// An agent's release and features, as its hello says.
+#[derive(Clone, Debug)]
+struct FakeRelease {
+    version: String,
+    features: Vec<String>,
+}
+
+impl FakeRelease {
+    fn new(version: &str, features: &[&str]) -> Self {
+        Self {
+            version: version.to_owned(),
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    /// This build's agent.
+    fn current() -> Self {
+        Self::new(
+            nest_relay::version::RELEASE,
+            nest_relay::version::AGENT_FEATURES,
+        )
+    }
 }
 
 /// The agents of every instance, in memory: each behaves as a
@@ -260,7 +289,9 @@ struct AgentsState {
 /// - Every container change is announced on the watch feeds as the
 ///   engine's event, and sessions as [`AgentEvent::Connected`] and
 ///   [`AgentEvent::Disconnected`]; a new feed starts with every live
-///   session, as the relay's does.
+///   session, as the relay's does. Agents say they are this build's
+///   (release and features) unless [`Self::connect_as`] or
+///   [`Self::set_default_release`] make them older.
 ///
 /// An agent that is not connected (never booted, deleted, or
 /// [`Self::set_offline`]) answers every call `Unavailable`, as the relay
@@ -285,6 +316,12 @@ impl FakeAgents {
             let mut state = lock(&self.state);
             state.last_session += 1;
             let id = state.last_session;
+            // An agent keeps the release it first connected with.
+            let release = state
+                .default_release
+                .clone()
+                .unwrap_or_else(FakeRelease::current);
+            state.releases.entry(instance.clone()).or_insert(release);
             state
                 .sessions
                 .insert(instance.clone(), Session { id, online: true });
@@ -292,6 +329,23 @@ impl FakeAgents {
         };
         self.announce(vec![event]).await;
         session
+    }
+
+    /// Connects the agent of `instance` (again) as an agent of release
+    /// `version` that lists `features` (an older agent: none), as
+    /// [`Self::connect`] does; it stays that release on later connects.
+    pub async fn connect_as(&self, instance: &InstanceId, version: &str, features: &[&str]) -> u64 {
+        lock(&self.state)
+            .releases
+            .insert(instance.clone(), FakeRelease::new(version, features));
+        self.connect(instance).await
+    }
+
+    /// Makes every agent that connects from now on, on an instance whose
+    /// release was not set, say it is of release `version` and lists
+    /// `features`.
+    pub fn set_default_release(&self, version: &str, features: &[&str]) {
+        lock(&self.state).default_release = Some(FakeRelease::new(version, features));
     }
 
     /// Takes the agent of `instance` offline (its session ends and is
@@ -465,10 +519,17 @@ impl AgentsState {
     }
 
     fn connected(&self, instance: &InstanceId, session: u64) -> AgentEvent {
+        let release = self
+            .releases
+            .get(instance)
+            .cloned()
+            .unwrap_or_else(FakeRelease::current);
         AgentEvent::Connected {
             instance: instance.clone(),
             session,
             inventory: self.inventory(instance),
+            agent_version: release.version,
+            features: release.features,
         }
     }
 

@@ -113,6 +113,8 @@ async fn events_about_another_instances_container_change_nothing() {
                 instance: attacker_instance.clone(),
                 session: 9_999,
                 inventory: vec![exited(victim.id), exited(attacker.id)],
+                agent_version: "rogue".into(),
+                features: Vec::new(),
             },
         ])
         .await;

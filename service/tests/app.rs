@@ -486,3 +486,124 @@ async fn only_an_admin_may_name_the_instance_a_container_goes_to() {
         .unwrap_or_else(|e| panic!("an admin may name the instance: {e}"));
     svc.stop().await;
 }
+
+// === agents without user-defined network support ===
+
+/// A container of `cx`'s project on `network` (none: the default bridge),
+/// running once created.
+async fn on_network(
+    svc: &TestService,
+    cx: &CallContext,
+    name: &str,
+    network: Option<&nest_service::domain::Network>,
+) -> ContainerId {
+    let mut new = busybox(&["sleep", "1000"]);
+    new.name = Some(name.into());
+    new.spec.networks = network
+        .map(|n| {
+            vec![nest_service::domain::NetworkAttachment {
+                network: n.id,
+                aliases: Vec::new(),
+            }]
+        })
+        .unwrap_or_default();
+    svc.app()
+        .create_container(cx, new, true)
+        .await
+        .unwrap_or_else(|e| panic!("create is accepted: {e}"))
+        .container
+        .id
+}
+
+fn old_agent_reason(instance: &InstanceId) -> String {
+    format!(
+        "instance {instance} runs an agent without user-defined network support (agent version 0.9.0); \
+         upgrade its agent, or remove the network's containers there"
+    )
+}
+
+#[tokio::test]
+async fn networked_containers_never_go_to_an_agent_without_network_support() {
+    let svc = service().await;
+    let cx = member_of("project-a");
+    let back = svc
+        .app()
+        .create_network(
+            &cx,
+            nest_service::app::NewNetwork {
+                name: "back".into(),
+                labels: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("the network is created");
+
+    // The project's first instance turns out to run an older agent.
+    let plain = created(&svc, &cx, true, ContainerStatus::Running).await;
+    let old = instance_of(&plain);
+    svc.agents().connect_as(&old, "0.9.0", &[]).await;
+    svc.events_applied().await;
+
+    // A networked container is not placed there, though it has room: an
+    // instance is booted for it, with this build's agent.
+    let db = on_network(&svc, &cx, "db", Some(&back)).await;
+    let db = settled(&svc, db, ContainerStatus::Running).await;
+    let home = instance_of(&db);
+    assert_ne!(home, old);
+    // The network's home gets an old agent: the next container of the
+    // network fails, saying what to do, and is created nowhere.
+    svc.agents().connect_as(&home, "0.9.0", &[]).await;
+    svc.events_applied().await;
+    let web = on_network(&svc, &cx, "front", Some(&back)).await;
+    let web = settled(&svc, web, ContainerStatus::Error).await;
+    assert_eq!(
+        web.status_reason.as_deref(),
+        Some(old_agent_reason(&home).as_str())
+    );
+    assert!(svc.agents().container(web.id).is_none());
+    // Containers without networks still go to the old agents (both
+    // instances have room: nothing is booted for it).
+    let plain2 = on_network(&svc, &cx, "plain2", None).await;
+    let plain2 = settled(&svc, plain2, ContainerStatus::Running).await;
+    assert!([&old, &home].contains(&&instance_of(&plain2)), "{plain2:?}");
+    // An agent that lists the feature again takes networked containers.
+    svc.agents()
+        .connect_as(&home, "1.0.0", &["networks", "later-feature"])
+        .await;
+    svc.events_applied().await;
+    let api = on_network(&svc, &cx, "api", Some(&back)).await;
+    let api = settled(&svc, api, ContainerStatus::Running).await;
+    assert_eq!(instance_of(&api), home);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_networked_container_waiting_for_a_boot_fails_when_its_agent_is_old() {
+    let svc = service().await;
+    let cx = member_of("project-a");
+    let back = svc
+        .app()
+        .create_network(
+            &cx,
+            nest_service::app::NewNetwork {
+                name: "back".into(),
+                labels: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("the network is created");
+    // The instances' image carries an agent older than networks.
+    svc.agents().set_default_release("0.9.0", &[]);
+
+    let db = on_network(&svc, &cx, "db", Some(&back)).await;
+    let db = settled(&svc, db, ContainerStatus::Error).await;
+    let instance = instance_of(&db);
+    assert_eq!(
+        db.status_reason.as_deref(),
+        Some(old_agent_reason(&instance).as_str())
+    );
+    assert!(svc.agents().container(db.id).is_none());
+    let plain = on_network(&svc, &cx, "plain", None).await;
+    settled(&svc, plain, ContainerStatus::Running).await;
+    svc.stop().await;
+}

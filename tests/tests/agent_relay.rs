@@ -35,9 +35,15 @@ impl Rig {
         let token = service.token_for(&instance);
         let agent =
             AgentProcess::start(pki.dir.path(), &pki, &relay.dial_addr(), &instance, &token);
-        service
+        let connected = service
             .wait_connected(&instance, &HashSet::new(), TIMEOUT)
             .await;
+        // What the agent supports reaches the service through the relay.
+        assert_eq!(
+            connected.features,
+            nest_relay::version::AGENT_FEATURES,
+            "{connected:?}"
+        );
         Self {
             agent,
             service,

@@ -76,6 +76,7 @@ fn hello(hello: Hello) -> proto::Hello {
         inventory: hello.inventory.into_iter().map(container_state).collect(),
         docker_version: hello.docker_version,
         docker_api_version: hello.docker_api_version,
+        features: hello.features,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Hello {
     pub docker_version: String,
     /// The negotiated engine API version.
     pub docker_api_version: String,
+    /// What this agent supports beyond protocol version 1.
+    pub features: Vec<String>,
 }
 
 /// The relay's answer to [`Hello`].

@@ -17,7 +17,7 @@ use nest_core::ErrorKind;
 use nest_core::process::error_chain;
 use nest_relay::client::dial;
 use nest_relay::proto::agent_relay_client::AgentRelayClient;
-use nest_relay::version::{self, PROTOCOL_VERSION, RELEASE};
+use nest_relay::version::{self, AGENT_FEATURES, PROTOCOL_VERSION, RELEASE};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -153,6 +153,7 @@ pub async fn run(
         inventory,
         docker_version: ctx.engine.docker_version().to_owned(),
         docker_api_version: ctx.engine.api_version().to_owned(),
+        features: AGENT_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
     });
     out_tx
         .send(hello)

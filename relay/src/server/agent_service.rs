@@ -48,6 +48,43 @@ fn check_csr(csr_pem: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// What [`check_features`] dropped, for the log.
+#[derive(Debug, PartialEq, Eq)]
+struct DroppedFeatures {
+    count: usize,
+    /// The first one dropped, shortened and escaped (it is the agent's).
+    first: String,
+}
+
+/// The features a hello listed that the relay passes on: well-formed
+/// names (`version::is_feature_name`), each once, at most
+/// `MAX_FEATURES`; what else it listed is dropped, never refused, since
+/// a feature only changes what is asked of this agent's own instance.
+fn check_features(listed: Vec<String>) -> (Vec<String>, Option<DroppedFeatures>) {
+    let mut kept: Vec<String> = Vec::new();
+    let mut dropped: Option<DroppedFeatures> = None;
+    for name in listed {
+        let keep = kept.len() < version::MAX_FEATURES
+            && version::is_feature_name(&name)
+            && !kept.contains(&name);
+        if keep {
+            kept.push(name);
+            continue;
+        }
+        match &mut dropped {
+            Some(d) => d.count += 1,
+            None => {
+                let first: String = name.chars().take(version::MAX_FEATURE_LEN).collect();
+                dropped = Some(DroppedFeatures {
+                    count: 1,
+                    first: first.escape_debug().to_string(),
+                });
+            }
+        }
+    }
+    (kept, dropped)
+}
+
 #[tonic::async_trait]
 impl AgentRelay for AgentService {
     async fn enroll(
@@ -124,6 +161,18 @@ impl AgentRelay for AgentService {
             )));
         }
 
+        let mut hello = hello;
+        let (features, dropped) = check_features(std::mem::take(&mut hello.features));
+        if let Some(dropped) = dropped {
+            tracing::warn!(
+                instance_id = %instance,
+                dropped = dropped.count,
+                first = %dropped.first,
+                "the agent's hello listed malformed or too many features; dropped them"
+            );
+        }
+        hello.features = features;
+
         let (tx, rx) = mpsc::channel(SESSION_OUTBOUND_CAPACITY);
         let session = Arc::new(Session::new(
             self.hub.new_session_id(),
@@ -146,6 +195,7 @@ impl AgentRelay for AgentService {
             instance_id = %instance,
             session_id = session.id,
             agent_version = %session.hello.agent_version,
+            features = ?session.hello.features,
             containers = session.hello.inventory.len(),
             "agent session started"
         );
@@ -351,4 +401,64 @@ fn unix_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn well_formed_features_pass_unchanged() {
+        let listed = names(&["networks", "a-b_c", "x9"]);
+        assert_eq!(check_features(listed.clone()), (listed, None));
+        assert_eq!(check_features(Vec::new()), (Vec::new(), None));
+    }
+
+    #[test]
+    fn malformed_duplicate_and_surplus_features_are_dropped() {
+        let long = "a".repeat(version::MAX_FEATURE_LEN + 1);
+        let listed = names(&[
+            "Networks",
+            "networks",
+            "",
+            "net works",
+            "networks",
+            "nets\n",
+            &long,
+            "é",
+        ]);
+        let (kept, dropped) = check_features(listed);
+        assert_eq!(kept, names(&["networks"]));
+        assert_eq!(
+            dropped,
+            Some(DroppedFeatures {
+                count: 7,
+                first: "Networks".into()
+            })
+        );
+
+        let edge = "z".repeat(version::MAX_FEATURE_LEN);
+        let (kept, dropped) = check_features(vec![edge.clone()]);
+        assert_eq!((kept, dropped), (vec![edge], None));
+
+        let many: Vec<String> = (0..version::MAX_FEATURES + 3)
+            .map(|i| format!("f{i}"))
+            .collect();
+        let (kept, dropped) = check_features(many.clone());
+        assert_eq!(kept, many[..version::MAX_FEATURES]);
+        assert_eq!(dropped.map(|d| (d.count, d.first)), Some((3, "f32".into())));
+    }
+
+    #[test]
+    fn a_dropped_features_log_form_is_short_and_escaped() {
+        let (_, dropped) = check_features(vec![format!("\u{1b}[31m{}", "x".repeat(500))]);
+        let first = dropped.map(|d| d.first).unwrap_or_default();
+        assert!(first.starts_with("\\u{1b}[31m"), "{first}");
+        assert!(!first.contains('\u{1b}'));
+        assert!(first.len() < 100, "{first}");
+    }
 }

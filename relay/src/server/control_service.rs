@@ -146,13 +146,7 @@ impl RelayControl for ControlService {
             for session in snapshot {
                 let event = proto::WatchEvent {
                     instance_id: session.instance.to_string(),
-                    kind: Some(proto::watch_event::Kind::Connected(proto::AgentConnected {
-                        protocol_version: session.hello.protocol_version,
-                        agent_version: session.hello.agent_version.clone(),
-                        inventory: session.hello.inventory.clone(),
-                        docker_version: session.hello.docker_version.clone(),
-                        session_id: session.id,
-                    })),
+                    kind: Some(proto::watch_event::Kind::Connected(session.connected())),
                 };
                 if tx.send(Ok(event)).await.is_err() {
                     return;

@@ -121,13 +121,7 @@ impl Hub {
         }
         self.publish(
             &session.instance,
-            watch_event::Kind::Connected(proto::AgentConnected {
-                protocol_version: session.hello.protocol_version,
-                agent_version: session.hello.agent_version.clone(),
-                inventory: session.hello.inventory.clone(),
-                docker_version: session.hello.docker_version.clone(),
-                session_id: session.id,
-            }),
+            watch_event::Kind::Connected(session.connected()),
         );
     }
 

@@ -167,6 +167,18 @@ impl Session {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// How the watch feed announces this session.
+    pub fn connected(&self) -> proto::AgentConnected {
+        proto::AgentConnected {
+            protocol_version: self.hello.protocol_version,
+            agent_version: self.hello.agent_version.clone(),
+            inventory: self.hello.inventory.clone(),
+            docker_version: self.hello.docker_version.clone(),
+            session_id: self.id,
+            features: self.hello.features.clone(),
+        }
+    }
+
     /// Whether this session ever handed out `id` (to a command or a
     /// stream); ids start at 1 and only grow.
     fn issued(&self, id: u64) -> bool {

@@ -394,6 +394,8 @@ pub(super) fn agent_event(event: proto::WatchEvent) -> Option<AgentEvent> {
             instance,
             session: hello.session_id,
             inventory: inventory_of(&hello.inventory),
+            agent_version: hello.agent_version,
+            features: hello.features,
         }),
         watch_event::Kind::Disconnected(bye) => Some(AgentEvent::Disconnected {
             instance,
@@ -613,16 +615,26 @@ mod tests {
                         ..Default::default()
                     },
                 ],
+                agent_version: "1.2.3".into(),
+                features: vec!["networks".into()],
                 ..Default::default()
             })),
         };
         let Some(AgentEvent::Connected {
-            session, inventory, ..
+            session,
+            inventory,
+            agent_version,
+            features,
+            ..
         }) = agent_event(connected)
         else {
             panic!("a connected event");
         };
         assert_eq!(session, 7);
+        assert_eq!(
+            (agent_version.as_str(), &features[..]),
+            ("1.2.3", &["networks".to_owned()][..])
+        );
         assert_eq!(inventory.len(), 1);
         assert_eq!(inventory[0].container, id);
         assert_eq!(inventory[0].docker_id, "d0c");

@@ -511,6 +511,12 @@ pub enum AgentEvent {
         session: u64,
         /// Every container it manages, as its engine sees them now.
         inventory: Vec<EngineState>,
+        /// Its release, as it says (for messages only).
+        agent_version: String,
+        /// What it supports beyond protocol version 1, as the relay
+        /// validated the list (`nest_relay::version::AGENT_FEATURES`);
+        /// empty for an agent older than the list.
+        features: Vec<String>,
     },
     /// An agent's session ended.
     Disconnected {

@@ -93,8 +93,15 @@ impl Reconciler {
                 instance,
                 session,
                 inventory,
+                agent_version,
+                features,
             } => {
+                tracing::info!(instance_id = %instance, session, %agent_version, ?features, "agent connected");
                 sessions.insert(instance.clone(), session);
+                // Before the instance can turn ready: the scheduler reads
+                // it when it creates containers there.
+                self.scheduler
+                    .agent_connected(&instance, &agent_version, &features);
                 self.connected(&instance, &inventory).await
             }
             AgentEvent::Disconnected {

@@ -7,12 +7,15 @@
 //! containers already are: a network lives on one instance, whose engine
 //! network resolves its containers' names. Placements are decided one at
 //! a time, so the first container of a network fixes its instance for
-//! the next.
+//! the next. Such a container never goes to an instance whose agent is
+//! known not to support user-defined networks (`agents.rs`); when its
+//! networks live on one, it fails saying so.
 
 use std::collections::BTreeMap;
 
 use nest_core::ErrorKind;
 
+use super::agents::NetworkSupport;
 use super::placement::{self, Candidate, Demand, Placement};
 use super::{PassError, Scheduler, WAITING_FOR_INSTANCE};
 use crate::domain::{Container, ContainerStatus, InstanceId, InstanceStatus, ProjectId};
@@ -80,10 +83,16 @@ impl Scheduler {
                 .collect(),
         };
         let mut candidates = self.candidates(&container.project_id).await?;
+        if !container.spec.networks.is_empty() {
+            candidates.retain(|c| !matches!(self.network_support(&c.id), NetworkSupport::No(_)));
+        }
         match self.network_home(container).await? {
             NetworkHome::Anywhere => {}
             NetworkHome::Split(reason) => return self.fail(container, &reason).await,
             NetworkHome::On(home, network) => {
+                if let NetworkSupport::No(reason) = self.network_support(&home) {
+                    return self.fail(container, &reason).await;
+                }
                 candidates.retain(|c| c.id == home);
                 let Some(candidate) = candidates.first() else {
                     // Its status keeps containers off it for now

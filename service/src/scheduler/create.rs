@@ -10,6 +10,10 @@
 //! wait, at most `create_attempts` times; meanwhile its status reason says
 //! what it waits for, and after the last try it ends in `Error` with the
 //! engine's reason. Other failures end in `Error` at once.
+//!
+//! A container with user-defined networks waits until its instance's
+//! agent has said what it supports, and ends in `Error` if that is not
+//! networks (an agent older than them would ignore them).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,6 +23,7 @@ use nest_core::ErrorKind;
 use nest_core::backoff::Backoff;
 use tokio::time::Instant;
 
+use super::agents::NetworkSupport;
 use super::{CREATE_RETRY_MAX, PassError, Scheduler, lock};
 use crate::agents::{AgentError, AgentLink, CreateRequest, EngineState};
 use crate::db::{DbError, Store};
@@ -60,10 +65,29 @@ impl Scheduler {
                     r
                 }
             };
-            if !is_ready
-                || !self.create_tries.due(container.id)
-                || !lock(&self.creating).insert(container.id)
+            if !is_ready {
+                continue;
+            }
+            if !container.spec.networks.is_empty() && !lock(&self.creating).contains(&container.id)
             {
+                match self.network_support(&instance) {
+                    NetworkSupport::Yes => {}
+                    NetworkSupport::Unknown => continue,
+                    NetworkSupport::No(reason) => {
+                        tracing::info!(container_id = %container.id, instance_id = %instance, %reason, "container cannot be created");
+                        self.store
+                            .update_status(
+                                container.id,
+                                ContainerStatus::Creating,
+                                ContainerStatus::Error,
+                                Some(&reason),
+                            )
+                            .await?;
+                        continue;
+                    }
+                }
+            }
+            if !self.create_tries.due(container.id) || !lock(&self.creating).insert(container.id) {
                 continue;
             }
             let this = Arc::clone(self);

@@ -17,8 +17,11 @@
 //! - `boot.rs`: booting instances, giving up on boots that never finish;
 //! - `create.rs`: creating containers on their agents (loading stored
 //!   images first, adopting creates whose answer was lost);
-//! - `retire.rs`: deleting instances that stayed empty.
+//! - `retire.rs`: deleting instances that stayed empty;
+//! - `agents.rs`: what each connected agent supports (user-defined
+//!   networks or not).
 
+mod agents;
 mod bind;
 mod boot;
 mod create;
@@ -100,6 +103,8 @@ pub struct Scheduler {
     /// container is created on them (its published ports would name no
     /// address).
     boots_in_flight: Arc<Mutex<HashSet<InstanceId>>>,
+    /// What the agent of each instance said in its last hello.
+    agents_seen: agents::AgentsSeen,
     tasks: TaskTracker,
 }
 
@@ -144,6 +149,7 @@ impl Scheduler {
             ),
             settings,
             boots_in_flight: Arc::new(Mutex::new(HashSet::new())),
+            agents_seen: agents::AgentsSeen::default(),
             tasks,
         })
     }
