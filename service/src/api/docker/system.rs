@@ -245,6 +245,8 @@ impl EventPump {
                 ChangeKind::Deleted => "destroy",
                 ChangeKind::Status { status, reason } => {
                     let action = match (previous, *status) {
+                        // A new reason or a repeated report: no transition.
+                        (before, now) if before == now => "",
                         (ContainerStatus::Paused, ContainerStatus::Running) => "unpause",
                         (_, ContainerStatus::Running) => "start",
                         (_, ContainerStatus::Paused) => "pause",
