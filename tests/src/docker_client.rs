@@ -168,6 +168,26 @@ impl DockerCli {
         self.command_of("docker", args)
     }
 
+    /// Stores the test image ([`crate::docker::TEST_IMAGE`]) in Nest
+    /// through `docker load`, saved from this machine's engine.
+    pub async fn load_test_image(&self) {
+        let image = crate::docker::TEST_IMAGE;
+        crate::docker::ensure_test_image();
+        let tar = self.path("image.tar");
+        let saved = std::process::Command::new("docker")
+            .args(["save", "-o"])
+            .arg(&tar)
+            .arg(image)
+            .output()
+            .expect("docker save on the machine's engine");
+        assert!(saved.status.success(), "docker save {image}");
+        let loaded = self.ok(&["load", "-i", &tar.to_string_lossy()]).await;
+        assert!(
+            loaded.contains(&format!("Loaded image: {image}")),
+            "{loaded}"
+        );
+    }
+
     /// Runs `docker-compose args…` (Debian's docker-compose, which reads
     /// the same `DOCKER_*` variables) and returns its output.
     pub async fn compose(&self, args: &[&str]) -> Output {

@@ -35,21 +35,6 @@ async fn service() -> ServiceProcess {
     .await
 }
 
-/// Stores the test image in Nest through `docker load`.
-async fn load_image(cli: &DockerCli) {
-    nest_tests::docker::ensure_test_image();
-    let tar = cli.path("image.tar");
-    let saved = std::process::Command::new("docker")
-        .args(["save", "-o"])
-        .arg(&tar)
-        .arg(IMAGE)
-        .output()
-        .expect("docker save on the machine's engine");
-    assert!(saved.status.success());
-    let loaded = cli.ok(&["load", "-i", &tar.to_string_lossy()]).await;
-    assert!(loaded.contains(IMAGE), "{loaded}");
-}
-
 /// The Zun view of the project's container named `name`.
 async fn by_name(svc: &ServiceProcess, name: &str) -> Value {
     let (code, list) = svc.call(ALPHA, Method::GET, "/v1/containers", None).await;
@@ -235,7 +220,7 @@ fn answer(
 async fn an_agent_without_network_support_gets_no_networked_containers() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
     cli.ok(&["network", "create", "back"]).await;
     cli.ok(&[
         "run",

@@ -23,25 +23,6 @@ async fn service() -> ServiceProcess {
     .await
 }
 
-/// Stores the test image in Nest through `docker load`.
-async fn load_image(cli: &DockerCli) {
-    nest_tests::docker::ensure_test_image();
-    let tar = cli.path("image.tar");
-    let saved = std::process::Command::new("docker")
-        .args(["save", "-o"])
-        .arg(&tar)
-        .arg(IMAGE)
-        .output()
-        .expect("docker save on the machine's engine");
-    assert!(saved.status.success());
-    let tar = tar.to_string_lossy().into_owned();
-    let loaded = cli.ok(&["load", "-i", &tar]).await;
-    assert!(
-        loaded.contains(&format!("Loaded image: {IMAGE}")),
-        "{loaded}"
-    );
-}
-
 fn text(out: &std::process::Output) -> String {
     format!(
         "status {}\nstdout: {}\nstderr: {}",
@@ -59,7 +40,7 @@ async fn docker_run_publishes_a_port_and_the_cli_drives_the_container() {
         .ok(&["version", "--format", "{{.Server.APIVersion}}"])
         .await;
     assert_eq!(version.trim(), "1.45");
-    load_image(&cli).await;
+    cli.load_test_image().await;
     let images = cli
         .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
         .await;
@@ -164,7 +145,7 @@ async fn docker_run_publishes_a_port_and_the_cli_drives_the_container() {
 async fn attached_run_pipes_stdin_and_rm_removes_the_container() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Token).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
     let out = cli
         .run_with_stdin(&["run", "-i", "--rm", IMAGE, "cat"], Some(b"hi\n"))
         .await;
@@ -185,7 +166,7 @@ async fn attached_run_pipes_stdin_and_rm_removes_the_container() {
 async fn refusals_use_dockers_error_body_and_change_nothing() {
     let svc = service().await;
     let alpha = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&alpha).await;
+    alpha.load_test_image().await;
     alpha
         .ok(&["create", "--name", "kept", IMAGE, "sleep", "600"])
         .await;
@@ -354,7 +335,7 @@ fn user_certificate(
 async fn wrong_certificates_are_refused_with_dockers_body_and_change_nothing() {
     let svc = service().await;
     let alpha = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&alpha).await;
+    alpha.load_test_image().await;
     alpha
         .ok(&["create", "--name", "kept", IMAGE, "sleep", "600"])
         .await;
@@ -532,7 +513,7 @@ async fn curl(cli: &DockerCli, method: &str, path: &str, body: &str) -> (String,
 async fn exec_runs_as_the_user_with_the_environment_and_workdir_asked_for() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
     cli.ok(&["run", "-d", "--name", "box", IMAGE, "sleep", "600"])
         .await;
 
@@ -694,7 +675,7 @@ async fn read_until(
 async fn logs_follow_exec_tty_attach_detach_and_events_work() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
 
     // docker events sees a container's create, start and die.
     let mut events = cli.spawn(&[
@@ -836,7 +817,7 @@ async fn osc_docker_env_sets_up_the_plain_docker_cli() {
 async fn docker_py_runs_lists_logs_execs_stops_and_removes() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
     let python = std::env::var("NEST_DOCKER_PY").unwrap_or_else(|_| "python3".into());
     let script = format!(
         r#"
@@ -899,7 +880,7 @@ async fn wait_for(
 async fn user_defined_networks_resolve_names_and_stay_in_their_project() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
     let id = cli.ok(&["network", "create", "back"]).await;
     assert_eq!(id.trim().len(), 32, "{id}");
     let ls = cli
@@ -1096,7 +1077,7 @@ async fn user_defined_networks_resolve_names_and_stay_in_their_project() {
 async fn docker_compose_up_ps_logs_and_down_with_two_services() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
     let file = cli.path("docker-compose.yml");
     std::fs::write(
         &file,
@@ -1187,7 +1168,7 @@ services:
 async fn top_stats_rename_update_pause_kill_wait_and_images_work() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
-    load_image(&cli).await;
+    cli.load_test_image().await;
     cli.ok(&["run", "-d", "--name", "busy", IMAGE, "sleep", "600"])
         .await;
     let top = cli.ok(&["top", "busy"]).await;
