@@ -427,6 +427,12 @@ impl FakeAgents {
         lock(&self.state).containers.get(&container).cloned()
     }
 
+    /// Makes the engine lose `container` without a word, as a wiped disk
+    /// or a hand-run `docker rm` the agent never saw would.
+    pub fn lose(&self, container: ContainerId) {
+        lock(&self.state).containers.remove(&container);
+    }
+
     /// Every terminal resize the streams received, in order.
     pub fn resizes(&self) -> Vec<RecordedResize> {
         lock(&self.state).resizes.clone()

@@ -1,6 +1,8 @@
 //! The reconciler believes an agent only about its own instance: events and
 //! inventories naming another instance's containers are dropped and
-//! counted, and a replaced session's end leaves the instance Ready. Proved
+//! counted, a replaced session's end leaves the instance Ready, and an
+//! inventory older than a container fails it only once the agent confirms
+//! the loss. Proved
 //! against the real application with [`FakeAgents`] playing the agents.
 
 use std::collections::BTreeSet;
@@ -15,6 +17,7 @@ use nest_service::domain::{
     RequestId, UserId,
 };
 use nest_service::metrics::Violation;
+use nest_service::testing::AgentCommand;
 use nest_service::testing::TestService;
 
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -161,5 +164,73 @@ async fn a_replaced_sessions_end_leaves_the_instance_ready() {
     svc.events_applied().await;
     let record = svc.store().get_instance(&instance).await.expect("kept");
     assert_eq!(record.status, InstanceStatus::Unreachable, "{record:?}");
+    svc.stop().await;
+}
+
+/// What a hello sent before `container` was created says: the engine has
+/// nothing on `instance`.
+fn stale_hello(instance: &InstanceId, session: u64) -> AgentEvent {
+    AgentEvent::Connected {
+        instance: instance.clone(),
+        session,
+        inventory: Vec::new(),
+        agent_version: nest_relay::version::RELEASE.into(),
+        features: nest_relay::version::AGENT_FEATURES
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect(),
+    }
+}
+
+async fn inspected(svc: &TestService, id: ContainerId, times: usize) {
+    eventually(SETTLE_TIMEOUT, "the agent to be asked", || async {
+        let asked = svc
+            .agents()
+            .calls_for(id)
+            .iter()
+            .filter(|c| matches!(c.command, AgentCommand::Inspect { .. }))
+            .count();
+        (asked >= times).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_inventory_older_than_a_container_fails_it_only_once_the_agent_confirms() {
+    let svc = TestService::start().await.expect("test service");
+    let container = running(&svc, "project-a").await;
+    let instance = instance_of(&container);
+
+    // The hello predates the create (a session that replaced another, its
+    // event applied late): the agent still has the container.
+    svc.agents()
+        .announce(vec![stale_hello(&instance, 9001)])
+        .await;
+    svc.events_applied().await;
+    inspected(&svc, container.id, 1).await;
+    let kept = svc.store().get_container(container.id).await.expect("kept");
+    assert_eq!(kept.status, ContainerStatus::Running, "{kept:?}");
+    assert_eq!(kept.status_reason, None);
+
+    // Really lost: the agent confirms, and the container fails with why.
+    svc.agents().lose(container.id);
+    svc.agents()
+        .announce(vec![stale_hello(&instance, 9002)])
+        .await;
+    svc.events_applied().await;
+    inspected(&svc, container.id, 2).await;
+    let failed = eventually(SETTLE_TIMEOUT, "the container to fail", || async {
+        let c = svc
+            .store()
+            .get_container(container.id)
+            .await
+            .expect("recorded");
+        (c.status == ContainerStatus::Error).then_some(c)
+    })
+    .await;
+    assert_eq!(
+        failed.status_reason.as_deref(),
+        Some("the container disappeared from its instance")
+    );
     svc.stop().await;
 }

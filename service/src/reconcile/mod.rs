@@ -4,7 +4,9 @@
 //! - An agent connecting marks its instance Ready and sends its inventory:
 //!   recorded containers get their real status; containers the agent has
 //!   but the database does not are orphans and are removed; recorded
-//!   containers the agent lost are marked Error with a reason.
+//!   containers missing from it are marked Error with a reason once the
+//!   agent confirms it has no such container (an inventory is as old as
+//!   its hello, and a container created since is not lost).
 //! - Container events update statuses as they happen.
 //! - An agent is its tenant's, so what it says is believed only about the
 //!   containers recorded on its own instance: an event or inventory entry
@@ -244,6 +246,9 @@ impl Reconciler {
             }
             Err(e) => return Err(e),
         };
+        // Read before the instance turns ready: a container created there
+        // after that is newer than the inventory and must not look lost.
+        let recorded = self.store.containers_on_instance(instance).await?;
         // A hello lists the engine's containers, so the engine answers.
         for from in [
             InstanceStatus::Booting,
@@ -258,7 +263,6 @@ impl Reconciler {
                 tracing::info!(instance_id = %instance, project_id = %record.project_id, "instance ready");
             }
         }
-        let recorded = self.store.containers_on_instance(instance).await?;
         let reported: BTreeMap<ContainerId, &EngineState> =
             inventory.iter().map(|c| (c.container, c)).collect();
         let mut known = HashSet::new();
@@ -291,13 +295,7 @@ impl Reconciler {
                     if container.status == ContainerStatus::Deleting || container.spec.auto_remove {
                         self.store.delete_container(container.id).await?;
                     } else if container.status != ContainerStatus::Error {
-                        self.store
-                            .set_status_any(
-                                container.id,
-                                ContainerStatus::Error,
-                                Some("the container disappeared from its instance"),
-                            )
-                            .await?;
+                        self.confirm_lost(instance, container.id, container.status);
                     }
                 }
                 // Not created yet: the scheduler creates it now that the
@@ -340,6 +338,43 @@ impl Reconciler {
             let remove = AgentAction::Remove { force: true };
             if let Err(e) = agents.act(&request_id, &instance, id, remove).await {
                 tracing::warn!(%request_id, instance_id = %instance, container_id = %id, error = %e, "could not remove a container");
+            }
+        });
+    }
+
+    /// Fails a recorded container that its agent's inventory left out,
+    /// once the agent confirms it has no such container. The inventory is
+    /// as old as the hello, so a container created through a session that
+    /// replaced an older one may be missing from it without being lost;
+    /// the check runs in the background and changes the status only if
+    /// nothing else did meanwhile.
+    fn confirm_lost(&self, instance: &InstanceId, id: ContainerId, status: ContainerStatus) {
+        let agents = self.agents.clone();
+        let store = self.store.clone();
+        let instance = instance.clone();
+        self.scheduler.tasks().spawn(async move {
+            let request_id = RequestId::generate();
+            match agents.inspect(&request_id, &instance, id).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::info!(%request_id, instance_id = %instance, container_id = %id, error = %e, "could not confirm a container missing from an inventory; the next connect checks again");
+                    return;
+                }
+            }
+            tracing::warn!(%request_id, instance_id = %instance, container_id = %id, "a recorded container disappeared from its instance");
+            let lost = store
+                .update_status(
+                    id,
+                    status,
+                    ContainerStatus::Error,
+                    Some("the container disappeared from its instance"),
+                )
+                .await;
+            if let Err(e) = lost
+                && e.kind() != ErrorKind::NotFound
+            {
+                tracing::warn!(container_id = %id, error = %crate::error_chain(&e), "could not record a lost container");
             }
         });
     }
