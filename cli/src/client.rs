@@ -408,11 +408,12 @@ impl Session {
     }
 }
 
-/// A Docker-style id (32 hex digits, as `docker run` prints) in the
-/// uuid spelling the REST API takes; anything else unchanged.
+/// A Docker-style id (the 64 hex digits `docker run` prints, whose first
+/// 32 are the uuid, or those 32 alone) in the uuid spelling the REST API
+/// takes; anything else unchanged.
 pub fn hyphenated(ident: &str) -> String {
-    if ident.len() == 32 && ident.chars().all(|c| c.is_ascii_hexdigit()) {
-        let s = ident.to_ascii_lowercase();
+    if (32..=64).contains(&ident.len()) && ident.chars().all(|c| c.is_ascii_hexdigit()) {
+        let s = ident[..32].to_ascii_lowercase();
         format!(
             "{}-{}-{}-{}-{}",
             &s[..8],
@@ -564,6 +565,13 @@ mod tests {
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
         assert_eq!(
             hyphenated("E8C81E20C2F04E75AC95E1831A017F6A"),
+            "e8c81e20-c2f0-4e75-ac95-e1831a017f6a"
+        );
+        assert_eq!(
+            hyphenated(&format!(
+                "e8c81e20c2f04e75ac95e1831a017f6a{}",
+                "5".repeat(32)
+            )),
             "e8c81e20-c2f0-4e75-ac95-e1831a017f6a"
         );
         assert_eq!(hyphenated("web"), "web");

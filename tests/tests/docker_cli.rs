@@ -63,7 +63,12 @@ async fn docker_run_publishes_a_port_and_the_cli_drives_the_container() {
         ])
         .await;
     let id = id.trim().to_owned();
-    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(id.len(), 64, "{id}");
+    // The full id, and the uuid it begins with, both name it.
+    for full in [&id[..], &id[..32]] {
+        let name = cli.ok(&["inspect", "-f", "{{.Name}}", full]).await;
+        assert_eq!(name.trim(), "/web", "{full}");
+    }
     let port = cli.ok(&["port", "web", "8080"]).await;
     let address = port.trim().to_owned();
     assert!(
@@ -111,7 +116,7 @@ async fn docker_run_publishes_a_port_and_the_cli_drives_the_container() {
     let zun = &list["containers"][0];
     assert_eq!(
         zun["uuid"].as_str().map(|u| u.replace('-', "")),
-        Some(id.clone()),
+        Some(id[..32].to_owned()),
         "{list}"
     );
     assert_eq!(zun["name"], "web");
@@ -762,7 +767,9 @@ async fn logs_follow_exec_tty_attach_detach_and_events_work() {
         let state = cli
             .run(&["inspect", "-f", "{{.Id}} {{.State.Status}}", "from-zun"])
             .await;
-        (String::from_utf8_lossy(&state.stdout).trim() == format!("{uuid} running")).then_some(())
+        let state = String::from_utf8_lossy(&state.stdout).into_owned();
+        let (docker, status) = state.trim().split_once(' ')?;
+        (docker.len() == 64 && docker.starts_with(&uuid) && status == "running").then_some(())
     })
     .await;
     let names = cli.ok(&["ps", "--format", "{{.Names}}"]).await;

@@ -103,9 +103,9 @@ pub(super) async fn all_containers(
     Ok(page.containers)
 }
 
-/// Finds the container a path names, as dockerd does: full id (Nest's
-/// uuid, with or without hyphens), name (with or without the leading
-/// `/`), or a unique id prefix.
+/// Finds the container a path names, as dockerd does: full id (its Docker
+/// id, or Nest's uuid with or without hyphens), name (with or without the
+/// leading `/`), or a unique id prefix.
 pub(super) async fn resolve(
     state: &DockerState,
     cx: &DockerContext,
@@ -116,14 +116,9 @@ pub(super) async fn resolve(
     if name.is_empty() || name.len() > 255 {
         return Err(no_such());
     }
-    let direct = match ContainerId::parse(name) {
-        Ok(id) => Some(id),
-        Err(_) if name.len() == 32 => uuid::Uuid::try_parse(name).ok().map(|u| {
-            ContainerId::parse(&u.hyphenated().to_string())
-                .unwrap_or_else(|_| ContainerId::generate())
-        }),
-        Err(_) => None,
-    };
+    let direct = ContainerId::parse(name)
+        .ok()
+        .or_else(|| views::parse_docker_id(name));
     let reference = direct.map_or_else(|| ContainerRef::Name(name.to_owned()), ContainerRef::Id);
     match state
         .app()

@@ -141,7 +141,7 @@ impl DockerError {
     pub fn from_app(e: AppError) -> Self {
         match e {
             AppError::ContainerNotFound(reference) => Self::NoSuchContainer(match reference {
-                ContainerRef::Id(id) => id.as_uuid().simple().to_string(),
+                ContainerRef::Id(id) => super::views::docker_id(id),
                 ContainerRef::Name(name) => name,
             }),
             AppError::NameInUse(name) => Self::NameInUse(name),

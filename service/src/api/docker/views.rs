@@ -3,8 +3,10 @@
 //! else. `Config`, `HostConfig` and `NetworkSettings` are always objects
 //! (the CLI dereferences them, §1 #8).
 //!
-//! A container's Docker id is its Nest uuid without hyphens (32 hex
-//! digits), so `docker ps` and `GET /v1/containers` name it recognisably.
+//! A container's Docker id begins with its Nest uuid without hyphens (32
+//! hex digits), so `docker ps` and `GET /v1/containers` name it
+//! recognisably; 32 more derived from the uuid make it as long as dockerd's
+//! (64), which tools that check an id's form expect.
 //! Published ports show the instance's address on the port's network,
 //! never 0.0.0.0 (issue #8 item 4).
 
@@ -23,9 +25,28 @@ use crate::domain::{
 /// (the docker CLI refuses a network name in `-p`, §6).
 pub const NETWORK_LABEL: &str = "nest.network";
 
-/// A container's Docker id.
+/// A container's Docker id: its uuid's 32 hex digits, then the first 16
+/// bytes of the uuid's SHA-256 in hex.
 pub fn docker_id(id: ContainerId) -> String {
-    id.as_uuid().simple().to_string()
+    use std::fmt::Write as _;
+    let uuid = id.as_uuid();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, uuid.as_bytes());
+    let mut text = uuid.simple().to_string();
+    for byte in &digest.as_ref()[..16] {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// The container a full Docker id names (either form: the 64 digits
+/// [`docker_id`] gives, or the uuid's 32); `None` for anything else.
+pub fn parse_docker_id(text: &str) -> Option<ContainerId> {
+    if !(text.len() == 32 || text.len() == 64) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let uuid = uuid::Uuid::try_parse(text.get(..32)?).ok()?;
+    let id = ContainerId::parse(&uuid.hyphenated().to_string()).ok()?;
+    (text.len() == 32 || docker_id(id) == text.to_ascii_lowercase()).then_some(id)
 }
 
 /// Docker's state word for a status.
@@ -392,6 +413,29 @@ pub fn inspect(info: &ContainerInfo, image: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_ids_are_64_hex_digits_that_begin_with_the_uuid() {
+        let id = ContainerId::generate();
+        let docker = docker_id(id);
+        assert_eq!(docker.len(), 64);
+        assert!(
+            docker
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        );
+        assert!(docker.starts_with(&id.as_uuid().simple().to_string()));
+        assert_eq!(docker_id(id), docker, "the same id every time");
+        assert_eq!(parse_docker_id(&docker), Some(id));
+        assert_eq!(parse_docker_id(&docker.to_ascii_uppercase()), Some(id));
+        assert_eq!(parse_docker_id(&docker[..32]), Some(id));
+        // The uuid with another tail, or a cut one, names nothing.
+        let forged = format!("{}{}", &docker[..32], "0".repeat(32));
+        assert_eq!(parse_docker_id(&forged), None);
+        assert_eq!(parse_docker_id(&docker[..40]), None);
+        assert_eq!(parse_docker_id(&"g".repeat(64)), None);
+        assert_eq!(parse_docker_id(""), None);
+    }
 
     #[test]
     fn exit_codes_come_from_the_recorded_reason() {
