@@ -360,6 +360,7 @@ fn free_port() -> u16 {
 pub struct Hypervisor {
     child: Option<Child>,
     log: PathBuf,
+    run_dir: PathBuf,
     _dir: TempDir,
 }
 
@@ -368,12 +369,13 @@ impl Hypervisor {
     pub async fn start(tag: &str) -> Self {
         let dir = TempDir::new("nest-hv");
         let log = dir.path().join("hypervisor.log");
+        let run_dir = PathBuf::from(format!("/run/{tag}"));
         let stderr = std::fs::File::create(&log).expect("hypervisor log");
         let mut child = Command::new(bin_path("nest-test-hypervisor"))
             .arg("--state-dir")
             .arg(dir.path().join("guests"))
             .arg("--run-dir")
-            .arg(format!("/run/{tag}"))
+            .arg(&run_dir)
             .arg("--agent-binary")
             .arg(bin_path("nest-agent"))
             .arg("--tag")
@@ -400,6 +402,7 @@ impl Hypervisor {
         let hypervisor = Self {
             child: Some(child),
             log,
+            run_dir,
             _dir: dir,
         };
         assert!(
@@ -446,6 +449,8 @@ impl Drop for Hypervisor {
             });
         });
         let _ = waited.join();
+        // It removes it itself unless it was killed.
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
 

@@ -212,6 +212,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = ip(&["route", "del", &args.floating, "dev", &args.bridge]).await;
     let _ = ip(&["link", "del", &args.bridge]).await;
+    // Its guests are gone, and so is what they kept there.
+    if let Err(e) = std::fs::remove_dir_all(&args.run_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(run_dir = %args.run_dir.display(), error = %e, "cannot remove the run directory");
+    }
     Ok(())
 }
 
