@@ -167,6 +167,78 @@ async fn attached_run_pipes_stdin_and_rm_removes_the_container() {
     .await;
 }
 
+/// The names `docker ps -a` shows, sorted.
+async fn names(cli: &DockerCli) -> Vec<String> {
+    let out = cli.ok(&["ps", "-a", "--format", "{{.Names}}"]).await;
+    let mut names: Vec<String> = out.lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_prune_removes_the_projects_stopped_containers_only() {
+    let svc = service().await;
+    let alpha = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    let beta = DockerCli::new(&svc, BETA, Auth::Certificate).await;
+    alpha.load_test_image().await;
+    alpha
+        .ok(&["run", "-d", "--name", "up", IMAGE, "sleep", "600"])
+        .await;
+    let done = alpha.ok(&["run", "--name", "done", IMAGE, "true"]).await;
+    assert!(done.trim().is_empty(), "{done}");
+    alpha
+        .ok(&[
+            "create", "--name", "kept", "--label", "keep=1", IMAGE, "true",
+        ])
+        .await;
+
+    // Another project's prune sees none of them.
+    let out = beta.ok(&["container", "prune", "-f"]).await;
+    assert!(out.contains("Total reclaimed space: 0B"), "{out}");
+    assert!(!out.contains("Deleted Containers"), "{out}");
+    assert_eq!(names(&alpha).await, ["done", "kept", "up"]);
+
+    // label! keeps the labelled one; the running one is never pruned.
+    let done_id = alpha.ok(&["inspect", "-f", "{{.Id}}", "done"]).await;
+    let out = alpha
+        .ok(&["container", "prune", "-f", "--filter", "label!=keep=1"])
+        .await;
+    assert!(
+        out.contains("Deleted Containers:") && out.contains(done_id.trim()),
+        "{out}"
+    );
+    nest_tests::eventually(BOOT, "the exited container to go", || async {
+        (names(&alpha).await == ["kept", "up"]).then_some(())
+    })
+    .await;
+    // until: nothing was created a day before now.
+    let out = alpha
+        .ok(&["container", "prune", "-f", "--filter", "until=24h"])
+        .await;
+    assert!(!out.contains("Deleted Containers"), "{out}");
+    let out = alpha
+        .run(&["container", "prune", "-f", "--filter", "until=soon"])
+        .await;
+    assert!(
+        !out.status.success() && text(&out).contains("invalid until filter"),
+        "{}",
+        text(&out)
+    );
+    let out = alpha
+        .run(&["container", "prune", "-f", "--filter", "name=kept"])
+        .await;
+    assert!(
+        !out.status.success() && text(&out).contains("invalid filter 'name'"),
+        "{}",
+        text(&out)
+    );
+    alpha.ok(&["container", "prune", "-f"]).await;
+    nest_tests::eventually(BOOT, "the created container to go", || async {
+        (names(&alpha).await == ["up"]).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_use_dockers_error_body_and_change_nothing() {
     let svc = service().await;

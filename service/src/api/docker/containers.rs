@@ -14,6 +14,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::error::DockerError;
 use super::views::{self, docker_id};
@@ -575,6 +577,134 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /containers/prune?filters=`: removes the project's containers
+/// that are not running (created, exited, dead), as dockerd does, and
+/// names them. Filters: `label` (`k` or `k=v`), `label!`, and `until` (a
+/// unix time, an RFC 3339 time, or a duration such as `24h` before now):
+/// only containers created before it go.
+pub async fn prune(
+    State(state): State<DockerState>,
+    cx: DockerContext,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, DockerError> {
+    let filters = filters(&query_map(raw))?;
+    for key in filters.keys() {
+        if !matches!(key.as_str(), "label" | "label!" | "until") {
+            return Err(DockerError::Invalid(format!(
+                "invalid filter '{key}': Nest prunes containers by label, label! and until"
+            )));
+        }
+    }
+    let until = match filters.get("until").map(Vec::as_slice) {
+        None | Some([]) => None,
+        Some([one]) => Some(
+            prune_until(one, OffsetDateTime::now_utc())
+                .ok_or_else(|| DockerError::Invalid(format!("invalid until filter: {one}")))?,
+        ),
+        Some(_) => {
+            return Err(DockerError::Invalid(
+                "invalid filter 'until': give it once".into(),
+            ));
+        }
+    };
+    let has = |labels: &BTreeMap<String, String>, wanted: &str| match wanted.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(wanted),
+    };
+    let mut deleted = Vec::new();
+    for info in all_containers(&state, &cx).await? {
+        let container = &info.container;
+        if !matches!(
+            container.status,
+            ContainerStatus::Created | ContainerStatus::Stopped | ContainerStatus::Error
+        ) {
+            continue;
+        }
+        let labels = &container.spec.labels;
+        if filters
+            .get("label")
+            .is_some_and(|w| !w.iter().all(|l| has(labels, l)))
+            || filters
+                .get("label!")
+                .is_some_and(|w| w.iter().any(|l| has(labels, l)))
+        {
+            continue;
+        }
+        if let Some(until) = until {
+            let created = OffsetDateTime::parse(&container.created_at, &Rfc3339).ok();
+            if created.is_none_or(|c| c >= until) {
+                continue;
+            }
+        }
+        let options = DeleteOptions {
+            force: false,
+            stop: false,
+            all_projects: false,
+        };
+        match state
+            .app()
+            .delete_container(&cx.call, &ContainerRef::Id(container.id), options)
+            .await
+        {
+            Ok(()) => deleted.push(docker_id(container.id)),
+            // Started or removed since the list was read: not pruned.
+            Err(AppError::InvalidState { .. } | AppError::ContainerNotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// The time an `until` filter names, as dockerd reads it: unix seconds
+/// (with an optional fraction), an RFC 3339 time, or a duration before
+/// `now` in Go's spelling (`90s`, `10m`, `1h30m`).
+fn prune_until(text: &str, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(at);
+    }
+    let (secs, nanos) = text.split_once('.').unwrap_or((text, ""));
+    if !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && nanos.bytes().all(|b| b.is_ascii_digit())
+        && nanos.len() <= 9
+    {
+        let secs: i64 = secs.parse().ok()?;
+        let nanos: i64 = if nanos.is_empty() {
+            0
+        } else {
+            format!("{nanos:0<9}").parse().ok()?
+        };
+        return OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(secs) * 1_000_000_000 + i128::from(nanos),
+        )
+        .ok();
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || text.is_empty() {
+        return None;
+    }
+    now.checked_sub(time::Duration::seconds(i64::try_from(total).ok()?))
+}
+
 /// What a wait is waiting for (`condition=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WaitCondition {
@@ -998,4 +1128,41 @@ pub async fn update(
         .update_container(&cx.call, &ContainerRef::Id(info.container.id), patch)
         .await?;
     Ok(json_response(StatusCode::OK, &json!({"Warnings": []})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_until_reads_times_and_durations_as_dockerd_does() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("a time");
+        let at = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).expect("a time");
+        assert_eq!(prune_until("1700000000", now), Some(at(1_700_000_000)));
+        assert_eq!(
+            prune_until("1700000000.5", now),
+            Some(at(1_700_000_000) + time::Duration::milliseconds(500))
+        );
+        assert_eq!(
+            prune_until("2027-01-15T10:00:00Z", now),
+            OffsetDateTime::parse("2027-01-15T10:00:00Z", &Rfc3339).ok()
+        );
+        assert_eq!(prune_until("24h", now), Some(at(1_800_000_000 - 86_400)));
+        assert_eq!(prune_until("1h30m", now), Some(at(1_800_000_000 - 5_400)));
+        assert_eq!(prune_until("90s", now), Some(at(1_800_000_000 - 90)));
+        // Plain digits are a unix time.
+        assert_eq!(prune_until("10", now), Some(at(10)));
+        for bad in [
+            "",
+            "h",
+            "10ms",
+            "-1h",
+            "1d",
+            "1.5h",
+            "1700000000.1234567891",
+            "yesterday",
+        ] {
+            assert_eq!(prune_until(bad, now), None, "{bad:?}");
+        }
+    }
 }

@@ -194,7 +194,7 @@ pub fn router(state: DockerState) -> Router {
         .route("/system/df", get(system::disk_usage))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
-        .route("/containers/prune", post(system::unsupported_prune))
+        .route("/containers/prune", post(containers::prune))
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}", delete(containers::remove))
         .route("/containers/{id}/start", post(containers::start))

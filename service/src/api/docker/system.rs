@@ -414,6 +414,4 @@ unsupported! {
     unsupported_export => "docker export";
     /// `docker diff`.
     unsupported_changes => "docker diff";
-    /// `docker container prune`.
-    unsupported_prune => "docker container prune";
 }
