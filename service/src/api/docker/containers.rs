@@ -53,6 +53,23 @@ pub(super) fn flag(query: &BTreeMap<String, String>, key: &str) -> bool {
         .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "TRUE" | "yes"))
 }
 
+/// The query's filters, refusing any key but `allowed` with a message
+/// saying what `what` can be filtered by.
+pub(super) fn filters_of(
+    query: &BTreeMap<String, String>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<BTreeMap<String, Vec<String>>, DockerError> {
+    let filters = filters(query)?;
+    if let Some(key) = filters.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(DockerError::Invalid(format!(
+            "invalid filter '{key}': Nest filters {what} by {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(filters)
+}
+
 /// `filters={"name":{"web":true}}` (or the older `{"name":["web"]}`).
 pub(super) fn filters(
     query: &BTreeMap<String, String>,
@@ -197,14 +214,11 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, DockerError> {
     let query = query_map(raw);
-    let filters = filters(&query)?;
-    for key in filters.keys() {
-        if !matches!(key.as_str(), "status" | "label" | "name" | "id" | "network") {
-            return Err(DockerError::Invalid(format!(
-                "invalid filter '{key}': Nest filters containers by status, label, name, id and network"
-            )));
-        }
-    }
+    let filters = filters_of(
+        &query,
+        &["status", "label", "name", "id", "network"],
+        "containers",
+    )?;
     let all = flag(&query, "all");
     let limit = query
         .get("limit")
@@ -587,14 +601,11 @@ pub async fn prune(
     cx: DockerContext,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, DockerError> {
-    let filters = filters(&query_map(raw))?;
-    for key in filters.keys() {
-        if !matches!(key.as_str(), "label" | "label!" | "until") {
-            return Err(DockerError::Invalid(format!(
-                "invalid filter '{key}': Nest prunes containers by label, label! and until"
-            )));
-        }
-    }
+    let filters = filters_of(
+        &query_map(raw),
+        &["label", "label!", "until"],
+        "the containers it prunes",
+    )?;
     let until = match filters.get("until").map(Vec::as_slice) {
         None | Some([]) => None,
         Some([one]) => Some(

@@ -18,7 +18,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::containers::{filters, json_response, query_map, resolve};
+use super::containers::{filters, filters_of, json_response, query_map, resolve};
 use super::create::{is_neutral, refuse_unsupported};
 use super::error::DockerError;
 use super::views::{self, docker_id};
@@ -146,15 +146,11 @@ pub async fn list(
     cx: DockerContext,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, DockerError> {
-    let filters = filters(&query_map(raw))?;
-    for key in filters.keys() {
-        if !matches!(
-            key.as_str(),
-            "name" | "id" | "label" | "driver" | "type" | "scope" | "dangling"
-        ) {
-            return Err(DockerError::Invalid(format!("invalid filter '{key}'")));
-        }
-    }
+    let filters = filters_of(
+        &query_map(raw),
+        &["name", "id", "label", "driver", "type", "scope", "dangling"],
+        "networks",
+    )?;
     let mut all = vec![bridge_view()];
     for info in state.app().list_networks(&cx.call).await? {
         all.push(view(&info));
