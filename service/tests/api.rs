@@ -927,6 +927,7 @@ async fn another_projects_container_is_not_found_on_every_route() {
         ("POST", "/resize?w=80&h=24".into(), None),
         ("GET", "/top?ps_args=None".into(), None),
         ("GET", "/stats".into(), None),
+        ("GET", "/network_list".into(), None),
         ("GET", "/container_actions".into(), None),
         ("GET", format!("/container_actions/{request_id}"), None),
     ];
@@ -1482,6 +1483,113 @@ async fn hosts_show_the_projects_instances_from_1_4() {
         .send(&h.app)
         .await;
     reply.zun_error(404, "container.compute-host-not-found");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn network_list_shows_the_instances_networks_from_1_13() {
+    let h = harness().await;
+    let c = created(&h, ALICE, &zunclient_body("n1"), "Created").await;
+    let uuid = uuid_of(&c);
+    let shown = eventually(SETTLE_TIMEOUT, "the container's addresses", || async {
+        let body = show(&h, ALICE, &uuid).await.json();
+        body["addresses"]
+            .as_object()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(body)
+    })
+    .await;
+    let reply = call("GET", &format!("/v1/containers/{uuid}/network_list"))
+        .token(ALICE)
+        .version("container 1.40")
+        .send(&h.app)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let networks = reply.json()["networks"].clone();
+    let addresses = shown["addresses"].as_object().expect("addresses");
+    let expected: Vec<Value> = addresses
+        .iter()
+        .map(|(net, addrs)| {
+            json!({"net_id": net, "port_id": null, "fixed_ips": addrs.as_array().expect("list")
+                .iter()
+                .map(|a| json!({"ip_address": a["addr"], "version": a["version"], "subnet_id": null}))
+                .collect::<Vec<_>>()})
+        })
+        .collect();
+    assert_eq!(networks, json!(expected));
+    let reply = call("GET", "/v1/containers/n1/network_list")
+        .token(ALICE)
+        .version("container 1.12")
+        .send(&h.app)
+        .await;
+    reply.zun_error(406, "container.not-acceptable");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn zun_routes_nest_leaves_out_say_so_and_change_nothing() {
+    let h = harness().await;
+    let c = created(&h, ALICE, &zunclient_body("u1"), "Created").await;
+    let uuid = uuid_of(&c);
+    let id = container_id(&uuid);
+    let record = h.svc.store().get_container(id).await.expect("recorded");
+    let calls = h.svc.agents().calls_for(id);
+    for (method, path, what) in [
+        (
+            "POST",
+            format!("/v1/containers/{uuid}/rebuild?image=x"),
+            "container rebuild",
+        ),
+        (
+            "POST",
+            format!("/v1/containers/{uuid}/commit?repository=r"),
+            "container commit",
+        ),
+        (
+            "GET",
+            format!("/v1/containers/{uuid}/get_archive?path=/etc"),
+            "copying files",
+        ),
+        (
+            "POST",
+            "/v1/containers/u1/network_detach?network=n".into(),
+            "networks",
+        ),
+        (
+            "POST",
+            "/v1/containers/u1/add_security_group?name=default".into(),
+            "security groups",
+        ),
+        ("GET", "/v1/images/".into(), "image API"),
+        ("POST", "/v1/images".into(), "image API"),
+        ("GET", "/v1/services".into(), "service API"),
+        (
+            "PUT",
+            "/v1/services/disable?host=h&binary=zun-compute".into(),
+            "service API",
+        ),
+        ("GET", "/v1/availability_zones".into(), "availability zone"),
+        ("GET", "/v1/registries".into(), "registries"),
+        ("GET", "/v1/capsules/".into(), "capsules"),
+        ("GET", "/v1/quotas/alpha/defaults".into(), "quota defaults"),
+    ] {
+        let reply = call(method, &path)
+            .token(ALICE)
+            .version("container 1.40")
+            .send(&h.app)
+            .await;
+        let e = reply.zun_error(400, "container.not-supported");
+        let title = e["title"].as_str().unwrap_or_default();
+        assert!(
+            title.contains(what) && title.contains("is not supported by Nest: "),
+            "{method} {path}: {title}"
+        );
+    }
+    // Refusals need a token like every other route.
+    let reply = call("GET", "/v1/services").send(&h.app).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.svc.store().get_container(id).await.ok(), Some(record));
+    assert_eq!(h.svc.agents().calls_for(id), calls);
     h.stop().await;
 }
 

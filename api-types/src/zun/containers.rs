@@ -42,6 +42,40 @@ use serde_json::Value;
 use super::Link;
 use super::values::{Flag, IntegerOrString, NumberOrString, non_null, null_as_default};
 
+/// `GET /v1/containers/{c}/network_list` (≥1.13, the 1.18 shape): the
+/// container's networks, which are its instance's. Nest has no Neutron
+/// ports or subnets of its own, so those ids are null.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkListView {
+    /// One entry per network.
+    pub networks: Vec<NetworkEntryView>,
+}
+
+/// One network of a container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkEntryView {
+    /// The network (its name, as `addresses` keys it).
+    pub net_id: String,
+    /// Neutron port id (none in Nest).
+    pub port_id: Option<String>,
+    /// The addresses on that network.
+    pub fixed_ips: Vec<FixedIpView>,
+}
+
+/// One address in a [`NetworkEntryView`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FixedIpView {
+    /// The IP address.
+    pub ip_address: String,
+    /// 4 or 6.
+    pub version: u8,
+    /// Neutron subnet id (none in Nest).
+    pub subnet_id: Option<String>,
+}
+
 /// One address of the container's instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

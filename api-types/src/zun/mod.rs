@@ -41,7 +41,8 @@ use serde::{Deserialize, Serialize};
 pub use actions::{ActionCollection, ActionView, EventView};
 pub use containers::{
     AddressView, CommandField, ContainerCollection, ContainerView, CreateContainerBody,
-    RestartPolicyBody, RestartPolicyView, UpdateContainerBody,
+    FixedIpView, NetworkEntryView, NetworkListView, RestartPolicyBody, RestartPolicyView,
+    UpdateContainerBody,
 };
 pub use docker::{CreateDockerCertificateBody, DockerCertificateCollection, DockerCertificateView};
 pub use errors::{ErrorBody, ErrorEntry};

@@ -127,8 +127,13 @@ impl ApiState {
     }
 }
 
-async fn route_not_found() -> ApiError {
-    ApiError::RouteNotFound
+/// A path no route has: Zun's routes that Nest leaves out say so and what
+/// to do instead; anything else is a plain 404.
+async fn route_not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    match zun::unsupported::refusal(&method, uri.path()) {
+        Some((what, instead)) => ApiError::NotSupported { what, instead },
+        None => ApiError::RouteNotFound,
+    }
 }
 
 async fn method_not_allowed() -> ApiError {

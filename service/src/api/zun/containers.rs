@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use super::create::{CreateContainerBody, UpdateContainerBody, parse_create, parse_update};
 use super::extract::{Flag, Lenient, Params, QueryParams, RequestContext, ZunJson, ZunPath};
-use super::views::{ContainerCollection, ContainerView, container_view};
+use super::views::{
+    ContainerCollection, ContainerView, NetworkListView, container_view, network_list_view,
+};
 use crate::api::ApiState;
 use crate::api::zun::error::ApiError;
 use crate::app::{
@@ -281,6 +283,32 @@ pub async fn show(
         .show_container(&cx.call, &container, all_projects)
         .await?;
     Ok(Json(container_view(&info, &cx.base_url)))
+}
+
+/// A container's networks (≥1.13): those of its instance.
+#[utoipa::path(
+    get, path = "/v1/containers/{container}/network_list", tag = "containers",
+    params(("container" = String, Path, description = "uuid or name"),
+           ("all_projects" = Option<bool>, Query)),
+    responses((status = 200, body = NetworkListView), (status = 404, description = "no such container"))
+)]
+pub async fn network_list(
+    State(state): State<ApiState>,
+    cx: RequestContext,
+    ZunPath(ident): ZunPath<String>,
+    QueryParams(query): QueryParams<ShowQuery>,
+) -> Result<Json<NetworkListView>, ApiError> {
+    cx.version.require(13)?;
+    let container = ContainerRef::parse(&ident);
+    let all_projects = query.all_projects.is_some_and(|Flag(b)| b);
+    let info = state
+        .app()
+        .show_container(&cx.call, &container, all_projects)
+        .await?;
+    Ok(Json(network_list_view(&container_view(
+        &info,
+        &cx.base_url,
+    ))))
 }
 
 /// A query that takes no parameters.

@@ -105,6 +105,14 @@ pub enum ApiError {
     /// A websocket route was requested without an upgrade.
     #[error("this endpoint only accepts websocket upgrades")]
     WebSocketRequired,
+    /// One of Zun's routes that Nest deliberately leaves out.
+    #[error("{what} is not supported by Nest: {instead}")]
+    NotSupported {
+        /// The operation.
+        what: &'static str,
+        /// What to do instead.
+        instead: &'static str,
+    },
     /// No route has this path.
     #[error("the resource could not be found")]
     RouteNotFound,
@@ -139,6 +147,7 @@ impl ApiError {
             | Self::InvalidParameter { .. }
             | Self::ParamInVersion { .. }
             | Self::UnsupportedField { .. }
+            | Self::NotSupported { .. }
             | Self::UnsupportedMediaType(_)
             | Self::Version(_)
             | Self::RouteNotInVersion { .. }
@@ -172,6 +181,7 @@ impl ApiError {
             Self::Schema { .. } | Self::UnexpectedFields(_) => "schema-validation-error",
             Self::ParamInVersion { .. } => "invalid-param-in-version",
             Self::UnsupportedField { .. } => "unsupported-parameter",
+            Self::NotSupported { .. } => "not-supported",
             Self::PrivilegedDenied => "policy-not-authorized",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Version(_) | Self::RouteNotInVersion { .. } => "not-acceptable",

@@ -15,7 +15,8 @@
 //!   `hosts`, `images`, `docker_certificates`: the route handlers, one
 //!   file per group;
 //! - `ws`: the console websockets behind `attach` and interactive exec;
-//! - `versions`: `/` and `/v1`; `agent`: the agent binary download.
+//! - `versions`: `/` and `/v1`; `agent`: the agent binary download;
+//! - `unsupported`: Zun's routes Nest leaves out, and what to do instead.
 
 mod agent;
 mod container_actions;
@@ -32,6 +33,7 @@ mod lifecycle;
 pub mod microversion;
 pub(crate) mod middleware;
 mod quotas;
+pub(crate) mod unsupported;
 mod versions;
 pub mod views;
 mod ws;
@@ -75,6 +77,7 @@ pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             containers::update,
             containers::delete
         ))
+        .routes(routes!(containers::network_list))
         .routes(routes!(lifecycle::start))
         .routes(routes!(lifecycle::stop))
         .routes(routes!(lifecycle::reboot))

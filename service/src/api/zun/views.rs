@@ -21,7 +21,8 @@ use crate::domain::{ContainerId, PortProtocol, RestartPolicyName};
 // builder.
 pub use nest_api_types::zun::{
     ActionCollection, ActionView, AddressView, ContainerCollection, ContainerView, EventView,
-    ExecView, HostCollection, HostView, Link, RestartPolicyView, StatsView, TopView,
+    ExecView, FixedIpView, HostCollection, HostView, Link, NetworkEntryView, NetworkListView,
+    RestartPolicyView, StatsView, TopView,
 };
 
 /// Zun's `[self, bookmark]` pair: `http://H/v1/<coll>/<id>` and
@@ -37,6 +38,28 @@ pub fn resource_links(base: &BaseUrl, collection: &str, id: &str) -> Vec<Link> {
             rel: "bookmark".into(),
         },
     ]
+}
+
+/// A container's networks, as `network_list` answers them: one entry per
+/// network of its `addresses`.
+pub fn network_list_view(view: &ContainerView) -> NetworkListView {
+    let networks = view
+        .addresses
+        .iter()
+        .map(|(network, addrs)| NetworkEntryView {
+            net_id: network.clone(),
+            port_id: None,
+            fixed_ips: addrs
+                .iter()
+                .map(|a| FixedIpView {
+                    ip_address: a.addr.clone(),
+                    version: a.version,
+                    subnet_id: None,
+                })
+                .collect(),
+        })
+        .collect();
+    NetworkListView { networks }
 }
 
 /// Renders a container.
