@@ -17,6 +17,7 @@
 //! - [`bench`]: statistics and sample counts for the benchmarks;
 //! - [`docker`]: the test image and direct engine checks;
 //! - [`docker_client`]: the docker CLI against a service's Docker endpoint;
+//! - [`keystone`]: the lab's Keystone: tokens, and Nest in its catalog;
 //! - [`service`]: a real `nest-service` with the `local` driver, and an
 //!   HTTP client for its API;
 //! - [`nova`]: the `nova` driver against the lab, with the test
@@ -25,6 +26,7 @@
 pub mod bench;
 pub mod docker;
 pub mod docker_client;
+pub mod keystone;
 pub mod nova;
 
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
 //! python-zunclient (from PyPI), authenticated against the real Keystone of
 //! ../shared/openstack-lab with Nest registered in its catalog as service
-//! type `container`, drives run, list, show, logs, exec, stop, start and
-//! delete against a real nest-service.
+//! type `container`, drives run, list, show, network-list, logs, exec,
+//! stop, start and delete against a real nest-service.
 //!
 //! Needs the lab (`../shared/openstack-lab/up.sh`) and zunclient in a
 //! virtualenv (`scripts/test.sh` sets both up); fails, never skips, without
@@ -11,14 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use nest_tests::service::{ServiceOptions, ServiceProcess};
-use serde_json::{Value, json};
-
-const KEYSTONE: &str = "http://127.0.0.1:5000/v3";
-
-fn auth_url() -> String {
-    std::env::var("OS_AUTH_URL").unwrap_or_else(|_| KEYSTONE.to_owned())
-}
+use nest_tests::keystone::{self, Catalog};
 
 fn zun_binary() -> PathBuf {
     let path = PathBuf::from(
@@ -34,112 +27,12 @@ fn zun_binary() -> PathBuf {
     path
 }
 
-/// A project-scoped token from Keystone.
-async fn token(http: &reqwest::Client, user: &str, password: &str, project: &str) -> String {
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "password": password, "domain": {"name": "Default"}}}},
-        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}
-    }});
-    let response = http
-        .post(format!("{}/auth/tokens", auth_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "Keystone at {} is not reachable ({e}): run ../shared/openstack-lab/up.sh",
-                auth_url()
-            )
-        });
-    assert_eq!(response.status().as_u16(), 201, "password auth for {user}");
-    response
-        .headers()
-        .get("x-subject-token")
-        .and_then(|v| v.to_str().ok())
-        .expect("X-Subject-Token")
-        .to_owned()
-}
-
-/// Registers `url` as the public `container` endpoint; returns its id.
-async fn register_endpoint(http: &reqwest::Client, admin: &str, url: &str) -> String {
-    let base = auth_url();
-    let services: Value = http
-        .get(format!("{base}/services?type=container"))
-        .header("X-Auth-Token", admin)
-        .send()
-        .await
-        .expect("list services")
-        .json()
-        .await
-        .expect("services JSON");
-    let service_id = match services["services"][0]["id"].as_str() {
-        Some(id) => id.to_owned(),
-        None => {
-            let created: Value = http
-                .post(format!("{base}/services"))
-                .header("X-Auth-Token", admin)
-                .json(&json!({"service": {"type": "container", "name": "nest", "enabled": true}}))
-                .send()
-                .await
-                .expect("create service")
-                .json()
-                .await
-                .expect("service JSON");
-            created["service"]["id"]
-                .as_str()
-                .expect("service id")
-                .to_owned()
-        }
-    };
-    // Endpoints left by an earlier, interrupted run would shadow ours.
-    let endpoints: Value = http
-        .get(format!("{base}/endpoints?service_id={service_id}"))
-        .header("X-Auth-Token", admin)
-        .send()
-        .await
-        .expect("list endpoints")
-        .json()
-        .await
-        .expect("endpoints JSON");
-    for old in endpoints["endpoints"].as_array().into_iter().flatten() {
-        if let Some(id) = old["id"].as_str() {
-            let _ = http
-                .delete(format!("{base}/endpoints/{id}"))
-                .header("X-Auth-Token", admin)
-                .send()
-                .await;
-        }
-    }
-    let created: Value = http
-        .post(format!("{base}/endpoints"))
-        .header("X-Auth-Token", admin)
-        .json(&json!({"endpoint": {
-            "service_id": service_id, "interface": "public", "url": url, "region_id": "RegionOne"
-        }}))
-        .send()
-        .await
-        .expect("create endpoint")
-        .json()
-        .await
-        .expect("endpoint JSON");
-    created["endpoint"]["id"]
-        .as_str()
-        .expect("endpoint id")
-        .to_owned()
-}
-
-/// Runs `zun <args>` as the demo user; returns stdout, failing on error.
-fn zun(args: &[&str]) -> String {
+/// Runs `zun <args>` with `env` (the demo user's login); returns stdout,
+/// failing on error.
+fn zun(env: &[(&'static str, String)], args: &[&str]) -> String {
     let out = Command::new(zun_binary())
         .args(args)
-        .env("OS_AUTH_URL", auth_url())
-        .env("OS_USERNAME", "demo")
-        .env("OS_PASSWORD", "demopass")
-        .env("OS_PROJECT_NAME", "demo")
-        .env("OS_USER_DOMAIN_NAME", "Default")
-        .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_REGION_NAME", "RegionOne")
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
         .env_remove("OS_TOKEN")
         .output()
         .expect("run zun");
@@ -152,8 +45,8 @@ fn zun(args: &[&str]) -> String {
     stdout
 }
 
-fn status_of(name: &str) -> String {
-    let shown = zun(&["show", name]);
+fn status_of(env: &[(&'static str, String)], name: &str) -> String {
+    let shown = zun(env, &["show", name]);
     shown
         .lines()
         .find(|l| l.contains("| status "))
@@ -162,14 +55,18 @@ fn status_of(name: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn wait_for(name: &str, status: &str) {
+async fn wait_for(env: &[(&'static str, String)], name: &str, status: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let now = status_of(name);
+        let now = status_of(env, name);
         if now == status {
             return;
         }
-        assert!(now != "Error", "{name} failed: {}", zun(&["show", name]));
+        assert!(
+            now != "Error",
+            "{name} failed: {}",
+            zun(env, &["show", name])
+        );
         assert!(
             tokio::time::Instant::now() < deadline,
             "{name} is {now}, not {status}"
@@ -180,48 +77,48 @@ async fn wait_for(name: &str, status: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_zunclient_drives_nest_through_the_keystone_catalog() {
-    let http = reqwest::Client::new();
-    let admin = token(&http, "admin", "adminpass", "admin").await;
-    let svc = ServiceProcess::start_with(ServiceOptions {
-        auth: Some(format!(
-            "mode = \"keystone\"\nauth_url = \"{}\"\nusername = \"admin\"\npassword = \"adminpass\"\nproject_name = \"admin\"\n",
-            auth_url()
-        )),
-        ..Default::default()
-    })
-    .await;
-    let endpoint = register_endpoint(&http, &admin, &format!("{}/v1", svc.url)).await;
+    let svc = keystone::start_service().await;
+    let catalog = Catalog::register(&format!("{}/v1", svc.url)).await;
+    let env = catalog.env("demo", "demopass", "demo");
+    let env = env.as_slice();
 
-    let demo = token(&http, "demo", "demopass", "demo").await;
+    let http = reqwest::Client::new();
+    let (demo, _) = keystone::token(&http, "demo", "demopass", "demo").await;
     let image = svc.upload_test_image(&demo).await;
 
-    let run = zun(&[
-        "run",
-        "--name",
-        "zc-web",
-        &image,
-        "sh",
-        "-c",
-        "echo started; sleep 3600",
-    ]);
+    let run = zun(
+        env,
+        &[
+            "run",
+            "--name",
+            "zc-web",
+            &image,
+            "sh",
+            "-c",
+            "echo started; sleep 3600",
+        ],
+    );
     assert!(run.contains("zc-web"), "{run}");
-    wait_for("zc-web", "Running").await;
-    let list = zun(&["list"]);
+    wait_for(env, "zc-web", "Running").await;
+    let list = zun(env, &["list"]);
     assert!(
         list.contains("zc-web") && list.contains("Running"),
         "{list}"
     );
-    let logs = zun(&["logs", "zc-web"]);
+    // The container's networks are its instance's (the route is ≥1.13).
+    let networks = zun(env, &["network-list", "zc-web"]);
+    assert!(networks.contains("10.248."), "{networks}");
+    let logs = zun(env, &["logs", "zc-web"]);
     assert!(logs.contains("started"), "{logs}");
-    let exec = zun(&["exec", "zc-web", "echo", "hello-from-exec"]);
+    let exec = zun(env, &["exec", "zc-web", "echo", "hello-from-exec"]);
     assert!(exec.contains("hello-from-exec"), "{exec}");
-    zun(&["stop", "zc-web"]);
-    wait_for("zc-web", "Stopped").await;
-    zun(&["start", "zc-web"]);
-    wait_for("zc-web", "Running").await;
-    zun(&["delete", "--stop", "zc-web"]);
+    zun(env, &["stop", "zc-web"]);
+    wait_for(env, "zc-web", "Stopped").await;
+    zun(env, &["start", "zc-web"]);
+    wait_for(env, "zc-web", "Running").await;
+    zun(env, &["delete", "--stop", "zc-web"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while zun(&["list"]).contains("zc-web") {
+    while zun(env, &["list"]).contains("zc-web") {
         assert!(
             tokio::time::Instant::now() < deadline,
             "zc-web was not deleted"
@@ -229,9 +126,5 @@ async fn python_zunclient_drives_nest_through_the_keystone_catalog() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let _ = http
-        .delete(format!("{}/endpoints/{endpoint}", auth_url()))
-        .header("X-Auth-Token", &admin)
-        .send()
-        .await;
+    catalog.remove().await;
 }
