@@ -11,9 +11,9 @@
 #
 # PostgreSQL comes from scripts/postgres-for-tests.sh (Debian's package,
 # started if needed); Keystone from ../shared/openstack-lab/up.sh (about 3
-# minutes the first time); python-zunclient and schemathesis (the API fuzz
-# run, tests/tests/api_fuzz.rs, 2 minutes by default: NEST_FUZZ_SECONDS)
-# from PyPI into virtualenvs.
+# minutes the first time); python-zunclient, python-openstackclient and
+# schemathesis (the API fuzz run, tests/tests/api_fuzz.rs, 2 minutes by
+# default: NEST_FUZZ_SECONDS) from PyPI into virtualenvs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,13 +101,17 @@ else
 fi
 export OS_AUTH_URL=http://127.0.0.1:5000/v3
 
-log "python-zunclient (from PyPI) for the compatibility test"
+log "python-zunclient and python-openstackclient (from PyPI) for the compatibility tests"
 ZUN_VENV=/opt/nest-zunclient
-if [ ! -x "$ZUN_VENV/bin/zun" ]; then
-  python3 -m venv "$ZUN_VENV"
-  "$ZUN_VENV/bin/pip" install -q python-zunclient
+if [ ! -x "$ZUN_VENV/bin/zun" ] || [ ! -x "$ZUN_VENV/bin/openstack" ]; then
+  [ -x "$ZUN_VENV/bin/pip" ] || python3 -m venv "$ZUN_VENV"
+  # The plugin (`openstack appcontainer`) is python-zunclient's; the
+  # `openstack` command it plugs into is installed by name, not left to
+  # come as a dependency.
+  "$ZUN_VENV/bin/pip" install -q python-zunclient python-openstackclient
 fi
 export NEST_ZUN_BIN="$ZUN_VENV/bin/zun"
+export NEST_OPENSTACK_BIN="$ZUN_VENV/bin/openstack"
 
 log "docker-py (from PyPI) for the Docker endpoint's client test"
 DOCKER_PY_VENV=/opt/nest-docker-py
