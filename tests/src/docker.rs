@@ -23,6 +23,34 @@ fn docker(args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("run docker {args:?}: {e} (is the docker CLI installed?)"))
 }
 
+/// Writes the test image's root filesystem (Debian's static busybox and
+/// its applet links) as a plain tar at `tar`: what a tenant uploads when
+/// it has no Docker archive.
+pub fn write_test_rootfs(tar: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox is missing: install Debian's busybox-static"
+    );
+    let root = super::TempDir::new("nest-rootfs");
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("rootfs bin");
+    std::fs::create_dir_all(root.path().join("tmp")).expect("rootfs tmp");
+    std::fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
+    }
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar of the test rootfs failed");
+}
+
 /// Builds and imports the test image unless the engine has it.
 ///
 /// # Panics
@@ -39,29 +67,9 @@ pub fn ensure_test_image() {
         *built = true;
         return;
     }
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox is missing: install Debian's busybox-static"
-    );
-    let root = super::TempDir::new("nest-rootfs");
-    let bin = root.path().join("bin");
-    std::fs::create_dir_all(&bin).expect("rootfs bin");
-    std::fs::create_dir_all(root.path().join("tmp")).expect("rootfs tmp");
-    std::fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
-    for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
-    }
-    let tar = root.path().with_extension("tar");
-    let status = Command::new("tar")
-        .arg("-C")
-        .arg(root.path())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("run tar");
-    assert!(status.success(), "tar of the test rootfs failed");
+    let dir = super::TempDir::new("nest-rootfs-tar");
+    let tar = dir.path().join("rootfs.tar");
+    write_test_rootfs(&tar);
     let out = docker(&[
         "import",
         "--change",
@@ -71,7 +79,6 @@ pub fn ensure_test_image() {
         tar.to_str().expect("utf-8 path"),
         TEST_IMAGE,
     ]);
-    let _ = std::fs::remove_file(&tar);
     assert!(
         out.status.success(),
         "docker import failed: {}",

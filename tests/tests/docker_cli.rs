@@ -240,6 +240,40 @@ async fn container_prune_removes_the_projects_stopped_containers_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_root_filesystem_shows_and_runs_under_its_upload_name() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    let dir = nest_tests::TempDir::new("nest-upload");
+    let tar = dir.path().join("rootfs.tar");
+    nest_tests::docker::write_test_rootfs(&tar);
+    let body = std::fs::read(&tar).expect("the rootfs tar");
+    let uploaded = reqwest::Client::new()
+        .post(format!("{}/v1/nest/images?name=tiny", svc.url))
+        .header("X-Auth-Token", ALPHA)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(uploaded.status().as_u16(), 201);
+
+    // Nest's internal tag for a converted root filesystem stays inside.
+    let images = cli
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .await;
+    assert_eq!(images.trim(), "tiny:latest");
+    let out = cli.ok(&["run", "--name", "tt", "tiny", "echo", "ran"]).await;
+    assert_eq!(out.trim(), "ran");
+    let image = cli.ok(&["ps", "-a", "--format", "{{.Image}}"]).await;
+    assert_eq!(image.trim(), "tiny:latest");
+    let removed = cli.run(&["rmi", "tiny"]).await;
+    assert!(
+        text(&removed).contains("Untagged: tiny:latest"),
+        "{}",
+        text(&removed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_use_dockers_error_body_and_change_nothing() {
     let svc = service().await;
     let alpha = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;

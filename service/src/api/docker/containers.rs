@@ -175,11 +175,9 @@ pub(super) async fn image_names(
         Ok(images) => images
             .into_iter()
             .map(|i| {
-                let name = i
-                    .repo_tags
-                    .first()
-                    .cloned()
-                    .or(i.name)
+                let name = super::images::docker_tags(&i)
+                    .into_iter()
+                    .next()
                     .unwrap_or_else(|| i.id.clone());
                 (i.id, name)
             })

@@ -40,11 +40,32 @@ fn unix(rfc3339: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The tags the docker CLI shows for a stored image: its archive's own,
+/// or, for a root filesystem Nest converted (tagged only with Nest's
+/// internal `nest/image:<uuid>`), the name it was uploaded under.
+pub fn docker_tags(image: &StoredImage) -> Vec<String> {
+    let internal = format!(
+        "{}:{}",
+        nest_images::archive::CONVERTED_REPOSITORY,
+        image.id
+    );
+    let own: Vec<String> = image
+        .repo_tags
+        .iter()
+        .filter(|t| **t != internal)
+        .cloned()
+        .collect();
+    if !own.is_empty() {
+        return own;
+    }
+    image.name.as_deref().map(normalize).into_iter().collect()
+}
+
 fn summary(image: &StoredImage) -> Value {
     json!({
         "Id": format!("sha256:{}", image.sha256),
         "ParentId": "",
-        "RepoTags": image.repo_tags,
+        "RepoTags": docker_tags(image),
         "RepoDigests": [],
         "Created": unix(&image.created_at),
         "Size": image.size_bytes,
@@ -126,8 +147,7 @@ pub async fn remove(
 ) -> Result<Response, DockerError> {
     let image = find(&state, &cx, &name).await?;
     state.app().delete_image(&cx.call, &image.id).await?;
-    let mut answer: Vec<Value> = image
-        .repo_tags
+    let mut answer: Vec<Value> = docker_tags(&image)
         .iter()
         .map(|t| json!({"Untagged": t}))
         .collect();

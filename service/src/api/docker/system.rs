@@ -361,7 +361,7 @@ pub async fn disk_usage(
         "LayersSize": total,
         "Images": images.iter().map(|i| json!({
             "Id": format!("sha256:{}", i.sha256),
-            "RepoTags": i.repo_tags,
+            "RepoTags": super::images::docker_tags(i),
             "Size": i.size_bytes,
             "SharedSize": 0,
             "Containers": containers.iter().filter(|c| c.container.spec.image == i.id).count(),
