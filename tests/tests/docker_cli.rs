@@ -261,7 +261,9 @@ async fn an_uploaded_root_filesystem_shows_and_runs_under_its_upload_name() {
         .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
         .await;
     assert_eq!(images.trim(), "tiny:latest");
-    let out = cli.ok(&["run", "--name", "tt", "tiny", "echo", "ran"]).await;
+    let out = cli
+        .ok(&["run", "--name", "tt", "tiny", "echo", "ran"])
+        .await;
     assert_eq!(out.trim(), "ran");
     let image = cli.ok(&["ps", "-a", "--format", "{{.Image}}"]).await;
     assert_eq!(image.trim(), "tiny:latest");
@@ -415,6 +417,17 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
     }
     let out = cli.run(&["build", "."]).await;
     assert!(!out.status.success());
+    // Volumes are refused by name, and a known path with a method it does
+    // not take answers Docker's JSON too.
+    let out = cli.run(&["volume", "create", "v1"]).await;
+    assert!(
+        !out.status.success() && text(&out).contains("volumes: containers keep their data"),
+        "{}",
+        text(&out)
+    );
+    let (json, status) = curl(&cli, "PUT", "/containers/json", "{}").await;
+    assert_eq!(status, "404 application/json", "{json}");
+    assert!(json.contains("page not found"), "{json}");
     assert_eq!(
         cli.ok(&["ps", "-a", "--format", "{{.Names}}"]).await.trim(),
         "kept"

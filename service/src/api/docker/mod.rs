@@ -232,7 +232,12 @@ pub fn router(state: DockerState) -> Router {
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes", get(system::volumes))
-        .route("/volumes/{name}", get(system::volume))
+        .route("/volumes/create", post(system::unsupported_volumes))
+        .route("/volumes/prune", post(system::unsupported_volumes))
+        .route(
+            "/volumes/{name}",
+            get(system::volume).delete(system::unsupported_volumes),
+        )
         .route("/build", any(system::unsupported_build))
         .route("/commit", any(system::unsupported_commit))
         .route("/swarm", any(system::unsupported_swarm))
@@ -249,6 +254,8 @@ pub fn router(state: DockerState) -> Router {
             head(system::unsupported_build).post(system::unsupported_build),
         )
         .fallback(route_not_found)
+        // A known path with another method: dockerd's JSON, not a bare 405.
+        .method_not_allowed_fallback(route_not_found)
         .with_state(state.clone());
     Router::new()
         .fallback_service(routes)

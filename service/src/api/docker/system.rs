@@ -414,4 +414,6 @@ unsupported! {
     unsupported_export => "docker export";
     /// `docker diff`.
     unsupported_changes => "docker diff";
+    /// `docker volume create`, `rm` and `prune`.
+    unsupported_volumes => "volumes: containers keep their data in their own filesystem";
 }
