@@ -1213,6 +1213,50 @@ async fn ambiguous_names_conflict() {
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         assert_eq!(reply.json()["uuid"], expected["uuid"]);
     }
+    // With all_projects a name is looked up in every project, as
+    // `openstack appcontainer delete --force --all-projects <name>` needs:
+    // without it an admin sees only its own project's names; with it, two
+    // projects' "twin" conflict and a single one resolves.
+    let reply = call("GET", "/v1/containers/twin?all_projects=False")
+        .token(ADMIN)
+        .send(&h.app)
+        .await;
+    reply.zun_error(404, "container.container-not-found");
+    let reply = call("GET", "/v1/containers/twin?all_projects=True")
+        .token(ADMIN)
+        .send(&h.app)
+        .await;
+    reply.zun_error(409, "container.conflict");
+    let only = create(&h, BOB, &zunclient_body("single")).await;
+    let reply = call("GET", "/v1/containers/single?all_projects=True")
+        .token(ADMIN)
+        .send(&h.app)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["uuid"], only["uuid"]);
+    // Only admins may ask (Zun's container:get_one_all_projects and
+    // container:delete_all_projects), and a refusal changes nothing.
+    for (method, path) in [
+        ("GET", "/v1/containers/single?all_projects=True"),
+        (
+            "DELETE",
+            "/v1/containers/single?force=True&all_projects=True",
+        ),
+        ("DELETE", "/v1/containers/single?all_projects=True"),
+    ] {
+        let reply = call(method, path).token(ALICE).send(&h.app).await;
+        reply.zun_error(403, "container.policy-not-authorized");
+    }
+    let reply = call(
+        "DELETE",
+        "/v1/containers/single?force=True&stop=False&all_projects=True",
+    )
+    .token(ADMIN)
+    .version("container 1.40")
+    .header("content-type", "application/octet-stream")
+    .send(&h.app)
+    .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
     h.stop().await;
 }
 

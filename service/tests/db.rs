@@ -305,15 +305,25 @@ mod cases {
         s.insert_container(&c).await.expect("insert");
         assert_eq!(s.get_container(c.id).await.expect("get"), c);
         assert_eq!(
-            s.find_by_name(&project("p1"), "web").await.expect("find"),
+            s.find_by_name(Some(&project("p1")), "web")
+                .await
+                .expect("find"),
             vec![c.clone()]
         );
         assert!(
-            s.find_by_name(&project("p2"), "web")
+            s.find_by_name(Some(&project("p2")), "web")
                 .await
                 .expect("find")
                 .is_empty()
         );
+        // Across projects (an admin's all_projects): both of the same name.
+        let theirs = full_container("p2", "web");
+        s.insert_container(&theirs).await.expect("insert");
+        assert_eq!(
+            s.find_by_name(None, "web").await.expect("find"),
+            vec![c.clone(), theirs.clone()]
+        );
+        s.delete_container(theirs.id).await.expect("delete");
 
         let missing = ContainerId::generate();
         let err = s.get_container(missing).await.expect_err("unknown id");

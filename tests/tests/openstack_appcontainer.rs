@@ -2,8 +2,8 @@
 //! with python-zunclient from PyPI), logged in with a password to the
 //! lab's real Keystone, finds Nest in the catalog as service type
 //! `container` and drives a real nest-service: run, list, show, logs,
-//! exec (with its exit code), stop, start, a refused call
-//! whose sentence the user reads, and delete.
+//! exec (with its exit code), stop, start, a refused call whose sentence
+//! the user reads, an admin's show by name across projects, and delete.
 //!
 //! Needs the lab (`../shared/openstack-lab/up.sh`) and the client in a
 //! virtualenv (`scripts/test.sh` sets both up); fails, never skips,
@@ -153,6 +153,20 @@ async fn openstack_appcontainer_drives_nest_through_the_keystone_catalog() {
             || String::from_utf8_lossy(&plain.stdout).contains("Running state"),
         "{plain:?}"
     );
+    // An admin finds it by name with --all-projects.
+    let admin = Client {
+        env: catalog.env("admin", "adminpass", "admin"),
+    };
+    let seen = admin.run(&[
+        "show",
+        "--all-projects",
+        "ac-web",
+        "-f",
+        "value",
+        "-c",
+        "uuid",
+    ]);
+    assert_eq!(seen.trim(), id);
     client.run(&["delete", "--stop", "--wait", "ac-web"]);
     let list = client.run(&["list", "-f", "value", "-c", "uuid"]);
     assert!(!list.contains(&id), "{list}");

@@ -226,9 +226,11 @@ impl App {
         &self,
         cx: &CallContext,
         reference: &ContainerRef,
-        _all_projects: bool,
+        all_projects: bool,
     ) -> Result<ContainerInfo, AppError> {
-        let container = self.resolve(cx, reference, Action::ContainerGet).await?;
+        let container = self
+            .resolve_in(cx, reference, Action::ContainerGet, all_projects)
+            .await?;
         self.info(container, &mut BTreeMap::new()).await
     }
 
@@ -330,7 +332,9 @@ impl App {
         } else {
             Action::ContainerDelete
         };
-        let container = self.resolve(cx, reference, action).await?;
+        let container = self
+            .resolve_in(cx, reference, action, options.all_projects)
+            .await?;
         if !container.status.can_delete(options.force, options.stop) {
             return Err(AppError::InvalidState {
                 id: container.id,

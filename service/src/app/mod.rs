@@ -126,6 +126,23 @@ impl App {
         reference: &ContainerRef,
         action: Action,
     ) -> Result<Container, AppError> {
+        self.resolve_in(cx, reference, action, false).await
+    }
+
+    /// [`Self::resolve`], and with `all_projects` (admins only, as Zun's
+    /// `*_all_projects` policies say) a name is looked up in every
+    /// project, not only the caller's.
+    async fn resolve_in(
+        &self,
+        cx: &CallContext,
+        reference: &ContainerRef,
+        action: Action,
+        all_projects: bool,
+    ) -> Result<Container, AppError> {
+        if all_projects {
+            policy::authorize(&cx.caller, Action::ContainerListAllProjects, None)
+                .map_err(policy_error)?;
+        }
         let not_found = || AppError::ContainerNotFound(reference.clone());
         let container = match reference {
             ContainerRef::Id(id) => match self.store().get_container(*id).await {
@@ -134,9 +151,10 @@ impl App {
                 Err(e) => return Err(internal("reading a container", e)),
             },
             ContainerRef::Name(name) => {
+                let project = (!all_projects).then_some(&cx.caller.project_id);
                 let mut found = self
                     .store()
-                    .find_by_name(&cx.caller.project_id, name)
+                    .find_by_name(project, name)
                     .await
                     .map_err(|e| internal("finding a container by name", e))?;
                 match found.len() {

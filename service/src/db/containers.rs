@@ -174,25 +174,40 @@ impl Store {
         }
     }
 
-    /// The project's containers named `name`: at most one, since names are
-    /// unique per project, but callers get all there are.
+    /// The containers named `name` in `project` (in every project for
+    /// `None`): at most one per project, since names are unique there, but
+    /// callers get all there are.
     ///
     /// # Errors
     /// [`DbError::Query`] / [`DbError::Decode`] when the database fails.
     pub async fn find_by_name(
         &self,
-        project: &ProjectId,
+        project: Option<&ProjectId>,
         name: &str,
     ) -> Result<Vec<Container>, DbError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            container_columns!(),
-            " FROM containers WHERE project_id = $1 AND name = $2 ORDER BY seq"
-        ))
-        .bind(project.as_str().to_owned())
-        .bind(name.to_owned())
-        .fetch_all(&self.pool)
-        .await
+        let rows = match project {
+            Some(project) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    container_columns!(),
+                    " FROM containers WHERE project_id = $1 AND name = $2 ORDER BY seq"
+                ))
+                .bind(project.as_str().to_owned())
+                .bind(name.to_owned())
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    container_columns!(),
+                    " FROM containers WHERE name = $1 ORDER BY seq"
+                ))
+                .bind(name.to_owned())
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
         .map_err(classify)?;
         rows.iter().map(container_from_row).collect()
     }
