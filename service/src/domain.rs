@@ -273,6 +273,24 @@ impl ContainerStatus {
             Self::Created | Self::Running | Self::Stopped | Self::Error
         )
     }
+    /// The exit code recorded in a stopped container's status reason
+    /// (`exited with code N`, `killed: out of memory (exit code N)`,
+    /// written by the agent link's conversion); 0 when there is none, and
+    /// 128 for a container that failed without one.
+    pub fn exit_code(self, reason: Option<&str>) -> i64 {
+        let parsed = reason.and_then(|r| {
+            let tail = r
+                .rsplit_once("exit code ")
+                .or_else(|| r.rsplit_once("exited with code "))?
+                .1;
+            tail.trim_end_matches(')').trim().parse::<i64>().ok()
+        });
+        match (self, parsed) {
+            (_, Some(code)) => code,
+            (Self::Error, None) => 128,
+            _ => 0,
+        }
+    }
     /// Whether exec, attach, resize, top and stats are allowed.
     pub fn is_running(self) -> bool {
         matches!(self, Self::Running)
@@ -791,6 +809,18 @@ mod tests {
             assert_eq!(InstanceStatus::parse(st.as_str()), Some(st));
         }
         assert_eq!(ContainerStatus::parse_zun("running"), None);
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_recorded_reason() {
+        let stopped = ContainerStatus::Stopped;
+        assert_eq!(stopped.exit_code(Some("exited with code 3")), 3);
+        assert_eq!(
+            stopped.exit_code(Some("killed: out of memory (exit code 137)")),
+            137
+        );
+        assert_eq!(stopped.exit_code(None), 0);
+        assert_eq!(ContainerStatus::Error.exit_code(Some("pull failed")), 128);
     }
 
     #[test]

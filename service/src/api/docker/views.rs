@@ -63,22 +63,9 @@ pub fn state_word(status: ContainerStatus) -> &'static str {
 }
 
 /// The exit code Nest recorded in a stopped container's status reason
-/// (`exited with code N`, `killed: out of memory (exit code N)`, written by
-/// the agent link's conversion); 0 when there is none, and 128 for a
-/// container that failed without one.
+/// (see [`ContainerStatus::exit_code`]).
 pub fn exit_code(status: ContainerStatus, reason: Option<&str>) -> i64 {
-    let parsed = reason.and_then(|r| {
-        let tail = r
-            .rsplit_once("exit code ")
-            .or_else(|| r.rsplit_once("exited with code "))?
-            .1;
-        tail.trim_end_matches(')').trim().parse::<i64>().ok()
-    });
-    match (status, parsed) {
-        (_, Some(code)) => code,
-        (ContainerStatus::Error, None) => 128,
-        _ => 0,
-    }
+    status.exit_code(reason)
 }
 
 fn unix(rfc3339: &str) -> i64 {
@@ -435,23 +422,6 @@ mod tests {
         assert_eq!(parse_docker_id(&docker[..40]), None);
         assert_eq!(parse_docker_id(&"g".repeat(64)), None);
         assert_eq!(parse_docker_id(""), None);
-    }
-
-    #[test]
-    fn exit_codes_come_from_the_recorded_reason() {
-        assert_eq!(
-            exit_code(ContainerStatus::Stopped, Some("exited with code 3")),
-            3
-        );
-        assert_eq!(
-            exit_code(
-                ContainerStatus::Stopped,
-                Some("killed: out of memory (exit code 137)")
-            ),
-            137
-        );
-        assert_eq!(exit_code(ContainerStatus::Stopped, None), 0);
-        assert_eq!(exit_code(ContainerStatus::Error, Some("pull failed")), 128);
     }
 
     #[test]
