@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agents::{AgentEvent, AgentLink};
 use crate::api::{ApiConfig, ApiState};
-use crate::app::App;
+use crate::app::{App, EventRecorder, HistoryLimits};
 use crate::auth::Authenticate;
 use crate::ca::ServicePki;
 use crate::config::{AuthConfig, ServiceConfig};
@@ -313,6 +313,10 @@ pub fn start_core(parts: CoreParts, tasks: &TaskTracker, cancel: &CancellationTo
         settings,
         metrics,
     } = parts;
+    // Subscribed before anything writes containers, so the event history
+    // misses nothing this process does.
+    let recorder = EventRecorder::new(store.clone(), HistoryLimits::default());
+    let history = recorder.history();
     let scheduler = Scheduler::new(
         store.clone(),
         driver.clone(),
@@ -331,7 +335,8 @@ pub fn start_core(parts: CoreParts, tasks: &TaskTracker, cancel: &CancellationTo
         metrics,
     };
     tasks.spawn(reconciler.run(events, cancel.clone()));
-    let app = App::new(store, agents, scheduler, images);
+    let app = App::new(store, agents, scheduler, images, history);
+    tasks.spawn(recorder.run(cancel.clone()));
     tasks.spawn(app.clone().run_auto_remove(cancel.clone()));
     app
 }

@@ -774,16 +774,29 @@ async fn exec_runs_as_the_user_with_the_environment_and_workdir_asked_for() {
 async fn read_until(
     child: &mut tokio::process::Child,
     what: &str,
-    mut done: impl FnMut(&[String]) -> bool,
+    done: impl FnMut(&[String]) -> bool,
 ) -> Vec<String> {
     use tokio::io::AsyncBufReadExt;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let mut seen = Vec::new();
+    read_more(&mut lines, &mut seen, what, done).await;
+    seen
+}
+
+type StdoutLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Appends lines to `seen` until they satisfy `done`, within `BOOT`.
+async fn read_more(
+    lines: &mut StdoutLines,
+    seen: &mut Vec<String>,
+    what: &str,
+    mut done: impl FnMut(&[String]) -> bool,
+) {
     let found = tokio::time::timeout(BOOT, async {
         while let Ok(Some(line)) = lines.next_line().await {
             seen.push(line);
-            if done(&seen) {
+            if done(seen) {
                 return true;
             }
         }
@@ -792,7 +805,14 @@ async fn read_until(
     .await
     .unwrap_or(false);
     assert!(found, "{what}: saw {seen:?}");
-    seen
+}
+
+/// Now as the docker CLI writes `--since`: unix seconds and nanoseconds.
+fn unix_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -801,16 +821,18 @@ async fn logs_follow_exec_tty_attach_detach_and_events_work() {
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
     cli.load_test_image().await;
 
-    // docker events sees a container's create, start and die.
+    // docker events sees a container's create, start and die; `--since`
+    // covers what happens before its subscription is in place.
+    let since = unix_now();
     let mut events = cli.spawn(&[
         "events",
+        "--since",
+        &since,
         "--filter",
         "type=container",
         "--format",
         "{{.Action}} {{.Actor.Attributes.name}}",
     ]);
-    // Give the events stream a moment to subscribe before the run.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let out = cli.run(&["run", "--name", "brief", IMAGE, "true"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let seen = read_until(&mut events, "events of brief", |seen| {
@@ -895,6 +917,98 @@ async fn logs_follow_exec_tty_attach_detach_and_events_work() {
     assert!(names.lines().any(|n| n == "from-zun"), "{names}");
 }
 
+/// `docker events --since/--until` replays the project's history: a
+/// finished and removed container's life with an end, then live events
+/// after the replay with nothing twice; another project's replay holds
+/// none of it; bad times answer 400 with Docker's body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_since_and_until_replay_the_projects_history() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    cli.load_test_image().await;
+    const FORMAT: &str = "{{.Action}} {{.Actor.Attributes.name}}";
+    let before = unix_now();
+    let out = cli
+        .run(&["run", "--name", "gone", IMAGE, "sh", "-c", "exit 3"])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    cli.ok(&["rm", "gone"]).await;
+    nest_tests::eventually(BOOT, "the removed container to be gone", || async {
+        cli.ok(&["ps", "-aq"]).await.trim().is_empty().then_some(())
+    })
+    .await;
+    let after = unix_now();
+    let life = ["create gone", "start gone", "die gone", "destroy gone"];
+
+    // A closed window: the replay, in order, and the CLI exits by itself.
+    let window = ["events", "--since", &before, "--until", &after];
+    let replay = cli.ok(&[&window[..], &["--format", FORMAT]].concat()).await;
+    assert_eq!(replay.lines().collect::<Vec<_>>(), life, "{replay}");
+    let died = cli
+        .ok(&[
+            &window[..],
+            &[
+                "--filter",
+                "event=die",
+                "--format",
+                "{{.Actor.Attributes.exitCode}} {{.Type}}",
+            ],
+        ]
+        .concat())
+        .await;
+    assert_eq!(died, "3 container\n");
+
+    // No end: the replay, then a new container's events live, once each.
+    let mut follow = cli.spawn(&["events", "--since", &before, "--format", FORMAT]);
+    let stdout = follow.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    read_more(&mut lines, &mut seen, "the replay", |s| {
+        s.len() >= life.len()
+    })
+    .await;
+    assert_eq!(seen, life);
+    let out = cli.run(&["run", "--name", "later", IMAGE, "true"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    read_more(&mut lines, &mut seen, "the live events", |s| {
+        s.iter().any(|l| l == "die later")
+    })
+    .await;
+    assert_eq!(
+        seen,
+        [&life[..], &["create later", "start later", "die later"]].concat()
+    );
+    let _ = follow.kill().await;
+
+    // Another project's certificate: the same replay holds none of it.
+    let beta = DockerCli::new(&svc, BETA, Auth::Certificate).await;
+    let theirs = beta
+        .ok(&["events", "--since", &before, "--until", &unix_now()])
+        .await;
+    assert_eq!(theirs, "", "beta saw alpha's events");
+
+    // Bad times: 400 with Docker's body, and the history is unchanged.
+    for (query, message) in [
+        ("since=yesterday", "invalid value for 'since'"),
+        ("since=1.2.3", "invalid value for 'since'"),
+        ("until=-5", "invalid value for 'until'"),
+        ("since=1700000000.1234567890", "invalid value for 'since'"),
+        ("since=200&until=100", "cannot be after `until`"),
+    ] {
+        let (json, status) = curl(&cli, "GET", &format!("/events?{query}"), "").await;
+        assert_eq!(status, "400 application/json", "{query}: {json}");
+        let body: Value = serde_json::from_str(&json).expect("Docker's error body");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message)),
+            "{query}: {json}"
+        );
+    }
+    let again = cli.ok(&[&window[..], &["--format", FORMAT]].concat()).await;
+    assert_eq!(again, replay);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn osc_docker_env_sets_up_the_plain_docker_cli() {
     let svc = service().await;
@@ -937,7 +1051,8 @@ async fn osc_docker_env_sets_up_the_plain_docker_cli() {
 }
 
 /// docker-py (the Python client compose v1 and many tools use) against the
-/// endpoint: run, list, logs, exec, stop, remove. `NEST_DOCKER_PY` names
+/// endpoint: run, list, logs, exec, stop, remove, and the events of it all
+/// replayed with `since` and `until`. `NEST_DOCKER_PY` names
 /// the Python with docker-py (scripts/test.sh makes a venv from PyPI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_py_runs_lists_logs_execs_stops_and_removes() {
@@ -949,6 +1064,7 @@ async fn docker_py_runs_lists_logs_execs_stops_and_removes() {
         r#"
 import docker, sys, time
 client = docker.from_env()
+t0 = time.time()
 c = client.containers.run("{IMAGE}", ["sh", "-c", "echo hello-from-py; sleep 600"], detach=True, name="py1")
 assert any(x.name == "py1" for x in client.containers.list()), "listed"
 for _ in range(100):
@@ -963,6 +1079,12 @@ c.reload()
 assert c.status == "exited", c.status
 c.remove()
 assert client.containers.list(all=True) == [], client.containers.list(all=True)
+# The history, with an end a second ahead: the generator ends by itself.
+evs = list(client.events(since=t0, until=time.time() + 1, decode=True, filters={{"container": "py1"}}))
+assert [e["Action"] for e in evs] == ["create", "start", "die", "destroy"], evs
+stamps = [e["timeNano"] for e in evs]
+assert stamps == sorted(stamps) and stamps[0] >= int(t0 * 1e9), evs
+assert all(e["time"] == e["timeNano"] // 10**9 for e in evs), evs
 print("docker-py ok")
 "#
     );

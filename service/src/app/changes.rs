@@ -1,5 +1,6 @@
 //! The caller's project's container changes as they happen, from the
-//! database's change feed: what `docker wait` and `docker events` follow.
+//! database's change feed: what `docker wait` follows (`docker events`
+//! follows the recorded events of `events.rs`).
 
 use tokio::sync::broadcast;
 

@@ -21,7 +21,11 @@
 //!   joins;
 //! - `records.rs`: container actions and hosts;
 //! - `certificates.rs`: the Docker endpoint's client certificates;
-//! - `changes.rs`: a project's container changes as they happen;
+//! - `changes.rs`: a project's container changes as they happen (what
+//!   `docker wait` follows);
+//! - `events.rs`: container events with history (what `docker events`
+//!   follows): the recorder, the per-project rings and the status→action
+//!   translation;
 //! - `auto_remove.rs`: deleting `auto_remove` containers once they stop.
 
 mod auto_remove;
@@ -30,6 +34,7 @@ pub mod changes;
 pub mod console;
 mod delegation;
 mod error;
+pub mod events;
 mod io;
 mod lifecycle;
 pub mod networks;
@@ -47,6 +52,9 @@ pub use certificates::{CertificateAuthError, DockerCertificates, IssuedDockerCer
 pub use changes::{ChangeEvent, ChangeKind, ContainerChange, ProjectChanges};
 pub use console::{ConsoleInput, ConsoleIo, ConsoleOutput, ConsoleSession};
 pub use error::{AppError, BoxError};
+pub use events::{
+    ContainerEvent, EventAction, EventHistory, EventRecorder, EventSubscription, HistoryLimits,
+};
 pub use networks::{NetworkInfo, NewNetwork};
 pub use quotas::QuotaInfo;
 pub use types::*;
@@ -82,6 +90,8 @@ struct Inner {
     images: Arc<crate::images::ProjectImages>,
     agents: Arc<dyn AgentLink>,
     scheduler: Arc<Scheduler>,
+    /// The recorded container events (`events.rs`).
+    events: Arc<EventHistory>,
     consoles: Mutex<BTreeMap<String, PendingConsole>>,
     resizers: Mutex<BTreeMap<String, tokio::sync::mpsc::Sender<TtySize>>>,
     /// Held while a delegation is created, so that two calls at once do
@@ -95,12 +105,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl App {
-    /// The service over its parts.
+    /// The service over its parts; `events` is the history an
+    /// [`EventRecorder`] subscribed before the parts started records into.
     pub fn new(
         store: Store,
         agents: Arc<dyn AgentLink>,
         scheduler: Arc<Scheduler>,
         images: Arc<crate::images::ProjectImages>,
+        events: Arc<EventHistory>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -108,6 +120,7 @@ impl App {
                 images,
                 agents,
                 scheduler,
+                events,
                 consoles: Mutex::new(BTreeMap::new()),
                 resizers: Mutex::new(BTreeMap::new()),
                 delegations: tokio::sync::Mutex::new(()),

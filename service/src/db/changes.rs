@@ -1,14 +1,18 @@
 //! The feed of container changes this process writes: every insert,
 //! status change, rename and delete of a container row is announced on a
-//! bounded broadcast channel once its statement succeeded. Front ends that
-//! wait for a container (`docker wait`, `docker events`, server-side
-//! `--rm`) subscribe here instead of polling the database in a loop.
+//! bounded broadcast channel once its statement succeeded, with the time
+//! it did. What waits for a container (`docker wait`, server-side `--rm`)
+//! and the event recorder behind `docker events` (`app::events`)
+//! subscribe here instead of polling the database in a loop.
 //!
 //! The feed is a hint, not a log: a subscriber that falls behind is told
 //! how much it missed (and re-reads the database), and changes written by
 //! another replica on the same PostgreSQL never appear here, so waiters
 //! also re-read on a slow timer.
 
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 use crate::domain::{ContainerId, ContainerStatus, ProjectId};
@@ -27,13 +31,20 @@ pub struct ContainerChange {
     pub name: String,
     /// What changed.
     pub kind: ChangeKind,
+    /// When: the moment its statement succeeded (events carry it).
+    pub at: OffsetDateTime,
 }
 
 /// What happened to a container row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
     /// It was stored.
-    Created,
+    Created {
+        /// The image it runs, as its spec names it.
+        image: String,
+        /// Its labels.
+        labels: BTreeMap<String, String>,
+    },
     /// Its status was set.
     Status {
         /// The new status.

@@ -3,6 +3,7 @@
 //! instance together with the host ports the container publishes there.
 
 use sqlx::any::AnyRow;
+use time::OffsetDateTime;
 
 use super::changes::{ChangeKind, ContainerChange};
 use super::codec::{
@@ -148,7 +149,11 @@ impl Store {
             container: c.id,
             project_id: c.project_id.clone(),
             name: c.name.clone(),
-            kind: ChangeKind::Created,
+            kind: ChangeKind::Created {
+                image: c.spec.image.clone(),
+                labels: c.spec.labels.clone(),
+            },
+            at: OffsetDateTime::now_utc(),
         });
         Ok(())
     }
@@ -411,6 +416,7 @@ impl Store {
                 status,
                 reason: reason.map(str::to_owned),
             },
+            at: OffsetDateTime::now_utc(),
         });
         Ok(())
     }
@@ -475,6 +481,7 @@ impl Store {
                 project_id: container.project_id.clone(),
                 name: container.name.clone(),
                 kind: ChangeKind::Renamed,
+                at: OffsetDateTime::now_utc(),
             });
         }
         Ok(container)
@@ -676,6 +683,7 @@ impl Store {
             project_id: get_project_id(&row, "project_id")?,
             name: get(&row, "name")?,
             kind: ChangeKind::Deleted,
+            at: OffsetDateTime::now_utc(),
         };
         tx.commit().await.map_err(classify)?;
         self.changes.send(change);

@@ -3,7 +3,7 @@
 //! for what Nest does not offer (`build`, `commit`, swarm, plugins,
 //! volumes, `cp`, ...).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
@@ -16,7 +16,7 @@ use super::containers::{all_containers, filters, image_names, query_map};
 use super::error::DockerError;
 use super::views::{docker_id, state_word};
 use super::{API_VERSION, DockerContext, DockerState, ENGINE_VERSION, MIN_API_VERSION};
-use crate::app::{ChangeEvent, ChangeKind, ContainerRef};
+use crate::app::{ContainerEvent, EventSubscription};
 use crate::domain::{ContainerId, ContainerStatus};
 
 fn json_ok(value: &Value) -> Response {
@@ -108,10 +108,12 @@ pub async fn info(
     })))
 }
 
-/// `GET /events?filters=&since=&until=`: the project's container events as
-/// they happen (create, start, die, pause, unpause, rename, destroy), as
-/// NDJSON. Nest keeps no event history: `since` in the past shows only
-/// what happens from now on; `until` ends the stream.
+/// `GET /events?filters=&since=&until=`: the project's container events
+/// (create, start, die, pause, unpause, restart, rename, destroy) as NDJSON.
+/// With `since` (or `until` alone, as dockerd does) the kept history
+/// replays first (`app::events`: this process's writes, bounded per
+/// project); an `until` in the past ends the stream after the replay, one
+/// in the future ends it then.
 pub async fn events(
     State(state): State<DockerState>,
     cx: DockerContext,
@@ -129,46 +131,35 @@ pub async fn events(
             )));
         }
     }
-    if let Some(types) = filters.get("type")
-        && !types.iter().any(|t| t == "container")
+    let since = timestamp(&query, "since")?;
+    let until = timestamp(&query, "until")?;
+    if let (Some(since), Some(until)) = (since, until)
+        && until < since
     {
-        // Only container events exist here: the stream stays empty.
-        return Ok(stream_response(Body::from_stream(
-            futures_util::stream::pending::<Result<Bytes, Infallible>>(),
+        return Err(DockerError::Invalid(format!(
+            "`since` time ({}) cannot be after `until` time ({})",
+            since.unix_timestamp(),
+            until.unix_timestamp()
         )));
     }
-    let until = query
-        .get("until")
-        .and_then(|u| u.split('.').next().and_then(|s| s.parse::<i64>().ok()));
-    let changes = state.app().project_changes(&cx.call);
-    let mut known = BTreeMap::new();
+    let replay_from = since.or(until.map(|_| time::OffsetDateTime::UNIX_EPOCH));
     let names = image_names(&state, &cx).await;
-    for info in all_containers(&state, &cx).await? {
-        let image = names
-            .get(&info.container.spec.image)
-            .cloned()
-            .unwrap_or_else(|| info.container.spec.image.clone());
-        known.insert(
-            info.container.id,
-            (
-                image,
-                info.container.spec.labels.clone(),
-                info.container.status,
-            ),
-        );
-    }
+    let events = state.app().container_events(&cx.call, replay_from);
+    let now = time::OffsetDateTime::now_utc();
     let deadline = until.map(|u| {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        tokio::time::Instant::now()
-            + std::time::Duration::from_secs(u64::try_from(u - now).unwrap_or(0))
+        let ahead = std::time::Duration::try_from(u - now).unwrap_or_default();
+        tokio::time::Instant::now() + ahead
     });
     let pump = EventPump {
         state,
         cx,
-        changes,
-        known,
+        events,
+        names,
+        looked_up: BTreeSet::new(),
         filters,
+        until,
         deadline,
+        live: until.is_none_or(|u| u > now),
     };
     // The stream ends (and its subscription with it) when the client goes.
     let body = futures_util::stream::unfold(pump, |mut pump| async move {
@@ -178,142 +169,134 @@ pub async fn events(
     Ok(stream_response(Body::from_stream(body)))
 }
 
+/// A `since`/`until` query value: unix seconds with optional
+/// `.nanoseconds`, as the docker CLI and docker-py send it, or RFC 3339.
+fn timestamp(
+    query: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<time::OffsetDateTime>, DockerError> {
+    let Some(value) = query.get(key).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    parse_timestamp(value).map(Some).ok_or_else(|| {
+        DockerError::Invalid(format!(
+            "invalid value for '{key}': {value:?} is neither unix seconds (with optional .nanoseconds) nor an RFC 3339 time"
+        ))
+    })
+}
+
+fn parse_timestamp(value: &str) -> Option<time::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(value, &Rfc3339) {
+        return Some(t);
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (seconds, fraction) = match value.split_once('.') {
+        Some((s, f)) if digits(f) && f.len() <= 9 => (s, f),
+        Some(_) => return None,
+        None => (value, ""),
+    };
+    if !digits(seconds) {
+        return None;
+    }
+    let seconds: i64 = seconds.parse().ok()?;
+    // A decimal fraction of a second: the CLI writes nine digits.
+    let nanos: i64 = format!("{fraction:0<9}").parse().ok()?;
+    let t = time::OffsetDateTime::from_unix_timestamp(seconds).ok()?;
+    Some(t + time::Duration::nanoseconds(nanos))
+}
+
 /// One `docker events` client's stream.
 struct EventPump {
     state: DockerState,
     cx: DockerContext,
-    changes: crate::app::ProjectChanges,
-    /// Image, labels and last status of each container, for the events of
-    /// deleted ones and to tell `unpause` from `start`.
-    known: BTreeMap<ContainerId, (String, BTreeMap<String, String>, ContainerStatus)>,
+    events: EventSubscription,
+    /// Stored images' ids to the names `docker images` shows.
+    names: BTreeMap<String, String>,
+    /// Images already looked for in `names` after a miss.
+    looked_up: BTreeSet<String>,
     filters: BTreeMap<String, Vec<String>>,
+    until: Option<time::OffsetDateTime>,
     deadline: Option<tokio::time::Instant>,
+    /// Whether live events follow the replay (no `until`, or one ahead).
+    live: bool,
 }
 
 impl EventPump {
-    /// The next event line; `None` at `until` or when the feed closes.
+    /// The next event line; `None` at `until` or when the history closes.
     async fn next_line(&mut self) -> Option<Bytes> {
         loop {
-            let event = tokio::select! {
-                () = async {
-                    match self.deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                } => return None,
-                event = self.changes.next() => event,
-            };
-            let change = match event {
-                ChangeEvent::Change(change) => change,
-                ChangeEvent::Missed(n) => {
-                    tracing::debug!(missed = n, "docker events fell behind");
-                    continue;
+            let event = if self.live {
+                tokio::select! {
+                    () = async {
+                        match self.deadline {
+                            Some(d) => tokio::time::sleep_until(d).await,
+                            None => std::future::pending().await,
+                        }
+                    } => return None,
+                    event = self.events.next() => event?,
                 }
-                ChangeEvent::Closed => return None,
+            } else {
+                self.events.next_ready()?
             };
-            let id = change.container;
-            if !self.known.contains_key(&id)
-                && let Ok(info) = self
-                    .state
-                    .app()
-                    .show_container(&self.cx.call, &ContainerRef::Id(id), false)
-                    .await
-            {
-                let names = image_names(&self.state, &self.cx).await;
-                let image = names
-                    .get(&info.container.spec.image)
-                    .cloned()
-                    .unwrap_or_else(|| info.container.spec.image.clone());
-                self.known.insert(
-                    id,
-                    (
-                        image,
-                        info.container.spec.labels.clone(),
-                        ContainerStatus::Creating,
-                    ),
-                );
+            if self.until.is_some_and(|u| event.at > u) {
+                return None;
             }
-            let Some((image, labels, previous)) = self.known.get(&id).cloned() else {
+            let image = self.image_name(&event.image).await;
+            if !matches_filters(
+                &self.filters,
+                &event.container,
+                &event.name,
+                event.action.as_str(),
+                &image,
+                &event.labels,
+            ) {
                 continue;
-            };
-            let mut attributes = labels.clone();
-            attributes.insert("image".into(), image.clone());
-            attributes.insert("name".into(), change.name.clone());
-            let action = match &change.kind {
-                ChangeKind::Created => "create",
-                ChangeKind::Renamed => "rename",
-                ChangeKind::Deleted => "destroy",
-                ChangeKind::Status { status, reason } => {
-                    let action = match (previous, *status) {
-                        // A new reason or a repeated report: no transition.
-                        (before, now) if before == now => "",
-                        (ContainerStatus::Paused, ContainerStatus::Running) => "unpause",
-                        (_, ContainerStatus::Running) => "start",
-                        (_, ContainerStatus::Paused) => "pause",
-                        (_, ContainerStatus::Restarting) => "restart",
-                        // Started and exited before its first report.
-                        (
-                            ContainerStatus::Creating | ContainerStatus::Created,
-                            ContainerStatus::Stopped,
-                        ) => {
-                            attributes.insert(
-                                "exitCode".into(),
-                                super::views::exit_code(*status, reason.as_deref()).to_string(),
-                            );
-                            "start+die"
-                        }
-                        (
-                            ContainerStatus::Running
-                            | ContainerStatus::Paused
-                            | ContainerStatus::Restarting,
-                            ContainerStatus::Stopped | ContainerStatus::Error,
-                        ) => {
-                            attributes.insert(
-                                "exitCode".into(),
-                                super::views::exit_code(*status, reason.as_deref()).to_string(),
-                            );
-                            "die"
-                        }
-                        _ => "",
-                    };
-                    if let Some(entry) = self.known.get_mut(&id) {
-                        entry.2 = *status;
-                    }
-                    action
-                }
-            };
-            if change.kind == ChangeKind::Deleted {
-                self.known.remove(&id);
             }
-            let mut lines = String::new();
-            for action in action.split('+').filter(|a| !a.is_empty()) {
-                if !matches_filters(&self.filters, &id, &change.name, action, &image, &labels) {
-                    continue;
-                }
-                let mut attributes = attributes.clone();
-                if action != "die" {
-                    attributes.remove("exitCode");
-                }
-                let now = time::OffsetDateTime::now_utc();
-                let line = json!({
-                    "status": action,
-                    "id": docker_id(id),
-                    "from": image,
-                    "Type": "container",
-                    "Action": action,
-                    "Actor": {"ID": docker_id(id), "Attributes": attributes},
-                    "scope": "local",
-                    "time": now.unix_timestamp(),
-                    "timeNano": i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-                });
-                lines.push_str(&line.to_string());
-                lines.push('\n');
-            }
-            if !lines.is_empty() {
-                return Some(Bytes::from(lines));
-            }
+            let mut line = event_json(&event, &image).to_string();
+            line.push('\n');
+            return Some(Bytes::from(line));
         }
     }
+
+    /// The name `docker images` shows for `image`, reading the project's
+    /// images again once for an image not seen before.
+    async fn image_name(&mut self, image: &str) -> String {
+        if !self.names.contains_key(image) && self.looked_up.insert(image.to_owned()) {
+            self.names = image_names(&self.state, &self.cx).await;
+        }
+        self.names
+            .get(image)
+            .cloned()
+            .unwrap_or_else(|| image.to_owned())
+    }
+}
+
+/// Docker's event message (API 1.45 `EventMessage`, with the older
+/// `status`/`id`/`from` fields the CLI's default format still reads).
+fn event_json(event: &ContainerEvent, image: &str) -> Value {
+    let id = docker_id(event.container);
+    let mut attributes = event.labels.clone();
+    attributes.insert("image".into(), image.to_owned());
+    attributes.insert("name".into(), event.name.clone());
+    if let Some(code) = event.exit_code {
+        attributes.insert("exitCode".into(), code.to_string());
+    }
+    if let Some(old) = &event.old_name {
+        attributes.insert("oldName".into(), old.clone());
+    }
+    let action = event.action.as_str();
+    json!({
+        "status": action,
+        "id": id,
+        "from": image,
+        "Type": "container",
+        "Action": action,
+        "Actor": {"ID": id, "Attributes": attributes},
+        "scope": "local",
+        "time": event.at.unix_timestamp(),
+        "timeNano": i64::try_from(event.at.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+    })
 }
 
 fn matches_filters(
@@ -416,4 +399,34 @@ unsupported! {
     unsupported_changes => "docker diff";
     /// `docker volume create`, `rm` and `prune`.
     unsupported_volumes => "volumes: containers keep their data in their own filesystem";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_read_as_the_cli_and_rfc_3339_write_them() {
+        let at = |s: &str| parse_timestamp(s).map(|t| t.unix_timestamp_nanos());
+        assert_eq!(at("1700000000"), Some(1_700_000_000_000_000_000));
+        assert_eq!(at("1700000000.000000042"), Some(1_700_000_000_000_000_042));
+        assert_eq!(at("1700000000.5"), Some(1_700_000_000_500_000_000));
+        assert_eq!(
+            at("2023-11-14T22:13:20.25Z"),
+            Some(1_700_000_000_250_000_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "-5",
+            "1.2.3",
+            "1.",
+            ".5",
+            "1.1234567890",
+            "10m",
+            "1e9",
+        ] {
+            assert_eq!(at(bad), None, "{bad:?}");
+        }
+    }
 }
