@@ -980,10 +980,21 @@ async fn events_since_and_until_replay_the_projects_history() {
     );
     let _ = follow.kill().await;
 
+    // The CLI's relative `--since`: the last ten minutes. (Its relative
+    // `--until 0s` is whole seconds, cutting off this second's events.)
+    let now = unix_now();
+    let recent = ["events", "--since", "10m", "--until", &now];
+    let all = cli.ok(&[&recent[..], &["--format", FORMAT]].concat()).await;
+    assert_eq!(all.lines().collect::<Vec<_>>(), seen, "{all}");
+
     // Another project's certificate: the same replay holds none of it.
     let beta = DockerCli::new(&svc, BETA, Auth::Certificate).await;
     let theirs = beta
         .ok(&["events", "--since", &before, "--until", &unix_now()])
+        .await;
+    assert_eq!(theirs, "", "beta saw alpha's events");
+    let theirs = beta
+        .ok(&["events", "--since", "10m", "--until", "0s"])
         .await;
     assert_eq!(theirs, "", "beta saw alpha's events");
 
