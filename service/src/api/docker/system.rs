@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::containers::{all_containers, filters, image_names, query_map};
+use super::containers::{all_containers, filters_of, image_names, query_map};
 use super::error::DockerError;
 use super::views::{docker_id, state_word};
 use super::{API_VERSION, DockerContext, DockerState, ENGINE_VERSION, MIN_API_VERSION};
@@ -120,17 +120,11 @@ pub async fn events(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, DockerError> {
     let query = query_map(raw);
-    let filters = filters(&query)?;
-    for key in filters.keys() {
-        if !matches!(
-            key.as_str(),
-            "type" | "container" | "event" | "label" | "image"
-        ) {
-            return Err(DockerError::Invalid(format!(
-                "invalid filter '{key}': Nest filters events by type, container, event, label and image"
-            )));
-        }
-    }
+    let filters = filters_of(
+        &query,
+        &["type", "container", "event", "label", "image"],
+        "events",
+    )?;
     let since = timestamp(&query, "since")?;
     let until = timestamp(&query, "until")?;
     if let (Some(since), Some(until)) = (since, until)
