@@ -1604,8 +1604,8 @@ async fn zun_routes_nest_leaves_out_say_so_and_change_nothing() {
             "/v1/containers/u1/add_security_group?name=default".into(),
             "security groups",
         ),
-        ("GET", "/v1/images/".into(), "image API"),
-        ("POST", "/v1/images".into(), "image API"),
+        ("POST", "/v1/images".into(), "pulling an image"),
+        ("GET", "/v1/images/busybox/search".into(), "image search"),
         ("GET", "/v1/services".into(), "service API"),
         (
             "PUT",
@@ -1629,6 +1629,19 @@ async fn zun_routes_nest_leaves_out_say_so_and_change_nothing() {
             "{method} {path}: {title}"
         );
     }
+    // Zun's image list answers the project's stored images (none here).
+    let reply = call("GET", "/v1/images/")
+        .token(ALICE)
+        .version("container 1.40")
+        .send(&h.app)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json(), json!({"images": [], "next": null}));
+    let reply = call("GET", &format!("/v1/images/{}", uuid))
+        .token(ALICE)
+        .send(&h.app)
+        .await;
+    reply.zun_error(404, "container.image-not-found");
     // Refusals need a token like every other route.
     let reply = call("GET", "/v1/services").send(&h.app).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);

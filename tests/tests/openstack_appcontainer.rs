@@ -3,7 +3,8 @@
 //! lab's real Keystone, finds Nest in the catalog as service type
 //! `container` and drives a real nest-service: run, list, show, logs,
 //! exec (with its exit code), stop, start, a refused call whose sentence
-//! the user reads, an admin's show by name across projects, and delete.
+//! the user reads, an admin's show by name across projects, delete, and
+//! the project's stored images through `image list/show/delete`.
 //!
 //! Needs the lab (`../shared/openstack-lab/up.sh`) and the client in a
 //! virtualenv (`scripts/test.sh` sets both up); fails, never skips,
@@ -170,6 +171,15 @@ async fn openstack_appcontainer_drives_nest_through_the_keystone_catalog() {
     client.run(&["delete", "--stop", "--wait", "ac-web"]);
     let list = client.run(&["list", "-f", "value", "-c", "uuid"]);
     assert!(!list.contains(&id), "{list}");
+
+    // The project's stored images, in Zun's image view.
+    let images = client.run(&["image", "list", "-f", "value", "-c", "uuid"]);
+    assert!(images.contains(&image), "{images}");
+    let shown = client.run(&["image", "show", &image, "-f", "value", "-c", "size"]);
+    assert!(shown.trim().parse::<u64>().is_ok_and(|n| n > 0), "{shown}");
+    client.run(&["image", "delete", &image]);
+    let images = client.run(&["image", "list", "-f", "value", "-c", "uuid"]);
+    assert!(!images.contains(&image), "{images}");
 
     catalog.remove().await;
 }

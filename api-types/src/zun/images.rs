@@ -31,3 +31,41 @@ pub struct ImageCollection {
     /// The images.
     pub images: Vec<ImageView>,
 }
+
+/// A stored image in Zun's image view (`GET /v1/images`, zun-api.md
+/// §2.5), for `openstack appcontainer image list/show`. Zun lists the
+/// images pulled on its compute hosts, to admins; Nest answers the
+/// caller's project's stored images, as `/v1/nest/images` does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ZunImageView {
+    /// Name the image by this uuid in a container's `image` to run it.
+    pub uuid: String,
+    /// `[self, bookmark]`.
+    pub links: Vec<super::Link>,
+    /// The engine's image id (none: a stored image is loaded on each
+    /// instance that runs it).
+    pub image_id: Option<String>,
+    /// The name given at upload, or the archive's first repository.
+    pub repo: Option<String>,
+    /// The tag of that name (`latest` when it has none).
+    pub tag: Option<String>,
+    /// Size of the stored archive, bytes.
+    pub size: u64,
+    /// The project the image belongs to.
+    pub project_id: String,
+    /// Always null in Nest.
+    pub image_pull_policy: Option<String>,
+    /// Always null in Nest (images are not bound to one instance).
+    pub host: Option<String>,
+}
+
+/// `GET /v1/images`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ZunImageCollection {
+    /// The images.
+    pub images: Vec<ZunImageView>,
+    /// Always null: one page holds them all.
+    pub next: Option<String>,
+}

@@ -48,7 +48,7 @@ pub use docker::{CreateDockerCertificateBody, DockerCertificateCollection, Docke
 pub use errors::{ErrorBody, ErrorEntry};
 pub use exec::ExecView;
 pub use hosts::{HostCollection, HostView};
-pub use images::{ImageCollection, ImageView};
+pub use images::{ImageCollection, ImageView, ZunImageCollection, ZunImageView};
 pub use inspect::{StatsView, TopView};
 pub use queries::{
     ConsoleExit, DeleteContainerQuery, ExecResizeQuery, ExecuteQuery, KillQuery,

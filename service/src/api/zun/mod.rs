@@ -100,6 +100,8 @@ pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(agent::sha256))
         .routes(routes!(images::upload, images::list))
         .routes(routes!(images::delete))
+        .routes(routes!(images::zun_list, images::zun_pull))
+        .routes(routes!(images::zun_show, images::zun_delete))
         .routes(routes!(
             docker_certificates::create,
             docker_certificates::list

@@ -17,11 +17,11 @@ pub fn refusal(method: &Method, path: &str) -> Option<Refusal> {
     let segments: Vec<&str> = rest.split('/').collect();
     match segments.as_slice() {
         ["containers", _, action] => container_action(method, action),
-        ["images", ..] => Some((
-            "Zun's image API (/v1/images)",
-            "images are per project in Nest's own store: list, upload and delete them with \
-             GET, POST and DELETE /v1/nest/images (`osc image-list`, `osc image-create`); \
-             a registry image is pulled when a container names it",
+        ["images", _, "search"] => Some((
+            "image search",
+            "name a registry image (`busybox`, `registry.example.com/app:1`) in a \
+             container's image, or list the project's stored images \
+             (`openstack appcontainer image list`)",
         )),
         ["services", ..] => Some((
             "Zun's service API (/v1/services)",
@@ -100,8 +100,6 @@ mod tests {
     #[test]
     fn zun_routes_nest_leaves_out_are_refused_with_a_reason() {
         for (method, path) in [
-            (Method::GET, "/v1/images"),
-            (Method::POST, "/v1/images"),
             (Method::GET, "/v1/images/abc/search"),
             (Method::GET, "/v1/services"),
             (Method::PUT, "/v1/services/disable"),
@@ -131,6 +129,7 @@ mod tests {
             (Method::GET, "/v1/containers/c/nowhere"),
             (Method::DELETE, "/v1/containers/c/commit"),
             (Method::GET, "/v2/images"),
+            (Method::GET, "/v1/images"),
             (Method::GET, "/v1/quotas/p/other"),
         ] {
             assert!(refusal(&method, path).is_none(), "{path}");
