@@ -1606,11 +1606,15 @@ async fn zun_routes_nest_leaves_out_say_so_and_change_nothing() {
         ),
         ("POST", "/v1/images".into(), "pulling an image"),
         ("GET", "/v1/images/busybox/search".into(), "image search"),
-        ("GET", "/v1/services".into(), "service API"),
         (
             "PUT",
             "/v1/services/disable?host=h&binary=zun-compute".into(),
-            "service API",
+            "changing a service",
+        ),
+        (
+            "DELETE",
+            "/v1/services?host=h&binary=zun-compute".into(),
+            "changing a service",
         ),
         ("GET", "/v1/availability_zones".into(), "availability zone"),
         ("GET", "/v1/registries".into(), "registries"),
@@ -1642,6 +1646,35 @@ async fn zun_routes_nest_leaves_out_say_so_and_change_nothing() {
         .send(&h.app)
         .await;
     reply.zun_error(404, "container.image-not-found");
+    // Zun's service list is for admins (tempest's test_service_list), and
+    // shows each instance's agent.
+    let reply = call("GET", "/v1/services").token(ALICE).send(&h.app).await;
+    reply.zun_error(403, "container.policy-not-authorized");
+    let host = eventually(SETTLE_TIMEOUT, "the container's instance", || async {
+        show(&h, ALICE, &uuid).await.json()["host"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    let services = eventually(SETTLE_TIMEOUT, "its agent to be up", || async {
+        let reply = call("GET", "/v1/services").token(ADMIN).send(&h.app).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let body = reply.json();
+        let up = body["services"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|s| s["host"] == host.as_str() && s["state"] == "up")
+        });
+        up.then_some(body)
+    })
+    .await;
+    let agent = services["services"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["host"] == host.as_str()))
+        .expect("the instance's agent")
+        .clone();
+    assert_eq!(agent["binary"], "nest-agent");
+    assert_eq!(agent["disabled"], false);
+    assert!(agent["id"].as_u64().is_some_and(|n| n >= 1), "{agent}");
     // Refusals need a token like every other route.
     let reply = call("GET", "/v1/services").send(&h.app).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);

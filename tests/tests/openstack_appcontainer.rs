@@ -3,8 +3,9 @@
 //! lab's real Keystone, finds Nest in the catalog as service type
 //! `container` and drives a real nest-service: run, list, show, logs,
 //! exec (with its exit code), stop, start, a refused call whose sentence
-//! the user reads, an admin's show by name across projects, delete, and
-//! the project's stored images through `image list/show/delete`.
+//! the user reads, an admin's show by name across projects and service
+//! list, delete, and the project's stored images through `image
+//! list/show/delete`.
 //!
 //! Needs the lab (`../shared/openstack-lab/up.sh`) and the client in a
 //! virtualenv (`scripts/test.sh` sets both up); fails, never skips,
@@ -168,6 +169,11 @@ async fn openstack_appcontainer_drives_nest_through_the_keystone_catalog() {
         "uuid",
     ]);
     assert_eq!(seen.trim(), id);
+    // ... and each instance's agent in the service list.
+    let services = admin.run(&[
+        "service", "list", "-f", "value", "-c", "Binary", "-c", "State",
+    ]);
+    assert!(services.contains("nest-agent up"), "{services}");
     client.run(&["delete", "--stop", "--wait", "ac-web"]);
     let list = client.run(&["list", "-f", "value", "-c", "uuid"]);
     assert!(!list.contains(&id), "{list}");

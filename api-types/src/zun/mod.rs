@@ -12,6 +12,7 @@
 //! - [`hosts`]: instances shown as Zun hosts;
 //! - [`images`]: Nest's stored images (`/v1/nest/images`);
 //! - [`quotas`]: the limits that bound a project (Nova's);
+//! - [`services`]: the agents shown as Zun services;
 //! - [`queries`]: the query strings a client writes;
 //! - [`docker`]: client certificates for the Docker endpoint
 //!   (`/v1/nest/docker/certificates`);
@@ -33,6 +34,7 @@ pub mod images;
 pub mod inspect;
 pub mod queries;
 pub mod quotas;
+pub mod services;
 pub mod values;
 pub mod versions;
 
@@ -55,6 +57,7 @@ pub use queries::{
     ListContainersQuery, LogsQuery, QuotaQuery, ResizeQuery, TimeoutQuery, UploadImageQuery,
 };
 pub use quotas::{QuotaSetView, QuotaUsage, QuotaUsagesView};
+pub use services::{ServiceCollection, ServiceView};
 pub use values::{Flag, IntegerOrString, Lenient, NumberOrString};
 pub use versions::{DocLink, MediaType, RootDocument, V1Document, VersionEntry};
 

@@ -9,6 +9,16 @@ use crate::app::{self as api, AppError, CallContext, ContainerRef, HostInfo};
 use crate::auth::policy::{self, Action};
 
 impl App {
+    /// The agents of every project's instances, as Zun's service list
+    /// (admins only, `zun-service:get_all`).
+    ///
+    /// # Errors
+    /// [`AppError::PolicyNotAuthorized`] for anyone but an admin.
+    pub async fn list_services(&self, cx: &CallContext) -> Result<Vec<HostInfo>, AppError> {
+        policy::authorize(&cx.caller, Action::ServiceList, None).map_err(super::policy_error)?;
+        self.list_hosts(cx).await
+    }
+
     /// The actions recorded on a container, oldest first.
     pub async fn list_actions(
         &self,

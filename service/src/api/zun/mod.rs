@@ -12,7 +12,7 @@
 //! - [`create`]: the create and update bodies and their validation;
 //! - [`views`]: Zun's container, action and host views;
 //! - `containers`, `lifecycle`, `exec`, `inspect`, `container_actions`,
-//!   `hosts`, `images`, `docker_certificates`: the route handlers, one
+//!   `hosts`, `services`, `images`, `docker_certificates`: the route handlers, one
 //!   file per group;
 //! - `ws`: the console websockets behind `attach` and interactive exec;
 //! - `versions`: `/` and `/v1`; `agent`: the agent binary download;
@@ -33,6 +33,7 @@ mod lifecycle;
 pub mod microversion;
 pub(crate) mod middleware;
 mod quotas;
+mod services;
 pub(crate) mod unsupported;
 mod versions;
 pub mod views;
@@ -96,6 +97,7 @@ pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(hosts::list))
         .routes(routes!(hosts::show))
         .routes(routes!(quotas::show, quotas::update, quotas::delete))
+        .routes(routes!(services::list, services::delete))
         .routes(routes!(agent::binary))
         .routes(routes!(agent::sha256))
         .routes(routes!(images::upload, images::list))

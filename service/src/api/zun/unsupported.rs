@@ -23,11 +23,7 @@ pub fn refusal(method: &Method, path: &str) -> Option<Refusal> {
              container's image, or list the project's stored images \
              (`openstack appcontainer image list`)",
         )),
-        ["services", ..] => Some((
-            "Zun's service API (/v1/services)",
-            "Nest has no zun-compute services to list or disable: containers run in the \
-             project's own instances, listed by GET /v1/hosts (`openstack appcontainer host list`)",
-        )),
+        ["services", _] => Some(super::services::CHANGE_REFUSED),
         ["availability_zones"] => Some((
             "availability zone listing",
             "Nest's instances are Nova servers: `openstack availability zone list --compute` \
@@ -101,8 +97,8 @@ mod tests {
     fn zun_routes_nest_leaves_out_are_refused_with_a_reason() {
         for (method, path) in [
             (Method::GET, "/v1/images/abc/search"),
-            (Method::GET, "/v1/services"),
             (Method::PUT, "/v1/services/disable"),
+            (Method::PUT, "/v1/services/force_down"),
             (Method::GET, "/v1/availability_zones"),
             (Method::GET, "/v1/quotas/p/defaults"),
             (Method::GET, "/v1/quota_classes/default"),
