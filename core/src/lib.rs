@@ -22,6 +22,7 @@
 pub mod backoff;
 pub mod config;
 pub mod duration;
+pub mod engine_options;
 pub mod error;
 pub mod ids;
 pub mod process;

@@ -18,9 +18,14 @@ pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 /// `ContainerSpec.networks` (user-defined networks).
 pub const FEATURE_NETWORKS: &str = "networks";
 
+/// The feature an agent lists in its hello when it honours the
+/// `ContainerSpec` engine options (`stop_signal`, `stop_timeout_seconds`,
+/// `init`, `read_only`, `extra_hosts`).
+pub const FEATURE_ENGINE_OPTIONS: &str = "engine-options";
+
 /// What an agent of this build supports beyond protocol version 1, sent in
 /// every hello.
-pub const AGENT_FEATURES: &[&str] = &[FEATURE_NETWORKS];
+pub const AGENT_FEATURES: &[&str] = &[FEATURE_NETWORKS, FEATURE_ENGINE_OPTIONS];
 
 /// Most features a hello may list; the relay drops the rest.
 pub const MAX_FEATURES: usize = 32;

@@ -527,6 +527,33 @@ pub struct ContainerSpec {
     /// User-defined networks it joins, the first as its primary one; empty
     /// means its instance's default bridge.
     pub networks: Vec<NetworkAttachment>,
+    /// How the engine runs it beyond its process (Docker's options; Zun
+    /// has none of them).
+    pub engine: EngineOptions,
+}
+
+/// How the engine runs a container beyond its process (`docker run
+/// --stop-signal/--stop-timeout/--init/--read-only/--add-host`), checked
+/// by `nest_core::engine_options`; the default is the engine's.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EngineOptions {
+    /// The signal a stop sends first, normalised (`SIGINT`, `15`).
+    pub stop_signal: Option<String>,
+    /// Seconds a stop waits before killing, when the caller does not say.
+    pub stop_timeout: Option<u32>,
+    /// An init process as PID 1.
+    pub init: bool,
+    /// A read-only root filesystem.
+    pub read_only: bool,
+    /// Extra `/etc/hosts` lines: (host name, IP address or `host-gateway`).
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+impl EngineOptions {
+    /// Whether every option is the engine's default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A container as recorded.

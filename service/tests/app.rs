@@ -607,3 +607,40 @@ async fn a_networked_container_waiting_for_a_boot_fails_when_its_agent_is_old() 
     settled(&svc, plain, ContainerStatus::Running).await;
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn engine_options_never_reach_an_agent_that_did_not_list_them() {
+    let svc = service().await;
+    let cx = member_of("project-a");
+    // The instances' image carries an agent from before engine options.
+    svc.agents().set_default_release("0.9.5", &["networks"]);
+
+    let mut new = busybox(&["sleep", "1000"]);
+    new.name = Some("stops-on-int".into());
+    new.spec.engine.stop_signal = Some("SIGINT".into());
+    let id = svc
+        .app()
+        .create_container(&cx, new, true)
+        .await
+        .unwrap_or_else(|e| panic!("create is accepted: {e}"))
+        .container
+        .id;
+    let failed = settled(&svc, id, ContainerStatus::Error).await;
+    let instance = instance_of(&failed);
+    assert_eq!(
+        failed.status_reason.as_deref(),
+        Some(
+            format!(
+                "instance {instance} runs an agent without support for --stop-signal, \
+                 --stop-timeout, --init, --read-only and --add-host (agent version 0.9.5); \
+                 upgrade its agent, or create the container without those options"
+            )
+            .as_str()
+        )
+    );
+    assert!(svc.agents().container(id).is_none());
+    // Without them, the same agent runs it.
+    let plain = created(&svc, &cx, true, ContainerStatus::Running).await;
+    assert_eq!(instance_of(&plain), instance);
+    svc.stop().await;
+}

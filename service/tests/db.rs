@@ -269,6 +269,13 @@ fn full_container(project_id: &str, name: &str) -> Container {
             network: NetworkId::generate(),
             aliases: vec!["web".into(), "www".into()],
         }],
+        engine: nest_service::domain::EngineOptions {
+            stop_signal: Some("SIGQUIT".into()),
+            stop_timeout: Some(5),
+            init: true,
+            read_only: true,
+            extra_hosts: vec![("db".into(), "10.0.0.9".into())],
+        },
     };
     c.status_reason = Some("waiting for an instance".into());
     c.desired_running = false;

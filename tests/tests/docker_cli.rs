@@ -240,6 +240,103 @@ async fn container_prune_removes_the_projects_stopped_containers_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_signal_timeout_init_read_only_and_extra_hosts_reach_the_engine() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    cli.load_test_image().await;
+    cli.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "opts",
+        "--init",
+        "--read-only",
+        "--add-host",
+        "db.internal:10.9.8.7",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "30",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 0' USR1; echo ready; while :; do sleep 1; done",
+    ])
+    .await;
+    nest_tests::eventually(BOOT, "the container to be ready", || async {
+        cli.ok(&["logs", "opts"])
+            .await
+            .contains("ready")
+            .then_some(())
+    })
+    .await;
+    let shown = cli
+        .ok(&[
+            "inspect",
+            "-f",
+            "{{.Config.StopSignal}} {{.Config.StopTimeout}} {{.HostConfig.Init}} \
+             {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.ExtraHosts}}",
+            "opts",
+        ])
+        .await;
+    assert_eq!(shown.trim(), "SIGUSR1 30 true true [db.internal:10.9.8.7]");
+    let hosts = cli.ok(&["exec", "opts", "cat", "/etc/hosts"]).await;
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.9.8.7", "db.internal"]),
+        "{hosts}"
+    );
+    let write = cli
+        .run(&["exec", "opts", "sh", "-c", "echo x > /written"])
+        .await;
+    assert!(
+        !write.status.success() && text(&write).contains("Read-only file system"),
+        "{}",
+        text(&write)
+    );
+    // With --init, PID 1 is the engine's init, the shell its child.
+    let pid1 = cli.ok(&["exec", "opts", "cat", "/proc/1/cmdline"]).await;
+    assert!(pid1.contains("init"), "{pid1:?}");
+    // docker stop sends the container's stop signal: the trap answers it
+    // well within the 30 s before a kill, and the exit code is the trap's.
+    let started = std::time::Instant::now();
+    cli.ok(&["stop", "opts"]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    let logs = cli.ok(&["logs", "opts"]).await;
+    assert!(logs.contains("got-usr1"), "{logs}");
+    let code = cli
+        .ok(&["inspect", "-f", "{{.State.ExitCode}}", "opts"])
+        .await;
+    assert_eq!(code.trim(), "0");
+
+    // Bad values are refused at the door.
+    for (args, needle) in [
+        (vec!["--stop-signal", "NOPE!"], "StopSignal"),
+        (vec!["--stop-timeout", "99999"], "StopTimeout"),
+        (vec!["--add-host", "bad..name:10.0.0.1"], "ExtraHosts"),
+    ] {
+        let mut argv = vec!["run", "-d"];
+        argv.extend(args);
+        argv.extend([IMAGE, "true"]);
+        let out = cli.run(&argv).await;
+        assert!(
+            !out.status.success() && text(&out).contains(needle),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(
+        cli.ok(&["ps", "-a", "--format", "{{.Names}}"]).await.trim(),
+        "opts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploaded_root_filesystem_shows_and_runs_under_its_upload_name() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nest_core::ErrorKind;
 use nest_core::ids::RequestId;
-use nest_core::process_input;
 use nest_core::secret::Secret;
+use nest_core::{engine_options, process_input};
 use nest_relay::convert::WireErrorKind;
 use nest_relay::proto::{
     self, command, relay_message, renew_response, stream_input, stream_open, stream_request,
@@ -15,10 +15,11 @@ use nest_relay::proto::{
 use super::ConvertError;
 use crate::model::{
     AttachStream, Command, CommandId, CommandRequest, ContainerSpec, ContainerUuid,
-    CreateContainer, EnvVar, ExecCapture, ExecStream, Failure, HelloAck, Inbound, KillContainer,
-    Label, LogsRequest, MAX_ALIASES, MAX_NETWORKS, NetworkAlias, NetworkAttachment, NetworkId,
-    PortBinding, Protocol, PullImage, RemoveContainer, RenewOutcome, RestartPolicy, StopContainer,
-    StreamId, StreamInput, StreamOpen, StreamOpenRequest, TerminalSize, Top, UpdateResources,
+    CreateContainer, EngineOptions, EnvVar, ExecCapture, ExecStream, Failure, HelloAck, Inbound,
+    KillContainer, Label, LogsRequest, MAX_ALIASES, MAX_NETWORKS, NetworkAlias, NetworkAttachment,
+    NetworkId, PortBinding, Protocol, PullImage, RemoveContainer, RenewOutcome, RestartPolicy,
+    StopContainer, StreamId, StreamInput, StreamOpen, StreamOpenRequest, TerminalSize, Top,
+    UpdateResources,
 };
 
 /// A message from the relay in the agent's terms; `None` when it carries
@@ -235,6 +236,13 @@ fn container_spec(spec: proto::ContainerSpec) -> Result<ContainerSpec, ConvertEr
         .collect::<Result<_, _>>()?;
     let restart_policy = restart_policy(spec.restart_policy, spec.restart_max_retries)?;
     let networks = networks(spec.networks)?;
+    let engine = engine_options(
+        spec.stop_signal,
+        spec.stop_timeout_seconds,
+        spec.init,
+        spec.read_only,
+        spec.extra_hosts,
+    )?;
     Ok(ContainerSpec {
         uuid,
         name: non_empty(spec.name),
@@ -261,6 +269,43 @@ fn container_spec(spec: proto::ContainerSpec) -> Result<ContainerSpec, ConvertEr
         stdin_once: spec.open_stdin && spec.stdin_once,
         user: non_empty(spec.user),
         networks,
+        engine,
+    })
+}
+
+/// The engine options, by the rules the service's Docker door applies
+/// (`nest_core::engine_options`): they become engine arguments.
+fn engine_options(
+    stop_signal: String,
+    stop_timeout: Option<u32>,
+    init: bool,
+    read_only: bool,
+    extra_hosts: Vec<proto::ExtraHost>,
+) -> Result<EngineOptions, ConvertError> {
+    let stop_signal = non_empty(stop_signal)
+        .map(|s| {
+            engine_options::normalize_signal(&s)
+                .map_err(|e| ConvertError::invalid("spec.stop_signal", e.to_string()))
+        })
+        .transpose()?;
+    if let Some(seconds) = stop_timeout {
+        engine_options::check_stop_timeout(seconds)
+            .map_err(|e| ConvertError::invalid("spec.stop_timeout_seconds", e.to_string()))?;
+    }
+    engine_options::check_extra_host_count(extra_hosts.len())
+        .map_err(|e| ConvertError::invalid("spec.extra_hosts", e.to_string()))?;
+    let mut hosts = Vec::with_capacity(extra_hosts.len());
+    for (i, entry) in extra_hosts.into_iter().enumerate() {
+        engine_options::check_extra_host(&entry.host, &entry.address)
+            .map_err(|e| ConvertError::invalid(format!("spec.extra_hosts[{i}]"), e.to_string()))?;
+        hosts.push((entry.host, entry.address));
+    }
+    Ok(EngineOptions {
+        stop_signal,
+        stop_timeout,
+        init,
+        read_only,
+        extra_hosts: hosts,
     })
 }
 
@@ -579,6 +624,14 @@ mod tests {
                 network_id: NET_A.to_owned(),
                 aliases: vec!["db".to_owned(), "db.internal".to_owned()],
             }],
+            stop_signal: "int".to_owned(),
+            stop_timeout_seconds: Some(3),
+            init: true,
+            read_only: true,
+            extra_hosts: vec![proto::ExtraHost {
+                host: "gw".to_owned(),
+                address: "host-gateway".to_owned(),
+            }],
         };
         let Ok(Command::Create(create)) = read_command(Some(create(spec))).command else {
             panic!("expected a create");
@@ -617,6 +670,57 @@ mod tests {
             .map(NetworkAlias::as_str)
             .collect();
         assert_eq!(aliases, ["db", "db.internal"]);
+        assert_eq!(
+            spec.engine,
+            EngineOptions {
+                stop_signal: Some("SIGINT".to_owned()),
+                stop_timeout: Some(3),
+                init: true,
+                read_only: true,
+                extra_hosts: vec![("gw".to_owned(), "host-gateway".to_owned())],
+            }
+        );
+    }
+
+    #[test]
+    fn engine_options_are_checked_as_the_service_checks_them() {
+        let read = |spec: proto::ContainerSpec| read_command(Some(create(spec))).command;
+        let bad = [
+            proto::ContainerSpec {
+                stop_signal: "TERM;reboot".to_owned(),
+                ..wire_spec()
+            },
+            proto::ContainerSpec {
+                stop_timeout_seconds: Some(engine_options::MAX_STOP_TIMEOUT_SECONDS + 1),
+                ..wire_spec()
+            },
+            proto::ContainerSpec {
+                extra_hosts: vec![proto::ExtraHost {
+                    host: "db".to_owned(),
+                    address: "10.0.0.1 --privileged".to_owned(),
+                }],
+                ..wire_spec()
+            },
+            proto::ContainerSpec {
+                extra_hosts: (0..=engine_options::MAX_EXTRA_HOSTS)
+                    .map(|i| proto::ExtraHost {
+                        host: format!("h{i}"),
+                        address: "10.0.0.1".to_owned(),
+                    })
+                    .collect(),
+                ..wire_spec()
+            },
+        ];
+        for spec in bad {
+            assert!(
+                matches!(read(spec.clone()), Err(ref e) if e.kind() == ErrorKind::Invalid),
+                "{spec:?}"
+            );
+        }
+        let Ok(Command::Create(create)) = read(wire_spec()) else {
+            panic!("expected a create");
+        };
+        assert_eq!(create.spec.engine, EngineOptions::default());
     }
 
     const NET_A: &str = "0123456789abcdef0123456789abcdef";

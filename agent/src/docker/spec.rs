@@ -125,12 +125,23 @@ pub(crate) fn create_body(
         attach_stderr: Some(true),
         labels: Some(labels),
         exposed_ports: (!exposed_ports.is_empty()).then_some(exposed_ports),
+        stop_signal: spec.engine.stop_signal.clone(),
+        stop_timeout: spec.engine.stop_timeout.map(i64::from),
         host_config: Some(HostConfig {
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             nano_cpus,
             memory,
             restart_policy: Some(restart_policy(spec.restart_policy)),
             network_mode: primary.map(|n| network_name(&n.network)),
+            init: spec.engine.init.then_some(true),
+            readonly_rootfs: spec.engine.read_only.then_some(true),
+            extra_hosts: (!spec.engine.extra_hosts.is_empty()).then(|| {
+                spec.engine
+                    .extra_hosts
+                    .iter()
+                    .map(|(host, address)| format!("{host}:{address}"))
+                    .collect()
+            }),
             ..Default::default()
         }),
         networking_config: primary.map(|n| NetworkingConfig {

@@ -40,8 +40,8 @@ pub use report::{
 };
 pub use session::{Hello, HelloAck, Inbound, Outbound, RenewOutcome};
 pub use spec::{
-    ContainerSpec, EnvVar, Label, MAX_ALIAS_LEN, MAX_ALIASES, MAX_NETWORKS, NetworkAlias,
-    NetworkAliasError, NetworkAttachment, PortBinding, Protocol, RestartPolicy,
+    ContainerSpec, EngineOptions, EnvVar, Label, MAX_ALIAS_LEN, MAX_ALIASES, MAX_NETWORKS,
+    NetworkAlias, NetworkAliasError, NetworkAttachment, PortBinding, Protocol, RestartPolicy,
 };
 pub use stream::{
     AttachStream, Chunk, ExecStream, LogsRequest, OutputKind, StreamInput, StreamOpen,

@@ -56,6 +56,26 @@ pub struct ContainerSpec {
     /// primary one; empty means the engine's default bridge. The wire
     /// conversion keeps this to [`MAX_NETWORKS`] distinct networks.
     pub networks: Vec<NetworkAttachment>,
+    /// How the engine runs it beyond its process.
+    pub engine: EngineOptions,
+}
+
+/// How the engine runs a container beyond its process (`docker run
+/// --stop-signal/--stop-timeout/--init/--read-only/--add-host`); the
+/// default is the engine's. Checked by `nest_core::engine_options` when
+/// read off the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The signal `stop` sends first (normalised, `SIGTERM` or `15`).
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before killing, when it is not told.
+    pub stop_timeout: Option<u32>,
+    /// Run an init process as PID 1 that reaps zombies.
+    pub init: bool,
+    /// Mount the root filesystem read-only.
+    pub read_only: bool,
+    /// Extra `/etc/hosts` lines: (host name, IP address or `host-gateway`).
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 impl ContainerSpec {
@@ -81,6 +101,7 @@ impl ContainerSpec {
             stdin_once: false,
             user: None,
             networks: Vec::new(),
+            engine: EngineOptions::default(),
         }
     }
 }

@@ -87,6 +87,19 @@ fn to_agent_spec(id: ContainerId, name: &str, spec: &ContainerSpec) -> proto::Co
             })
             .collect(),
         user: spec.user.clone().unwrap_or_default(),
+        stop_signal: spec.engine.stop_signal.clone().unwrap_or_default(),
+        stop_timeout_seconds: spec.engine.stop_timeout,
+        init: spec.engine.init,
+        read_only: spec.engine.read_only,
+        extra_hosts: spec
+            .engine
+            .extra_hosts
+            .iter()
+            .map(|(host, address)| proto::ExtraHost {
+                host: host.clone(),
+                address: address.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -201,22 +201,9 @@ impl Signal {
     /// When it is neither a number from 1 to 64 nor a short name of ASCII
     /// letters, digits and `+`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        if let Ok(n) = s.parse::<u8>() {
-            return if (1..=64).contains(&n) {
-                Ok(Self(n.to_string()))
-            } else {
-                Err(format!("signal number {n} is out of range 1-64"))
-            };
-        }
-        let upper = s.to_ascii_uppercase();
-        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-        if name.is_empty()
-            || name.len() > 16
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '+')
-        {
-            return Err(format!("{s:?} is not a signal name or number"));
-        }
-        Ok(Self(format!("SIG{name}")))
+        nest_core::engine_options::normalize_signal(s)
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
 
     /// The normalised signal (`SIGTERM` or `15`).

@@ -14,9 +14,9 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::DbError;
 use crate::domain::{
-    Container, ContainerId, ContainerSpec, ContainerStatus, Instance, InstanceId, InstanceStatus,
-    NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort, RestartPolicyName,
-    UserId,
+    Container, ContainerId, ContainerSpec, ContainerStatus, EngineOptions, Instance, InstanceId,
+    InstanceStatus, NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort,
+    RestartPolicyName, UserId,
 };
 
 /// A stored value this module cannot make sense of.
@@ -231,6 +231,28 @@ struct SpecDoc {
     hints: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     networks: Vec<NetworkDoc>,
+    #[serde(default, skip_serializing_if = "EngineDoc::is_default")]
+    engine: EngineDoc,
+}
+
+#[derive(Serialize, Deserialize, Default, PartialEq)]
+struct EngineDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop_timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    init: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    extra_hosts: Vec<(String, String)>,
+}
+
+impl EngineDoc {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -317,6 +339,13 @@ impl SpecDoc {
                     aliases: n.aliases.clone(),
                 })
                 .collect(),
+            engine: EngineDoc {
+                stop_signal: spec.engine.stop_signal.clone(),
+                stop_timeout: spec.engine.stop_timeout,
+                init: spec.engine.init,
+                read_only: spec.engine.read_only,
+                extra_hosts: spec.engine.extra_hosts.clone(),
+            },
         }
     }
 
@@ -370,6 +399,13 @@ impl SpecDoc {
                 .collect(),
             hints: self.hints,
             networks,
+            engine: EngineOptions {
+                stop_signal: self.engine.stop_signal,
+                stop_timeout: self.engine.stop_timeout,
+                init: self.engine.init,
+                read_only: self.engine.read_only,
+                extra_hosts: self.engine.extra_hosts,
+            },
         })
     }
 }

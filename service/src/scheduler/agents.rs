@@ -1,21 +1,24 @@
 //! What each instance's agent supports, from the hello of its latest
-//! session: an agent older than `ContainerSpec.networks` ignores the
-//! field and would run a networked container on the default bridge, where
-//! names do not resolve, so such containers never go to it.
+//! session. An agent older than a `ContainerSpec` field ignores it: it
+//! would run a networked container on the default bridge, where names do
+//! not resolve, or drop a stop signal or an extra host without a word.
+//! So a container that needs a feature never goes to an agent that did
+//! not list it ([`required_features`]).
 //!
 //! Kept in memory: every session starts with a hello, and the relay's
 //! watch feed replays the live sessions to a new watcher, so the record
 //! is rebuilt after a restart. Until an instance's agent has been heard
 //! from, its instance counts as capable for placement (a booting instance
-//! gets this build's agent), but no networked container is created on it.
+//! gets this build's agent), but no container that needs a feature is
+//! created on it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use nest_relay::version::FEATURE_NETWORKS;
+use nest_relay::version::{FEATURE_ENGINE_OPTIONS, FEATURE_NETWORKS};
 
 use super::{Scheduler, lock};
-use crate::domain::InstanceId;
+use crate::domain::{ContainerSpec, InstanceId};
 
 /// Longest agent release quoted in a reason; the agent chose it.
 const MAX_VERSION_CHARS: usize = 64;
@@ -24,23 +27,50 @@ const MAX_VERSION_CHARS: usize = 64;
 #[derive(Clone, Debug)]
 struct SeenAgent {
     version: String,
-    networks: bool,
+    features: BTreeSet<String>,
 }
 
 /// The agents heard from, by instance.
 #[derive(Default)]
 pub(super) struct AgentsSeen(Mutex<HashMap<InstanceId, SeenAgent>>);
 
-/// Whether the agent of an instance may be given containers with
-/// user-defined networks.
+/// Whether the agent of an instance may be given a container.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum NetworkSupport {
-    /// It said it supports them.
+pub(super) enum FeatureSupport {
+    /// It listed every feature the container needs.
     Yes,
     /// Not heard from yet (booting, or this process just started).
     Unknown,
-    /// It did not say so; the reason a networked container fails with.
+    /// It did not list one; the reason the container fails with.
     No(String),
+}
+
+/// A feature a container needs: its name in a hello, what it is called in
+/// a reason, and what the tenant can do without it.
+struct Needed {
+    feature: &'static str,
+    what: &'static str,
+    instead: &'static str,
+}
+
+/// The agent features `spec` needs.
+fn required_features(spec: &ContainerSpec) -> Vec<Needed> {
+    let mut needed = Vec::new();
+    if !spec.networks.is_empty() {
+        needed.push(Needed {
+            feature: FEATURE_NETWORKS,
+            what: "user-defined network support",
+            instead: "remove the network's containers there",
+        });
+    }
+    if !spec.engine.is_default() {
+        needed.push(Needed {
+            feature: FEATURE_ENGINE_OPTIONS,
+            what: "support for --stop-signal, --stop-timeout, --init, --read-only and --add-host",
+            instead: "create the container without those options",
+        });
+    }
+    needed
 }
 
 impl Scheduler {
@@ -52,24 +82,36 @@ impl Scheduler {
             .filter(|c| !c.is_control())
             .take(MAX_VERSION_CHARS)
             .collect();
-        let networks = features.iter().any(|f| f == FEATURE_NETWORKS);
-        lock(&self.agents_seen.0).insert(instance.clone(), SeenAgent { version, networks });
+        let features = features.iter().cloned().collect();
+        lock(&self.agents_seen.0).insert(instance.clone(), SeenAgent { version, features });
     }
 
-    /// Whether containers with networks may go to `instance`'s agent.
-    pub(super) fn network_support(&self, instance: &InstanceId) -> NetworkSupport {
-        match lock(&self.agents_seen.0).get(instance) {
-            None => NetworkSupport::Unknown,
-            Some(agent) if agent.networks => NetworkSupport::Yes,
-            Some(agent) => NetworkSupport::No(format!(
-                "instance {instance} runs an agent without user-defined network support \
-                 (agent version {}); upgrade its agent, or remove the network's containers there",
-                if agent.version.is_empty() {
-                    "unknown"
-                } else {
-                    &agent.version
-                }
-            )),
+    /// Whether a container with `spec` may go to `instance`'s agent.
+    pub(super) fn feature_support(
+        &self,
+        instance: &InstanceId,
+        spec: &ContainerSpec,
+    ) -> FeatureSupport {
+        let needed = required_features(spec);
+        if needed.is_empty() {
+            return FeatureSupport::Yes;
         }
+        let seen = lock(&self.agents_seen.0);
+        let Some(agent) = seen.get(instance) else {
+            return FeatureSupport::Unknown;
+        };
+        let Some(missing) = needed.iter().find(|n| !agent.features.contains(n.feature)) else {
+            return FeatureSupport::Yes;
+        };
+        let version = if agent.version.is_empty() {
+            "unknown"
+        } else {
+            &agent.version
+        };
+        FeatureSupport::No(format!(
+            "instance {instance} runs an agent without {} (agent version {version}); \
+             upgrade its agent, or {}",
+            missing.what, missing.instead
+        ))
     }
 }

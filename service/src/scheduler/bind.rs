@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use nest_core::ErrorKind;
 
-use super::agents::NetworkSupport;
+use super::agents::FeatureSupport;
 use super::placement::{self, Candidate, Demand, Placement};
 use super::{PassError, Scheduler, WAITING_FOR_INSTANCE};
 use crate::domain::{Container, ContainerStatus, InstanceId, InstanceStatus, ProjectId};
@@ -83,14 +83,17 @@ impl Scheduler {
                 .collect(),
         };
         let mut candidates = self.candidates(&container.project_id).await?;
-        if !container.spec.networks.is_empty() {
-            candidates.retain(|c| !matches!(self.network_support(&c.id), NetworkSupport::No(_)));
-        }
+        candidates.retain(|c| {
+            !matches!(
+                self.feature_support(&c.id, &container.spec),
+                FeatureSupport::No(_)
+            )
+        });
         match self.network_home(container).await? {
             NetworkHome::Anywhere => {}
             NetworkHome::Split(reason) => return self.fail(container, &reason).await,
             NetworkHome::On(home, network) => {
-                if let NetworkSupport::No(reason) = self.network_support(&home) {
+                if let FeatureSupport::No(reason) = self.feature_support(&home, &container.spec) {
                     return self.fail(container, &reason).await;
                 }
                 candidates.retain(|c| c.id == home);

@@ -23,7 +23,7 @@ use nest_core::ErrorKind;
 use nest_core::backoff::Backoff;
 use tokio::time::Instant;
 
-use super::agents::NetworkSupport;
+use super::agents::FeatureSupport;
 use super::{CREATE_RETRY_MAX, PassError, Scheduler, lock};
 use crate::agents::{AgentError, AgentLink, CreateRequest, EngineState};
 use crate::db::{DbError, Store};
@@ -68,12 +68,11 @@ impl Scheduler {
             if !is_ready {
                 continue;
             }
-            if !container.spec.networks.is_empty() && !lock(&self.creating).contains(&container.id)
-            {
-                match self.network_support(&instance) {
-                    NetworkSupport::Yes => {}
-                    NetworkSupport::Unknown => continue,
-                    NetworkSupport::No(reason) => {
+            if !lock(&self.creating).contains(&container.id) {
+                match self.feature_support(&instance, &container.spec) {
+                    FeatureSupport::Yes => {}
+                    FeatureSupport::Unknown => continue,
+                    FeatureSupport::No(reason) => {
                         tracing::info!(container_id = %container.id, instance_id = %instance, %reason, "container cannot be created");
                         self.store
                             .update_status(

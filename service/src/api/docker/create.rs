@@ -16,7 +16,9 @@ use crate::api::zun::create::{
     check_host_name, check_labels, check_name, check_user, check_workdir,
 };
 use crate::app::NewContainer;
-use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
+use nest_core::engine_options;
+
+use crate::domain::{ContainerSpec, EngineOptions, PortProtocol, PublishedPort, RestartPolicyName};
 
 /// Memory of a container created without `-m`, MiB (the Zun default).
 const DEFAULT_MEMORY_MIB: u64 = crate::api::zun::create::DEFAULT_MEMORY_MIB;
@@ -46,6 +48,8 @@ pub struct CreateBody {
     volumes: Option<BTreeMap<String, Value>>,
     host_config: Option<HostConfig>,
     networking_config: Option<NetworkingConfig>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<i64>,
     /// Everything else: refused unless neutral.
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
@@ -80,6 +84,9 @@ struct HostConfig {
     cpu_shares: i64,
     network_mode: Option<String>,
     console_size: Option<Vec<u32>>,
+    init: Option<bool>,
+    readonly_rootfs: bool,
+    extra_hosts: Option<Vec<String>>,
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
 }
@@ -305,6 +312,13 @@ pub fn parse(body: CreateBody, name: Option<String>) -> Result<Parsed, DockerErr
             "conflicting options: cannot specify both --restart and --rm",
         ));
     }
+    let engine = engine_options(
+        body.stop_signal,
+        body.stop_timeout,
+        host.init.unwrap_or(false),
+        host.readonly_rootfs,
+        host.extra_hosts.unwrap_or_default(),
+    )?;
     // The initial terminal size is set on attach; the rest of the attach
     // flags describe the client's own session.
     let _ = (
@@ -335,10 +349,60 @@ pub fn parse(body: CreateBody, name: Option<String>) -> Result<Parsed, DockerErr
                 ports,
                 hints: BTreeMap::new(),
                 networks: Vec::new(),
+                engine,
             },
         },
         image,
         networks,
+    })
+}
+
+/// `StopSignal`, `StopTimeout`, `HostConfig.Init`, `ReadonlyRootfs` and
+/// `ExtraHosts` (`host:address`, or `host=address` as newer clients
+/// write it), by the rules the agent applies too.
+fn engine_options(
+    stop_signal: Option<String>,
+    stop_timeout: Option<i64>,
+    init: bool,
+    read_only: bool,
+    extra_hosts: Vec<String>,
+) -> Result<EngineOptions, DockerError> {
+    let stop_signal = stop_signal
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            engine_options::normalize_signal(&s)
+                .map_err(|e| DockerError::Invalid(format!("StopSignal: {e}")))
+        })
+        .transpose()?;
+    let stop_timeout = stop_timeout
+        .map(|t| {
+            let seconds =
+                u32::try_from(t).map_err(|_| invalid("StopTimeout: must be 0 or more seconds"))?;
+            engine_options::check_stop_timeout(seconds)
+                .map_err(|e| DockerError::Invalid(format!("StopTimeout: {e}")))?;
+            Ok::<_, DockerError>(seconds)
+        })
+        .transpose()?;
+    engine_options::check_extra_host_count(extra_hosts.len())
+        .map_err(|e| DockerError::Invalid(format!("ExtraHosts: {e}")))?;
+    let mut hosts = Vec::with_capacity(extra_hosts.len());
+    for entry in extra_hosts {
+        let split = entry.find([':', '=']);
+        let Some((host, address)) = split.map(|i| (&entry[..i], &entry[i + 1..])) else {
+            return Err(DockerError::Invalid(format!(
+                "ExtraHosts: {entry:?} is not HOST:ADDRESS"
+            )));
+        };
+        engine_options::check_extra_host(host, address)
+            .map_err(|e| DockerError::Invalid(format!("ExtraHosts: {e}")))?;
+        hosts.push((host.to_owned(), address.to_owned()));
+    }
+    Ok(EngineOptions {
+        stop_signal,
+        stop_timeout,
+        init,
+        read_only,
+        extra_hosts: hosts,
     })
 }
 
@@ -490,6 +554,71 @@ mod tests {
                 protocol: PortProtocol::Tcp
             }]
         );
+    }
+
+    #[test]
+    fn engine_options_reach_the_spec_and_bad_ones_are_refused() {
+        let parsed = parse(
+            body(serde_json::json!({
+                "Image": "i", "StopSignal": "SIGQUIT", "StopTimeout": 3,
+                "HostConfig": {"Init": true, "ReadonlyRootfs": true,
+                    "ExtraHosts": ["db:10.0.0.5", "gw=host-gateway", "v6:fd00::1"]},
+            })),
+            None,
+        )
+        .expect("accepted");
+        assert_eq!(
+            parsed.new.spec.engine,
+            EngineOptions {
+                stop_signal: Some("SIGQUIT".into()),
+                stop_timeout: Some(3),
+                init: true,
+                read_only: true,
+                extra_hosts: vec![
+                    ("db".into(), "10.0.0.5".into()),
+                    ("gw".into(), "host-gateway".into()),
+                    ("v6".into(), "fd00::1".into()),
+                ],
+            }
+        );
+        // What the CLI sends when none is asked for.
+        let plain = parse(
+            body(
+                serde_json::json!({"Image": "i", "HostConfig": {"Init": null, "ExtraHosts": null}}),
+            ),
+            None,
+        )
+        .expect("accepted");
+        assert!(plain.new.spec.engine.is_default());
+        for (v, needle) in [
+            (
+                serde_json::json!({"Image": "i", "StopSignal": "NOPE!"}),
+                "StopSignal",
+            ),
+            (
+                serde_json::json!({"Image": "i", "StopTimeout": -1}),
+                "StopTimeout",
+            ),
+            (
+                serde_json::json!({"Image": "i", "StopTimeout": 86400}),
+                "StopTimeout",
+            ),
+            (
+                serde_json::json!({"Image": "i", "HostConfig": {"ExtraHosts": ["nocolon"]}}),
+                "HOST:ADDRESS",
+            ),
+            (
+                serde_json::json!({"Image": "i", "HostConfig": {"ExtraHosts": ["db:not-an-ip"]}}),
+                "ExtraHosts",
+            ),
+            (
+                serde_json::json!({"Image": "i", "HostConfig": {"ExtraHosts": ["b d:10.0.0.1"]}}),
+                "ExtraHosts",
+            ),
+        ] {
+            let err = parse(body(v.clone()), None).expect_err("refused");
+            assert!(err.to_string().contains(needle), "{v}: {err}");
+        }
     }
 
     #[test]

@@ -370,8 +370,13 @@ pub fn inspect(info: &ContainerInfo, image: &str) -> Value {
             "WorkingDir": spec.workdir.clone().unwrap_or_default(),
             "Entrypoint": if spec.entrypoint.is_empty() { Value::Null } else { json!(spec.entrypoint) },
             "Labels": labels(info),
+            "StopSignal": spec.engine.stop_signal.clone().map_or(Value::Null, Value::String),
+            "StopTimeout": spec.engine.stop_timeout,
         },
         "HostConfig": {
+            "Init": spec.engine.init.then_some(true),
+            "ReadonlyRootfs": spec.engine.read_only,
+            "ExtraHosts": spec.engine.extra_hosts.iter().map(|(h, a)| format!("{h}:{a}")).collect::<Vec<_>>(),
             "AutoRemove": spec.auto_remove,
             "PortBindings": port_bindings(info),
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": retries},

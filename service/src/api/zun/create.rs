@@ -24,7 +24,7 @@ use super::extract::Flag;
 use super::microversion::ApiVersion;
 use crate::api::zun::error::ApiError;
 use crate::app::{ContainerPatch, NewContainer};
-use crate::domain::{ContainerSpec, PortProtocol, PublishedPort, RestartPolicyName};
+use crate::domain::{ContainerSpec, EngineOptions, PortProtocol, PublishedPort, RestartPolicyName};
 
 // Re-exported so that a handler names one module for a body and its
 // parser.
@@ -336,6 +336,7 @@ pub fn parse_create(
             ports,
             hints,
             networks: Vec::new(),
+            engine: EngineOptions::default(),
         },
     })
 }
