@@ -14,17 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use nest_tests::keystone::{self, Catalog, auth_url};
 use nest_tests::service::{ALPHA, BETA, ServiceOptions, ServiceProcess};
 use nest_tests::{TempDir, bin_path, unique};
 use serde_json::{Value, json};
 
-const KEYSTONE: &str = "http://127.0.0.1:5000/v3";
 /// How long a create may take to boot an instance and start.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn auth_url() -> String {
-    std::env::var("OS_AUTH_URL").unwrap_or_else(|_| KEYSTONE.to_owned())
-}
 
 /// Runs `osc` with exactly `env` for its OpenStack and Nest settings
 /// (whatever the test process inherited is removed).
@@ -537,104 +533,12 @@ async fn a_create_that_boots_an_instance_shows_its_progress() {
     );
 }
 
-/// A project-scoped token from Keystone.
-async fn keystone_token(http: &reqwest::Client, user: &str, password: &str) -> (String, Value) {
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "password": password, "domain": {"name": "Default"}}}},
-        "scope": {"project": {"name": user, "domain": {"name": "Default"}}}
-    }});
-    let response = http
-        .post(format!("{}/auth/tokens", auth_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "Keystone at {} is not reachable ({e}): run ../shared/openstack-lab/up.sh",
-                auth_url()
-            )
-        });
-    assert_eq!(response.status().as_u16(), 201, "password auth for {user}");
-    let token = response
-        .headers()
-        .get("x-subject-token")
-        .and_then(|v| v.to_str().ok())
-        .expect("X-Subject-Token")
-        .to_owned();
-    (token, response.json().await.expect("token body"))
-}
-
-/// Registers `url` as the `container` endpoint of a region of its own,
-/// so that other tests' endpoints never shadow it; answers the region.
-async fn register(http: &reqwest::Client, admin: &str, url: &str) -> (String, String) {
-    let base = auth_url();
-    let region = unique("osc-region");
-    let made = http
-        .post(format!("{base}/regions"))
-        .header("X-Auth-Token", admin)
-        .json(&json!({"region": {"id": region}}))
-        .send()
-        .await
-        .expect("create region");
-    assert_eq!(made.status().as_u16(), 201, "create region");
-    let services: Value = http
-        .get(format!("{base}/services?type=container"))
-        .header("X-Auth-Token", admin)
-        .send()
-        .await
-        .expect("services")
-        .json()
-        .await
-        .expect("services JSON");
-    let service_id = match services["services"][0]["id"].as_str() {
-        Some(id) => id.to_owned(),
-        None => http
-            .post(format!("{base}/services"))
-            .header("X-Auth-Token", admin)
-            .json(&json!({"service": {"type": "container", "name": "nest", "enabled": true}}))
-            .send()
-            .await
-            .expect("create service")
-            .json::<Value>()
-            .await
-            .expect("service JSON")["service"]["id"]
-            .as_str()
-            .expect("service id")
-            .to_owned(),
-    };
-    let endpoint: Value = http
-        .post(format!("{base}/endpoints"))
-        .header("X-Auth-Token", admin)
-        .json(&json!({"endpoint": {
-            "service_id": service_id, "interface": "public", "url": url, "region_id": region
-        }}))
-        .send()
-        .await
-        .expect("create endpoint")
-        .json()
-        .await
-        .expect("endpoint JSON");
-    let id = endpoint["endpoint"]["id"]
-        .as_str()
-        .expect("endpoint id")
-        .to_owned();
-    (region, id)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn osc_authenticates_through_keystone_and_projects_stay_apart() {
     let http = reqwest::Client::new();
-    let (admin, _) = keystone_token(&http, "admin", "adminpass").await;
-    let svc = ServiceProcess::start_with(ServiceOptions {
-        auth: Some(format!(
-            "mode = \"keystone\"\nauth_url = \"{}\"\nusername = \"admin\"\npassword = \"adminpass\"\nproject_name = \"admin\"\n",
-            auth_url()
-        )),
-        ..Default::default()
-    })
-    .await;
-    let (region, endpoint) = register(&http, &admin, &format!("{}/v1", svc.url)).await;
+    let svc = keystone::start_service().await;
+    let catalog = Catalog::register(&format!("{}/v1", svc.url)).await;
+    let region = catalog.region.clone();
     let auth = auth_url();
     let password = |user: &'static str, pass: &'static str| -> Vec<(&'static str, String)> {
         vec![
@@ -655,7 +559,7 @@ async fn osc_authenticates_through_keystone_and_projects_stay_apart() {
     let demo = password("demo", "demopass");
 
     // Password: upload and create through the catalog's endpoint.
-    let (demo_token, demo_body) = keystone_token(&http, "demo", "demopass").await;
+    let (demo_token, demo_body) = keystone::token(&http, "demo", "demopass", "demo").await;
     let image = svc.upload_test_image(&demo_token).await;
     let created = run(
         &demo,
@@ -790,16 +694,7 @@ async fn osc_authenticates_through_keystone_and_projects_stay_apart() {
 
     let deleted = run(&demo, &["container-delete", "--stop", &id]);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
-    let _ = http
-        .delete(format!("{}/endpoints/{endpoint}", auth_url()))
-        .header("X-Auth-Token", &admin)
-        .send()
-        .await;
-    let _ = http
-        .delete(format!("{}/regions/{region}", auth_url()))
-        .header("X-Auth-Token", &admin)
-        .send()
-        .await;
+    catalog.remove().await;
     let _ = http
         .delete(format!(
             "{}/users/{user_id}/application_credentials/{ac_id}",
