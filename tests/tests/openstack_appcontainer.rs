@@ -174,9 +174,22 @@ async fn openstack_appcontainer_drives_nest_through_the_keystone_catalog() {
         "service", "list", "-f", "value", "-c", "Binary", "-c", "State",
     ]);
     assert!(services.contains("nest-agent up"), "{services}");
-    client.run(&["delete", "--stop", "--wait", "ac-web"]);
-    let list = client.run(&["list", "-f", "value", "-c", "uuid"]);
-    assert!(!list.contains(&id), "{list}");
+    // Not --wait: the plugin gives up after 30 s, and a loaded machine
+    // may take longer to stop the container first.
+    let deleted = client.run(&["delete", "--stop", "ac-web"]);
+    assert!(deleted.contains("has been accepted"), "{deleted}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = client.run(&["list", "-f", "value", "-c", "uuid"]);
+        if !list.contains(&id) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ac-web was not deleted: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // The project's stored images, in Zun's image view.
     let images = client.run(&["image", "list", "-f", "value", "-c", "uuid"]);
