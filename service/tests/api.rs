@@ -1571,6 +1571,62 @@ async fn network_list_shows_the_instances_networks_from_1_13() {
 }
 
 #[tokio::test]
+async fn rename_by_post_is_served_up_to_1_13() {
+    let h = harness().await;
+    let c = created(&h, ALICE, &zunclient_body("old-name"), "Created").await;
+    let uuid = uuid_of(&c);
+    let reply = call("POST", "/v1/containers/old-name/rename?name=new-name")
+        .token(ALICE)
+        .version("container 1.13")
+        .send(&h.app)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["name"], "new-name");
+    assert_eq!(show(&h, ALICE, &uuid).await.json()["name"], "new-name");
+    // From 1.14 on Zun renames with PATCH only; a bad or missing name and
+    // another project's container are refused; none of it renames.
+    for (token, version, query, status, code) in [
+        (
+            ALICE,
+            "container 1.14",
+            "?name=x2",
+            406,
+            "container.not-acceptable",
+        ),
+        (
+            ALICE,
+            "container 1.13",
+            "",
+            400,
+            "container.invalid-parameter-value",
+        ),
+        (
+            ALICE,
+            "container 1.13",
+            "?name=-bad",
+            400,
+            "container.schema-validation-error",
+        ),
+        (
+            BOB,
+            "container 1.13",
+            "?name=x3",
+            404,
+            "container.container-not-found",
+        ),
+    ] {
+        let reply = call("POST", &format!("/v1/containers/{uuid}/rename{query}"))
+            .token(token)
+            .version(version)
+            .send(&h.app)
+            .await;
+        reply.zun_error(status, code);
+    }
+    assert_eq!(show(&h, ALICE, &uuid).await.json()["name"], "new-name");
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn zun_routes_nest_leaves_out_say_so_and_change_nothing() {
     let h = harness().await;
     let c = created(&h, ALICE, &zunclient_body("u1"), "Created").await;

@@ -8,7 +8,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::create::{CreateContainerBody, UpdateContainerBody, parse_create, parse_update};
+use super::create::{
+    CreateContainerBody, UpdateContainerBody, check_name, parse_create, parse_update,
+};
 use super::extract::{Flag, Lenient, Params, QueryParams, RequestContext, ZunJson, ZunPath};
 use super::views::{
     ContainerCollection, ContainerView, NetworkListView, container_view, network_list_view,
@@ -16,7 +18,8 @@ use super::views::{
 use crate::api::ApiState;
 use crate::api::zun::error::ApiError;
 use crate::app::{
-    ContainerFilters, ContainerRef, DeleteOptions, ListParams, MAX_LIST_LIMIT, SortDir, SortKey,
+    ContainerFilters, ContainerPatch, ContainerRef, DeleteOptions, ListParams, MAX_LIST_LIMIT,
+    SortDir, SortKey,
 };
 use crate::domain::{ContainerId, ContainerStatus, InstanceId, ProjectId, UserId};
 
@@ -331,6 +334,58 @@ pub async fn update(
     ZunJson(body): ZunJson<UpdateContainerBody>,
 ) -> Result<Json<ContainerView>, ApiError> {
     let patch = parse_update(body, cx.version)?;
+    let container = ContainerRef::parse(&ident);
+    let info = state
+        .app()
+        .update_container(&cx.call, &container, patch)
+        .await?;
+    Ok(Json(container_view(&info, &cx.base_url)))
+}
+
+/// Query of the old rename.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameQuery {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The last microversion with `POST .../rename` (1.14 renames by PATCH).
+const RENAME_MAX_VERSION: u16 = 13;
+
+/// Rename a container, as Zun did before 1.14 (`zun rename` at those
+/// versions); later versions rename with PATCH.
+#[utoipa::path(
+    post, path = "/v1/containers/{container}/rename", tag = "containers",
+    params(("container" = String, Path, description = "uuid or name"),
+           ("name" = String, Query, description = "the new name")),
+    responses((status = 200, body = ContainerView),
+              (status = 406, description = "1.14 or later: rename with PATCH"))
+)]
+pub async fn rename(
+    State(state): State<ApiState>,
+    cx: RequestContext,
+    ZunPath(ident): ZunPath<String>,
+    QueryParams(query): QueryParams<RenameQuery>,
+) -> Result<Json<ContainerView>, ApiError> {
+    if cx.version.at_least(RENAME_MAX_VERSION + 1) {
+        return Err(ApiError::RouteRemovedInVersion {
+            requested: cx.version,
+            maximum: super::microversion::ApiVersion::new(RENAME_MAX_VERSION),
+        });
+    }
+    let Some(name) = query.name else {
+        return Err(ApiError::InvalidParameter {
+            name: "name".into(),
+            reason: "the new name is required".into(),
+        });
+    };
+    check_name("name", &name)?;
+    let patch = ContainerPatch {
+        name: Some(name),
+        cpu: None,
+        memory_mib: None,
+    };
     let container = ContainerRef::parse(&ident);
     let info = state
         .app()

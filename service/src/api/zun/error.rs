@@ -99,6 +99,16 @@ pub enum ApiError {
         /// The first microversion that has the route.
         minimum: ApiVersion,
     },
+    /// The route was removed after an earlier microversion.
+    #[error(
+        "the requested API is not supported for version {requested}; it was removed after {maximum}"
+    )]
+    RouteRemovedInVersion {
+        /// The request's microversion.
+        requested: ApiVersion,
+        /// The last microversion that has the route.
+        maximum: ApiVersion,
+    },
     /// The websocket request came from a page of another origin.
     #[error("origin {0} is not allowed")]
     OriginNotAllowed(String),
@@ -151,6 +161,7 @@ impl ApiError {
             | Self::UnsupportedMediaType(_)
             | Self::Version(_)
             | Self::RouteNotInVersion { .. }
+            | Self::RouteRemovedInVersion { .. }
             | Self::WebSocketRequired
             | Self::MethodNotAllowed => ErrorKind::Invalid,
             Self::PrivilegedDenied | Self::OriginNotAllowed(_) => ErrorKind::Forbidden,
@@ -166,7 +177,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Version(_) | Self::RouteNotInVersion { .. } => StatusCode::NOT_ACCEPTABLE,
+            Self::Version(_)
+            | Self::RouteNotInVersion { .. }
+            | Self::RouteRemovedInVersion { .. } => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             _ => status_of(self.kind()),
         }
@@ -184,7 +197,9 @@ impl ApiError {
             Self::NotSupported { .. } => "not-supported",
             Self::PrivilegedDenied => "policy-not-authorized",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
-            Self::Version(_) | Self::RouteNotInVersion { .. } => "not-acceptable",
+            Self::Version(_)
+            | Self::RouteNotInVersion { .. }
+            | Self::RouteRemovedInVersion { .. } => "not-acceptable",
             Self::OriginNotAllowed(_) => "origin-not-allowed",
             Self::WebSocketRequired => "websocket-required",
             Self::RouteNotFound => "not-found",

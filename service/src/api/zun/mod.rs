@@ -79,6 +79,7 @@ pub(crate) fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             containers::delete
         ))
         .routes(routes!(containers::network_list))
+        .routes(routes!(containers::rename))
         .routes(routes!(lifecycle::start))
         .routes(routes!(lifecycle::stop))
         .routes(routes!(lifecycle::reboot))

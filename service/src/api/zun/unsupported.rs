@@ -70,11 +70,6 @@ fn container_action(method: &Method, action: &str) -> Option<Refusal> {
             "copying files to or from a container",
             "use exec, e.g. `openstack appcontainer exec <container> cat <file>`",
         ),
-        "rename" => (
-            "POST .../rename",
-            "rename with PATCH /v1/containers/{container} {\"name\": ...} \
-             (`openstack appcontainer set --name`)",
-        ),
         "add_security_group" | "remove_security_group" => (
             "container security groups",
             "a container shares its instance's Nova security groups: change them on the \
@@ -109,7 +104,6 @@ mod tests {
             (Method::POST, "/v1/containers/c/rebuild"),
             (Method::GET, "/v1/containers/c/get_archive"),
             (Method::POST, "/v1/containers/c/put_archive"),
-            (Method::POST, "/v1/containers/c/rename"),
             (Method::POST, "/v1/containers/c/add_security_group"),
             (Method::POST, "/v1/containers/c/network_detach"),
         ] {
