@@ -1,5 +1,6 @@
 //! How the engine runs a container beyond its process, as the docker CLI
-//! asks (`--stop-signal`, `--stop-timeout`, `--add-host`): the service's
+//! asks (`--stop-signal`, `--stop-timeout`, `--add-host`, `--health-*`),
+//! and the health the engine reports back: the service's
 //! Docker door and the agent check the same rules, from here, so that what
 //! one refuses the other refuses too. The callers name the field.
 
@@ -13,6 +14,18 @@ pub const MAX_EXTRA_HOSTS: usize = 64;
 pub const HOST_GATEWAY: &str = "host-gateway";
 /// Longest host name of an extra host: a DNS name.
 pub const MAX_HOST_NAME_BYTES: usize = 253;
+
+/// Most words of a healthcheck's test (`CMD-SHELL`, `CMD` and its argv).
+pub const MAX_HEALTHCHECK_WORDS: usize = 64;
+/// Longest word of a healthcheck's test, bytes.
+pub const MAX_HEALTHCHECK_WORD_BYTES: usize = 4096;
+/// Shortest healthcheck interval, timeout or start period the engine takes
+/// (other than 0, the image's): 1 ms, in nanoseconds.
+pub const MIN_HEALTHCHECK_NANOS: u64 = 1_000_000;
+/// Longest of them: a day, in nanoseconds.
+pub const MAX_HEALTHCHECK_NANOS: u64 = 86_400 * 1_000_000_000;
+/// Most retries before a container counts as unhealthy.
+pub const MAX_HEALTHCHECK_RETRIES: u32 = 1000;
 
 /// Why an engine option cannot be honoured.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +48,18 @@ pub enum EngineOptionError {
     /// An address that is neither an IP address nor `host-gateway`.
     #[error("{0:?} is not an IP address or host-gateway")]
     HostAddress(String),
+    /// A test that is not `NONE`, `CMD args...` or `CMD-SHELL command`.
+    #[error(
+        "the test must be [\"NONE\"], [\"CMD\", args...] or [\"CMD-SHELL\", command], \
+         at most {MAX_HEALTHCHECK_WORDS} words of {MAX_HEALTHCHECK_WORD_BYTES} bytes without NUL"
+    )]
+    HealthTest,
+    /// An interval, timeout or start period out of range.
+    #[error("{0} must be 0 (the image's) or from 1ms to 24h")]
+    HealthDuration(&'static str),
+    /// Too many retries.
+    #[error("retries must be at most {MAX_HEALTHCHECK_RETRIES}")]
+    HealthRetries,
 }
 
 /// Normalises a signal: `term`, `SIGTERM` and `TERM` are `SIGTERM`, `15`
@@ -106,6 +131,81 @@ pub fn check_extra_host(host: &str, address: &str) -> Result<(), EngineOptionErr
     Ok(())
 }
 
+/// Checks a healthcheck: its test (empty is the image's) and its timing
+/// (0 is the image's).
+///
+/// # Errors
+/// [`EngineOptionError::HealthTest`], [`EngineOptionError::HealthDuration`]
+/// naming the field, or [`EngineOptionError::HealthRetries`].
+pub fn check_healthcheck(
+    test: &[String],
+    interval_ns: u64,
+    timeout_ns: u64,
+    start_period_ns: u64,
+    retries: u32,
+) -> Result<(), EngineOptionError> {
+    let well_formed = match test.first().map(String::as_str) {
+        None => true,
+        Some("NONE") => test.len() == 1,
+        Some("CMD-SHELL") => test.len() == 2 && !test[1].is_empty(),
+        Some("CMD") => test.len() >= 2 && !test[1].is_empty(),
+        Some(_) => false,
+    };
+    if !well_formed
+        || test.len() > MAX_HEALTHCHECK_WORDS
+        || test
+            .iter()
+            .any(|w| w.len() > MAX_HEALTHCHECK_WORD_BYTES || w.contains('\0'))
+    {
+        return Err(EngineOptionError::HealthTest);
+    }
+    for (name, nanos) in [
+        ("interval", interval_ns),
+        ("timeout", timeout_ns),
+        ("start period", start_period_ns),
+    ] {
+        if nanos != 0 && !(MIN_HEALTHCHECK_NANOS..=MAX_HEALTHCHECK_NANOS).contains(&nanos) {
+            return Err(EngineOptionError::HealthDuration(name));
+        }
+    }
+    if retries > MAX_HEALTHCHECK_RETRIES {
+        return Err(EngineOptionError::HealthRetries);
+    }
+    Ok(())
+}
+
+/// A container's health as the engine reports it, from its healthcheck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Checks have not passed yet.
+    Starting,
+    /// The last check passed.
+    Healthy,
+    /// The checks failed as many times in a row as the retries allow.
+    Unhealthy,
+}
+
+impl Health {
+    /// The engine's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// Reads the engine's word; `None` for anything else (`none`, empty).
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "starting" => Some(Self::Starting),
+            "healthy" => Some(Self::Healthy),
+            "unhealthy" => Some(Self::Unhealthy),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +227,48 @@ mod tests {
         for bad in ["", "SIG", "-1", "SIG TERM", "TERM;rm", "ABCDEFGHIJKLMNOPQ"] {
             assert!(normalize_signal(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn healthchecks_are_the_engines_forms_within_bounds() {
+        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let ok = |test: &[&str]| check_healthcheck(&words(test), 0, 0, 0, 0);
+        assert_eq!(ok(&[]), Ok(()));
+        assert_eq!(ok(&["NONE"]), Ok(()));
+        assert_eq!(ok(&["CMD-SHELL", "test -f /ready"]), Ok(()));
+        assert_eq!(ok(&["CMD", "/bin/check", "--fast"]), Ok(()));
+        for bad in [
+            &["NONE", "x"][..],
+            &["CMD-SHELL"],
+            &["CMD-SHELL", "a", "b"],
+            &["CMD"],
+            &["CMD", ""],
+            &["SHELL", "x"],
+            &["CMD", "a\0b"],
+        ] {
+            assert_eq!(ok(bad), Err(EngineOptionError::HealthTest), "{bad:?}");
+        }
+        let test = words(&["CMD", "true"]);
+        assert_eq!(
+            check_healthcheck(&test, 1_000_000_000, 5_000_000, 0, 3),
+            Ok(())
+        );
+        assert_eq!(
+            check_healthcheck(&test, 999, 0, 0, 0),
+            Err(EngineOptionError::HealthDuration("interval"))
+        );
+        assert_eq!(
+            check_healthcheck(&test, 0, MAX_HEALTHCHECK_NANOS + 1, 0, 0),
+            Err(EngineOptionError::HealthDuration("timeout"))
+        );
+        assert_eq!(
+            check_healthcheck(&test, 0, 0, 0, MAX_HEALTHCHECK_RETRIES + 1),
+            Err(EngineOptionError::HealthRetries)
+        );
+        for health in [Health::Starting, Health::Healthy, Health::Unhealthy] {
+            assert_eq!(Health::parse(health.as_str()), Some(health));
+        }
+        assert_eq!(Health::parse("none"), None);
     }
 
     #[test]

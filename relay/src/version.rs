@@ -23,9 +23,17 @@ pub const FEATURE_NETWORKS: &str = "networks";
 /// `init`, `read_only`, `extra_hosts`).
 pub const FEATURE_ENGINE_OPTIONS: &str = "engine-options";
 
+/// The feature an agent lists in its hello when it honours
+/// `ContainerSpec.healthcheck` and reports `ContainerState.health`.
+pub const FEATURE_HEALTHCHECK: &str = "healthcheck";
+
 /// What an agent of this build supports beyond protocol version 1, sent in
 /// every hello.
-pub const AGENT_FEATURES: &[&str] = &[FEATURE_NETWORKS, FEATURE_ENGINE_OPTIONS];
+pub const AGENT_FEATURES: &[&str] = &[
+    FEATURE_NETWORKS,
+    FEATURE_ENGINE_OPTIONS,
+    FEATURE_HEALTHCHECK,
+];
 
 /// Most features a hello may list; the relay drops the rest.
 pub const MAX_FEATURES: usize = 32;

@@ -547,7 +547,29 @@ pub struct EngineOptions {
     pub read_only: bool,
     /// Extra `/etc/hosts` lines: (host name, IP address or `host-gateway`).
     pub extra_hosts: Vec<(String, String)>,
+    /// The engine's healthcheck (`docker run --health-*`); `None` is the
+    /// image's. Needs an agent of the `healthcheck` feature, not only of
+    /// `engine-options`.
+    pub healthcheck: Option<HealthCheck>,
 }
+
+/// A healthcheck as the engine runs it, checked by
+/// `nest_core::engine_options::check_healthcheck`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HealthCheck {
+    /// `NONE`, `CMD args...` or `CMD-SHELL command`; empty is the image's.
+    pub test: Vec<String>,
+    /// Between checks, ns; 0 is the image's.
+    pub interval_ns: u64,
+    /// Before a check counts as hung, ns; 0 is the image's.
+    pub timeout_ns: u64,
+    /// Before failures count, ns; 0 is the image's.
+    pub start_period_ns: u64,
+    /// Failures in a row before unhealthy; 0 is the image's.
+    pub retries: u32,
+}
+
+pub use nest_core::engine_options::Health;
 
 impl EngineOptions {
     /// Whether every option is the engine's default.
@@ -583,6 +605,9 @@ pub struct Container {
     pub created_at: String,
     /// Last change, RFC 3339.
     pub updated_at: String,
+    /// Its healthcheck's last verdict as the agent reported it; `None`
+    /// without a healthcheck or before the first report.
+    pub health: Option<Health>,
 }
 
 /// An instance Nest booted for a project.

@@ -579,6 +579,7 @@ impl AgentsState {
             },
             status_reason: None,
             exit_code: 0,
+            health: None,
         };
         let resources = Resources {
             cpu: request.spec.cpu,

@@ -83,6 +83,7 @@ fn exited(container: ContainerId) -> EngineState {
         status: ContainerStatus::Stopped,
         status_reason: Some("exited with code 137".into()),
         exit_code: 137,
+        health: None,
     }
 }
 

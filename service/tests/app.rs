@@ -644,3 +644,40 @@ async fn engine_options_never_reach_an_agent_that_did_not_list_them() {
     assert_eq!(instance_of(&plain), instance);
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn a_healthcheck_never_reaches_an_agent_that_did_not_list_it() {
+    let svc = service().await;
+    let cx = member_of("project-a");
+    // An agent with engine options but from before healthchecks.
+    svc.agents()
+        .set_default_release("0.9.8", &["networks", "engine-options"]);
+
+    let mut new = busybox(&["sleep", "1000"]);
+    new.name = Some("checked".into());
+    new.spec.engine.healthcheck = Some(nest_service::domain::HealthCheck {
+        test: vec!["CMD".into(), "true".into()],
+        ..Default::default()
+    });
+    let id = svc
+        .app()
+        .create_container(&cx, new, true)
+        .await
+        .unwrap_or_else(|e| panic!("create is accepted: {e}"))
+        .container
+        .id;
+    let failed = settled(&svc, id, ContainerStatus::Error).await;
+    let instance = instance_of(&failed);
+    assert_eq!(
+        failed.status_reason.as_deref(),
+        Some(
+            format!(
+                "instance {instance} runs an agent without healthcheck support (agent version \
+                 0.9.8); upgrade its agent, or create the container without a healthcheck"
+            )
+            .as_str()
+        )
+    );
+    assert!(svc.agents().container(id).is_none());
+    svc.stop().await;
+}

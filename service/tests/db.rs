@@ -231,6 +231,7 @@ fn container(project_id: &str, name: &str) -> Container {
         docker_id: None,
         created_at: now.clone(),
         updated_at: now,
+        health: None,
     }
 }
 
@@ -275,10 +276,18 @@ fn full_container(project_id: &str, name: &str) -> Container {
             init: true,
             read_only: true,
             extra_hosts: vec![("db".into(), "10.0.0.9".into())],
+            healthcheck: Some(nest_service::domain::HealthCheck {
+                test: vec!["CMD-SHELL".into(), "test -f /ready".into()],
+                interval_ns: 2_000_000_000,
+                timeout_ns: 1_000_000_000,
+                start_period_ns: 0,
+                retries: 4,
+            }),
         },
     };
     c.status_reason = Some("waiting for an instance".into());
     c.desired_running = false;
+    c.health = Some(nest_service::domain::Health::Unhealthy);
     c
 }
 

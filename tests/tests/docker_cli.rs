@@ -337,6 +337,78 @@ async fn stop_signal_timeout_init_read_only_and_extra_hosts_reach_the_engine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthcheck_runs_on_the_engine_and_its_verdict_shows() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    cli.load_test_image().await;
+    cli.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test \"$(cat /tmp/state)\" = ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        IMAGE,
+        "sleep",
+        "3600",
+    ])
+    .await;
+    let health = || async {
+        cli.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"])
+            .await
+            .trim()
+            .to_owned()
+    };
+    // Failing checks, one retry: unhealthy.
+    nest_tests::eventually(BOOT, "the container to be unhealthy", || async {
+        (health().await == "unhealthy").then_some(())
+    })
+    .await;
+    cli.ok(&["exec", "hc", "sh", "-c", "echo ok > /tmp/state"])
+        .await;
+    nest_tests::eventually(BOOT, "the container to be healthy", || async {
+        (health().await == "healthy").then_some(())
+    })
+    .await;
+    let status = cli.ok(&["ps", "--format", "{{.Status}}"]).await;
+    assert!(status.trim().ends_with("(healthy)"), "{status}");
+    let test = cli
+        .ok(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", "hc"])
+        .await;
+    assert_eq!(
+        test.trim(),
+        r#"["CMD-SHELL","test \"$(cat /tmp/state)\" = ok"]"#
+    );
+    cli.ok(&["exec", "hc", "sh", "-c", "echo bad > /tmp/state"])
+        .await;
+    nest_tests::eventually(BOOT, "the container to be unhealthy again", || async {
+        (health().await == "unhealthy").then_some(())
+    })
+    .await;
+    let out = cli
+        .run(&[
+            "run",
+            "-d",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "1ns",
+            IMAGE,
+            "true",
+        ])
+        .await;
+    assert!(
+        !out.status.success() && text(&out).contains("interval"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploaded_root_filesystem_shows_and_runs_under_its_upload_name() {
     let svc = service().await;
     let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
@@ -1588,4 +1660,89 @@ async fn top_stats_rename_update_pause_kill_wait_and_images_work() {
     cli.ok(&["rm", "renamed"]).await;
     cli.ok(&["rmi", IMAGE]).await;
     assert!(cli.ok(&["images", "-q"]).await.trim().is_empty());
+}
+
+/// A compose file of the 2.x format with what real ones hold beside
+/// images and commands: a healthcheck that another service waits for
+/// (`condition: service_healthy`), and init, stop_signal,
+/// stop_grace_period, read_only and extra_hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_compose_waits_for_a_healthy_service_and_passes_engine_options() {
+    let svc = service().await;
+    let cli = DockerCli::new(&svc, ALPHA, Auth::Certificate).await;
+    cli.load_test_image().await;
+    let file = cli.path("docker-compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"version: "2.4"
+services:
+  db:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep 2; echo up > /tmp/ready; exec sleep 600"]
+    init: true
+    stop_signal: SIGINT
+    stop_grace_period: 5s
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 1s
+      retries: 30
+  app:
+    image: {IMAGE}
+    read_only: true
+    extra_hosts: ["db.internal:10.1.2.3"]
+    depends_on:
+      db:
+        condition: service_healthy
+    command: ["sh", "-c", "echo app-started; cat /etc/hosts; exec sleep 600"]
+"#
+        ),
+    )
+    .expect("write the compose file");
+    let file = file.to_string_lossy().into_owned();
+    let run = async |args: &[&str]| {
+        let mut all = vec!["-p", "health", "-f", file.as_str()];
+        all.extend_from_slice(args);
+        cli.compose(&all).await
+    };
+
+    // up returns once db is healthy and app is started.
+    let up = run(&["up", "-d"]).await;
+    assert!(up.status.success(), "{}", text(&up));
+    let db = cli
+        .ok(&["inspect", "-f", "{{.State.Health.Status}} {{.HostConfig.Init}} {{.Config.StopSignal}} {{.Config.StopTimeout}}", "health_db_1"])
+        .await;
+    assert_eq!(db.trim(), "healthy true SIGINT 5");
+    wait_for(BOOT, "app to start after db was healthy", async || {
+        let logs = run(&["logs", "--no-color", "app"]).await;
+        let said = text(&logs);
+        if said.contains("app-started") && said.contains("db.internal") {
+            Ok(())
+        } else {
+            Err(said)
+        }
+    })
+    .await;
+    let app = cli
+        .ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.ExtraHosts}}",
+            "health_app_1",
+        ])
+        .await;
+    assert_eq!(app.trim(), "true [db.internal:10.1.2.3]");
+    let ps = run(&["ps"]).await;
+    assert!(text(&ps).contains("(healthy)"), "{}", text(&ps));
+    let down = run(&["down"]).await;
+    assert!(down.status.success(), "{}", text(&down));
+    wait_for(BOOT, "down to remove both", async || {
+        let left = cli.ok(&["ps", "-aq"]).await;
+        if left.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(left)
+        }
+    })
+    .await;
 }

@@ -15,11 +15,11 @@ use nest_relay::proto::{
 use super::ConvertError;
 use crate::model::{
     AttachStream, Command, CommandId, CommandRequest, ContainerSpec, ContainerUuid,
-    CreateContainer, EngineOptions, EnvVar, ExecCapture, ExecStream, Failure, HelloAck, Inbound,
-    KillContainer, Label, LogsRequest, MAX_ALIASES, MAX_NETWORKS, NetworkAlias, NetworkAttachment,
-    NetworkId, PortBinding, Protocol, PullImage, RemoveContainer, RenewOutcome, RestartPolicy,
-    StopContainer, StreamId, StreamInput, StreamOpen, StreamOpenRequest, TerminalSize, Top,
-    UpdateResources,
+    CreateContainer, EngineOptions, EnvVar, ExecCapture, ExecStream, Failure, HealthCheck,
+    HelloAck, Inbound, KillContainer, Label, LogsRequest, MAX_ALIASES, MAX_NETWORKS, NetworkAlias,
+    NetworkAttachment, NetworkId, PortBinding, Protocol, PullImage, RemoveContainer, RenewOutcome,
+    RestartPolicy, StopContainer, StreamId, StreamInput, StreamOpen, StreamOpenRequest,
+    TerminalSize, Top, UpdateResources,
 };
 
 /// A message from the relay in the agent's terms; `None` when it carries
@@ -236,13 +236,33 @@ fn container_spec(spec: proto::ContainerSpec) -> Result<ContainerSpec, ConvertEr
         .collect::<Result<_, _>>()?;
     let restart_policy = restart_policy(spec.restart_policy, spec.restart_max_retries)?;
     let networks = networks(spec.networks)?;
-    let engine = engine_options(
+    let mut engine = engine_options(
         spec.stop_signal,
         spec.stop_timeout_seconds,
         spec.init,
         spec.read_only,
         spec.extra_hosts,
     )?;
+    engine.healthcheck = spec
+        .healthcheck
+        .map(|h| {
+            engine_options::check_healthcheck(
+                &h.test,
+                h.interval_ns,
+                h.timeout_ns,
+                h.start_period_ns,
+                h.retries,
+            )
+            .map_err(|e| ConvertError::invalid("spec.healthcheck", e.to_string()))?;
+            Ok::<_, ConvertError>(HealthCheck {
+                test: h.test,
+                interval_ns: h.interval_ns,
+                timeout_ns: h.timeout_ns,
+                start_period_ns: h.start_period_ns,
+                retries: h.retries,
+            })
+        })
+        .transpose()?;
     Ok(ContainerSpec {
         uuid,
         name: non_empty(spec.name),
@@ -306,6 +326,7 @@ fn engine_options(
         init,
         read_only,
         extra_hosts: hosts,
+        healthcheck: None,
     })
 }
 
@@ -632,6 +653,13 @@ mod tests {
                 host: "gw".to_owned(),
                 address: "host-gateway".to_owned(),
             }],
+            healthcheck: Some(proto::HealthCheck {
+                test: vec!["CMD-SHELL".to_owned(), "test -f /ready".to_owned()],
+                interval_ns: 1_000_000_000,
+                timeout_ns: 0,
+                start_period_ns: 0,
+                retries: 3,
+            }),
         };
         let Ok(Command::Create(create)) = read_command(Some(create(spec))).command else {
             panic!("expected a create");
@@ -678,6 +706,13 @@ mod tests {
                 init: true,
                 read_only: true,
                 extra_hosts: vec![("gw".to_owned(), "host-gateway".to_owned())],
+                healthcheck: Some(HealthCheck {
+                    test: vec!["CMD-SHELL".to_owned(), "test -f /ready".to_owned()],
+                    interval_ns: 1_000_000_000,
+                    timeout_ns: 0,
+                    start_period_ns: 0,
+                    retries: 3,
+                }),
             }
         );
     }
@@ -692,6 +727,13 @@ mod tests {
             },
             proto::ContainerSpec {
                 stop_timeout_seconds: Some(engine_options::MAX_STOP_TIMEOUT_SECONDS + 1),
+                ..wire_spec()
+            },
+            proto::ContainerSpec {
+                healthcheck: Some(proto::HealthCheck {
+                    test: vec!["SHELL".to_owned(), "x".to_owned()],
+                    ..Default::default()
+                }),
                 ..wire_spec()
             },
             proto::ContainerSpec {

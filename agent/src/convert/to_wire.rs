@@ -152,6 +152,10 @@ fn container_state(state: ContainerState) -> proto::ContainerState {
             .map(|(key, value)| proto::Label { key, value })
             .collect(),
         error: state.error.unwrap_or_default(),
+        health: state
+            .health
+            .map(|h| h.as_str().to_owned())
+            .unwrap_or_default(),
         pid: state.pid.unwrap_or(0),
     }
 }
@@ -237,6 +241,7 @@ mod tests {
             ]),
             error: None,
             pid: None,
+            health: Some(nest_core::engine_options::Health::Healthy),
         }
     }
 
@@ -248,6 +253,7 @@ mod tests {
         assert_eq!(wire.started_at, "2026-01-01T00:00:00Z");
         assert_eq!(wire.finished_at, "");
         assert_eq!((wire.pid, wire.error.as_str()), (0, ""));
+        assert_eq!(wire.health, "healthy");
         let keys: Vec<&str> = wire.labels.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(keys, ["a", "z"]);
         assert_eq!(wire.ports.len(), 1);

@@ -10,8 +10,9 @@ use std::num::NonZeroU16;
 
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, ContainerStatsResponse,
-    ContainerTopResponse, PortMap,
+    ContainerTopResponse, HealthStatusEnum, PortMap,
 };
+use nest_core::engine_options::Health;
 
 use crate::model::{
     ContainerState, ContainerUuid, EngineStatus, PortBinding, Protocol, StatsResult, TopResult,
@@ -71,6 +72,15 @@ pub(crate) fn container_state(
             .and_then(|s| s.pid)
             .and_then(|p| u32::try_from(p).ok())
             .filter(|p| *p != 0),
+        health: state
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status)
+            .and_then(|status| match status {
+                HealthStatusEnum::STARTING => Some(Health::Starting),
+                HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+                HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+                HealthStatusEnum::EMPTY | HealthStatusEnum::NONE => None,
+            }),
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU16;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig,
     PortBinding as EnginePortBinding, PortMap, RestartPolicy as EngineRestartPolicy,
     RestartPolicyNameEnum,
 };
@@ -127,6 +127,17 @@ pub(crate) fn create_body(
         exposed_ports: (!exposed_ports.is_empty()).then_some(exposed_ports),
         stop_signal: spec.engine.stop_signal.clone(),
         stop_timeout: spec.engine.stop_timeout.map(i64::from),
+        healthcheck: spec.engine.healthcheck.as_ref().map(|h| {
+            let nanos = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
+            HealthConfig {
+                test: (!h.test.is_empty()).then(|| h.test.clone()),
+                interval: nanos(h.interval_ns),
+                timeout: nanos(h.timeout_ns),
+                start_period: nanos(h.start_period_ns),
+                retries: Some(i64::from(h.retries)),
+                ..Default::default()
+            }
+        }),
         host_config: Some(HostConfig {
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             nano_cpus,

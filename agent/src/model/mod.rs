@@ -40,8 +40,9 @@ pub use report::{
 };
 pub use session::{Hello, HelloAck, Inbound, Outbound, RenewOutcome};
 pub use spec::{
-    ContainerSpec, EngineOptions, EnvVar, Label, MAX_ALIAS_LEN, MAX_ALIASES, MAX_NETWORKS,
-    NetworkAlias, NetworkAliasError, NetworkAttachment, PortBinding, Protocol, RestartPolicy,
+    ContainerSpec, EngineOptions, EnvVar, HealthCheck, Label, MAX_ALIAS_LEN, MAX_ALIASES,
+    MAX_NETWORKS, NetworkAlias, NetworkAliasError, NetworkAttachment, PortBinding, Protocol,
+    RestartPolicy,
 };
 pub use stream::{
     AttachStream, Chunk, ExecStream, LogsRequest, OutputKind, StreamInput, StreamOpen,

@@ -79,6 +79,8 @@ pub struct ContainerState {
     pub error: Option<String>,
     /// The main process's id on the instance, while it runs.
     pub pid: Option<u32>,
+    /// Its healthcheck's verdict; `None` without a healthcheck.
+    pub health: Option<nest_core::engine_options::Health>,
 }
 
 /// A lifecycle event of one container, as the engine reported it.

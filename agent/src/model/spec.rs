@@ -76,6 +76,24 @@ pub struct EngineOptions {
     pub read_only: bool,
     /// Extra `/etc/hosts` lines: (host name, IP address or `host-gateway`).
     pub extra_hosts: Vec<(String, String)>,
+    /// The engine's healthcheck; `None` is the image's.
+    pub healthcheck: Option<HealthCheck>,
+}
+
+/// A healthcheck as the engine runs it; checked by
+/// `nest_core::engine_options::check_healthcheck`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `NONE`, `CMD args...` or `CMD-SHELL command`; empty is the image's.
+    pub test: Vec<String>,
+    /// Between checks, ns; 0 is the image's.
+    pub interval_ns: u64,
+    /// Before a check counts as hung, ns; 0 is the image's.
+    pub timeout_ns: u64,
+    /// Before failures count, ns; 0 is the image's.
+    pub start_period_ns: u64,
+    /// Failures in a row before unhealthy; 0 is the image's.
+    pub retries: u32,
 }
 
 impl ContainerSpec {

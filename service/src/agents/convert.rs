@@ -19,7 +19,8 @@ use super::{
     StreamOpen,
 };
 use crate::domain::{
-    ContainerId, ContainerSpec, ContainerStatus, InstanceId, PortProtocol, RestartPolicyName,
+    ContainerId, ContainerSpec, ContainerStatus, Health, InstanceId, PortProtocol,
+    RestartPolicyName,
 };
 use nest_core::ErrorKind;
 
@@ -89,6 +90,17 @@ fn to_agent_spec(id: ContainerId, name: &str, spec: &ContainerSpec) -> proto::Co
         user: spec.user.clone().unwrap_or_default(),
         stop_signal: spec.engine.stop_signal.clone().unwrap_or_default(),
         stop_timeout_seconds: spec.engine.stop_timeout,
+        healthcheck: spec
+            .engine
+            .healthcheck
+            .as_ref()
+            .map(|h| proto::HealthCheck {
+                test: h.test.clone(),
+                interval_ns: h.interval_ns,
+                timeout_ns: h.timeout_ns,
+                start_period_ns: h.start_period_ns,
+                retries: h.retries,
+            }),
         init: spec.engine.init,
         read_only: spec.engine.read_only,
         extra_hosts: spec
@@ -164,6 +176,7 @@ fn state_of(container: ContainerId, state: &proto::ContainerState) -> EngineStat
         status: status_of(state),
         status_reason: exit_reason(state),
         exit_code: state.exit_code,
+        health: Health::parse(&state.health),
     }
 }
 

@@ -33,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use relay::{ACTION_TIMEOUT, CREATE_TIMEOUT, EXEC_TIMEOUT, QUERY_TIMEOUT, RelayAgents};
 
-use crate::domain::{ContainerId, ContainerSpec, ContainerStatus, InstanceId, RequestId, TtySize};
+use crate::domain::{
+    ContainerId, ContainerSpec, ContainerStatus, Health, InstanceId, RequestId, TtySize,
+};
 
 /// Agent events queued for the service's consumer; when it falls behind,
 /// the relay's watch ends with a resync request and is reopened.
@@ -308,6 +310,8 @@ pub struct EngineState {
     pub status_reason: Option<String>,
     /// Its last exit code (0 when it never exited).
     pub exit_code: i64,
+    /// Its healthcheck's verdict; `None` without one (or an unknown word).
+    pub health: Option<Health>,
 }
 
 /// New CPU and memory limits of a container.

@@ -149,6 +149,7 @@ impl App {
             docker_id: None,
             created_at: now.clone(),
             updated_at: now,
+            health: None,
         };
         match self.store().insert_container(&container).await {
             Ok(()) => {}

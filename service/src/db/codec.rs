@@ -14,9 +14,9 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::DbError;
 use crate::domain::{
-    Container, ContainerId, ContainerSpec, ContainerStatus, EngineOptions, Instance, InstanceId,
-    InstanceStatus, NetworkAttachment, NetworkId, PortProtocol, ProjectId, PublishedPort,
-    RestartPolicyName, UserId,
+    Container, ContainerId, ContainerSpec, ContainerStatus, EngineOptions, Health, HealthCheck,
+    Instance, InstanceId, InstanceStatus, NetworkAttachment, NetworkId, PortProtocol, ProjectId,
+    PublishedPort, RestartPolicyName, UserId,
 };
 
 /// A stored value this module cannot make sense of.
@@ -29,7 +29,7 @@ pub(super) struct UnexpectedValue(pub(super) String);
 macro_rules! container_columns {
     () => {
         "uuid, name, project_id, user_id, image, cpu, memory_mib, spec, status, status_reason, \
-         desired_running, instance_id, docker_id, created_at, updated_at"
+         desired_running, instance_id, docker_id, created_at, updated_at, health"
     };
 }
 pub(super) use container_columns;
@@ -166,6 +166,10 @@ pub(super) fn container_from_row(row: &AnyRow) -> Result<Container, DbError> {
         docker_id: get(row, "docker_id")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+        // A word this build does not know reads as no verdict.
+        health: get::<Option<String>>(row, "health")?
+            .as_deref()
+            .and_then(Health::parse),
     })
 }
 
@@ -247,6 +251,22 @@ struct EngineDoc {
     read_only: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     extra_hosts: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<HealthDoc>,
+}
+
+#[derive(Serialize, Deserialize, Default, PartialEq)]
+struct HealthDoc {
+    #[serde(default)]
+    test: Vec<String>,
+    #[serde(default)]
+    interval_ns: u64,
+    #[serde(default)]
+    timeout_ns: u64,
+    #[serde(default)]
+    start_period_ns: u64,
+    #[serde(default)]
+    retries: u32,
 }
 
 impl EngineDoc {
@@ -345,6 +365,13 @@ impl SpecDoc {
                 init: spec.engine.init,
                 read_only: spec.engine.read_only,
                 extra_hosts: spec.engine.extra_hosts.clone(),
+                healthcheck: spec.engine.healthcheck.as_ref().map(|h| HealthDoc {
+                    test: h.test.clone(),
+                    interval_ns: h.interval_ns,
+                    timeout_ns: h.timeout_ns,
+                    start_period_ns: h.start_period_ns,
+                    retries: h.retries,
+                }),
             },
         }
     }
@@ -405,6 +432,13 @@ impl SpecDoc {
                 init: self.engine.init,
                 read_only: self.engine.read_only,
                 extra_hosts: self.engine.extra_hosts,
+                healthcheck: self.engine.healthcheck.map(|h| HealthCheck {
+                    test: h.test,
+                    interval_ns: h.interval_ns,
+                    timeout_ns: h.timeout_ns,
+                    start_period_ns: h.start_period_ns,
+                    retries: h.retries,
+                }),
             },
         })
     }

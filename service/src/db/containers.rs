@@ -13,8 +13,8 @@ use super::codec::{
 use super::error::classify;
 use super::{DbError, Store, UniqueKey, utc_now};
 use crate::domain::{
-    Container, ContainerId, ContainerStatus, InstanceId, PortProtocol, ProjectId, PublishedPort,
-    UserId,
+    Container, ContainerId, ContainerStatus, Health, InstanceId, PortProtocol, ProjectId,
+    PublishedPort, UserId,
 };
 
 pub use crate::domain::{ContainerPatch, MAX_LIST_LIMIT, SortDir, SortKey};
@@ -125,7 +125,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO containers (",
             container_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(c.id.to_string())
         .bind(c.name.clone())
@@ -142,6 +142,7 @@ impl Store {
         .bind(c.docker_id.clone())
         .bind(c.created_at.clone())
         .bind(c.updated_at.clone())
+        .bind(c.health.map(|h| h.as_str().to_owned()))
         .execute(&self.pool)
         .await
         .map_err(classify)?;
@@ -370,6 +371,25 @@ impl Store {
         }
         self.ensure_container(id).await?;
         Ok(false)
+    }
+
+    /// Records a container's healthcheck verdict as its agent reported it.
+    /// Not a change the feed announces: no status moved.
+    ///
+    /// # Errors
+    /// [`DbError::ContainerNotFound`], or [`DbError::Query`] when the
+    /// database fails.
+    pub async fn set_health(&self, id: ContainerId, health: Option<Health>) -> Result<(), DbError> {
+        let done = sqlx::query("UPDATE containers SET health = $1 WHERE uuid = $2")
+            .bind(health.map(|h| h.as_str().to_owned()))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::ContainerNotFound(id));
+        }
+        Ok(())
     }
 
     /// Sets a container's status whatever it was: for reconcilers that

@@ -281,6 +281,9 @@ impl Reconciler {
                             .set_docker_id(container.id, Some(&state.docker_id))
                             .await?;
                     }
+                    if state.health != container.health {
+                        self.store.set_health(container.id, state.health).await?;
+                    }
                     if state.status != container.status {
                         self.store
                             .set_status_any(
@@ -447,6 +450,11 @@ impl Reconciler {
         let Some(state) = event.state else {
             return Ok(());
         };
+        // Before the status: a wait that sees the status move reads the
+        // verdict that came with it.
+        if state.health != container.health {
+            self.store.set_health(id, state.health).await?;
+        }
         let status = state.status;
         let mut reason = state.status_reason;
         if event.action == EngineAction::OutOfMemory {

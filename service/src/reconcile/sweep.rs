@@ -276,6 +276,7 @@ mod tests {
                 docker_id: None,
                 created_at: now.clone(),
                 updated_at: now,
+                health: None,
             };
             self.store
                 .insert_container(&container)

@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use nest_relay::version::{FEATURE_ENGINE_OPTIONS, FEATURE_NETWORKS};
+use nest_relay::version::{FEATURE_ENGINE_OPTIONS, FEATURE_HEALTHCHECK, FEATURE_NETWORKS};
 
 use super::{Scheduler, lock};
 use crate::domain::{ContainerSpec, InstanceId};
@@ -63,11 +63,24 @@ fn required_features(spec: &ContainerSpec) -> Vec<Needed> {
             instead: "remove the network's containers there",
         });
     }
-    if !spec.engine.is_default() {
+    let engine = &spec.engine;
+    if engine.stop_signal.is_some()
+        || engine.stop_timeout.is_some()
+        || engine.init
+        || engine.read_only
+        || !engine.extra_hosts.is_empty()
+    {
         needed.push(Needed {
             feature: FEATURE_ENGINE_OPTIONS,
             what: "support for --stop-signal, --stop-timeout, --init, --read-only and --add-host",
             instead: "create the container without those options",
+        });
+    }
+    if engine.healthcheck.is_some() {
+        needed.push(Needed {
+            feature: FEATURE_HEALTHCHECK,
+            what: "healthcheck support",
+            instead: "create the container without a healthcheck",
         });
     }
     needed

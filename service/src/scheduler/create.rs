@@ -330,6 +330,9 @@ async fn store_created(store: &Store, state: &EngineState) -> Result<(), DbError
     store
         .set_docker_id(state.container, Some(&state.docker_id))
         .await?;
+    if state.health.is_some() {
+        store.set_health(state.container, state.health).await?;
+    }
     store
         .update_status(
             state.container,
@@ -368,6 +371,7 @@ mod tests {
             docker_id: None,
             created_at: now.clone(),
             updated_at: now,
+            health: None,
         }
     }
 

@@ -18,7 +18,9 @@ use crate::api::zun::create::{
 use crate::app::NewContainer;
 use nest_core::engine_options;
 
-use crate::domain::{ContainerSpec, EngineOptions, PortProtocol, PublishedPort, RestartPolicyName};
+use crate::domain::{
+    ContainerSpec, EngineOptions, HealthCheck, PortProtocol, PublishedPort, RestartPolicyName,
+};
 
 /// Memory of a container created without `-m`, MiB (the Zun default).
 const DEFAULT_MEMORY_MIB: u64 = crate::api::zun::create::DEFAULT_MEMORY_MIB;
@@ -50,7 +52,23 @@ pub struct CreateBody {
     networking_config: Option<NetworkingConfig>,
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
+    healthcheck: Option<HealthcheckBody>,
     /// Everything else: refused unless neutral.
+    #[serde(flatten)]
+    rest: BTreeMap<String, Value>,
+}
+
+/// `Healthcheck` (`docker run --health-cmd/--health-interval/...`); the
+/// durations are nanoseconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct HealthcheckBody {
+    test: Option<Vec<String>>,
+    // docker-compose sends null for what the file leaves out.
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    start_period: Option<i64>,
+    retries: Option<i64>,
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
 }
@@ -312,13 +330,14 @@ pub fn parse(body: CreateBody, name: Option<String>) -> Result<Parsed, DockerErr
             "conflicting options: cannot specify both --restart and --rm",
         ));
     }
-    let engine = engine_options(
+    let mut engine = engine_options(
         body.stop_signal,
         body.stop_timeout,
         host.init.unwrap_or(false),
         host.readonly_rootfs,
         host.extra_hosts.unwrap_or_default(),
     )?;
+    engine.healthcheck = body.healthcheck.map(healthcheck).transpose()?.flatten();
     // The initial terminal size is set on attach; the rest of the attach
     // flags describe the client's own session.
     let _ = (
@@ -403,7 +422,39 @@ fn engine_options(
         init,
         read_only,
         extra_hosts: hosts,
+        healthcheck: None,
     })
+}
+
+/// `Healthcheck`, by the rules the agent applies too; `None` when it sets
+/// nothing (the image's).
+fn healthcheck(body: HealthcheckBody) -> Result<Option<HealthCheck>, DockerError> {
+    refuse_unsupported("Healthcheck", &body.rest)?;
+    let nanos = |field: &str, n: Option<i64>| {
+        let n = n.unwrap_or(0);
+        u64::try_from(n)
+            .map_err(|_| DockerError::Invalid(format!("Healthcheck.{field} must not be negative")))
+    };
+    let check = HealthCheck {
+        test: body.test.unwrap_or_default(),
+        interval_ns: nanos("Interval", body.interval)?,
+        timeout_ns: nanos("Timeout", body.timeout)?,
+        start_period_ns: nanos("StartPeriod", body.start_period)?,
+        retries: u32::try_from(body.retries.unwrap_or(0))
+            .map_err(|_| invalid("Healthcheck.Retries must be 0 or more"))?,
+    };
+    if check == HealthCheck::default() {
+        return Ok(None);
+    }
+    engine_options::check_healthcheck(
+        &check.test,
+        check.interval_ns,
+        check.timeout_ns,
+        check.start_period_ns,
+        check.retries,
+    )
+    .map_err(|e| DockerError::Invalid(format!("Healthcheck: {e}")))?;
+    Ok(Some(check))
 }
 
 /// What a create body asks for: the container, the image reference to
@@ -579,6 +630,7 @@ mod tests {
                     ("gw".into(), "host-gateway".into()),
                     ("v6".into(), "fd00::1".into()),
                 ],
+                healthcheck: None,
             }
         );
         // What the CLI sends when none is asked for.
@@ -590,7 +642,42 @@ mod tests {
         )
         .expect("accepted");
         assert!(plain.new.spec.engine.is_default());
+        let checked = parse(
+            body(serde_json::json!({"Image": "i", "Healthcheck": {
+                "Test": ["CMD-SHELL", "test -f /ok"], "Interval": 1_000_000_000i64,
+                "Timeout": 0, "StartPeriod": 0, "Retries": 2}})),
+            None,
+        )
+        .expect("accepted");
+        assert_eq!(
+            checked.new.spec.engine.healthcheck,
+            Some(HealthCheck {
+                test: vec!["CMD-SHELL".into(), "test -f /ok".into()],
+                interval_ns: 1_000_000_000,
+                timeout_ns: 0,
+                start_period_ns: 0,
+                retries: 2,
+            })
+        );
+        let unset = parse(
+            body(serde_json::json!({"Image": "i", "Healthcheck": {"Test": null, "Interval": 0, "Timeout": null, "Retries": null}})),
+            None,
+        )
+        .expect("accepted");
+        assert_eq!(unset.new.spec.engine.healthcheck, None);
         for (v, needle) in [
+            (
+                serde_json::json!({"Image": "i", "Healthcheck": {"Test": ["SHELL", "x"]}}),
+                "Healthcheck",
+            ),
+            (
+                serde_json::json!({"Image": "i", "Healthcheck": {"Test": ["CMD", "x"], "Interval": 5}}),
+                "interval",
+            ),
+            (
+                serde_json::json!({"Image": "i", "Healthcheck": {"Test": ["CMD", "x"], "Retries": -1}}),
+                "Retries",
+            ),
             (
                 serde_json::json!({"Image": "i", "StopSignal": "NOPE!"}),
                 "StopSignal",

@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::app::ContainerInfo;
 use crate::domain::{
-    ContainerId, ContainerStatus, NetworkAttachment, PublishedPort, RestartPolicyName,
+    ContainerId, ContainerStatus, Health, NetworkAttachment, PublishedPort, RestartPolicyName,
 };
 
 /// The label that names the network a container's ports are published on
@@ -92,13 +92,39 @@ fn human_age(seconds: i64) -> String {
     }
 }
 
+/// `State.Health` of a container with a healthcheck (`null` without one,
+/// as dockerd leaves it out): the agent's last verdict, `starting` before
+/// the first. The engine's probe log stays on the instance.
+fn health_view(info: &ContainerInfo) -> Value {
+    let c = &info.container;
+    if c.spec
+        .engine
+        .healthcheck
+        .as_ref()
+        .is_none_or(|h| h.test.first().is_some_and(|t| t == "NONE"))
+    {
+        return Value::Null;
+    }
+    let health = c.health.unwrap_or(Health::Starting);
+    json!({
+        "Status": health.as_str(),
+        "FailingStreak": 0,
+        "Log": [],
+    })
+}
+
 /// `docker ps`'s STATUS column, computed server-side (§5).
 fn status_text(info: &ContainerInfo, now: i64) -> String {
     let c = &info.container;
     let since = now - unix(&c.updated_at);
     match c.status {
         ContainerStatus::Creating | ContainerStatus::Created => "Created".to_owned(),
-        ContainerStatus::Running => format!("Up {}", human_age(since)),
+        ContainerStatus::Running => match c.health {
+            // As dockerd words it.
+            Some(Health::Starting) => format!("Up {} (health: starting)", human_age(since)),
+            Some(health) => format!("Up {} ({})", human_age(since), health.as_str()),
+            None => format!("Up {}", human_age(since)),
+        },
         ContainerStatus::Paused => format!("Up {} (Paused)", human_age(since)),
         ContainerStatus::Restarting => "Restarting".to_owned(),
         ContainerStatus::Stopped => format!(
@@ -347,6 +373,7 @@ pub fn inspect(info: &ContainerInfo, image: &str) -> Value {
             "Error": error,
             "StartedAt": started,
             "FinishedAt": finished,
+            "Health": health_view(info),
         },
         "Image": spec.image,
         "Name": format!("/{}", c.name),
@@ -372,6 +399,10 @@ pub fn inspect(info: &ContainerInfo, image: &str) -> Value {
             "Labels": labels(info),
             "StopSignal": spec.engine.stop_signal.clone().map_or(Value::Null, Value::String),
             "StopTimeout": spec.engine.stop_timeout,
+            "Healthcheck": spec.engine.healthcheck.as_ref().map(|h| json!({
+                "Test": h.test, "Interval": h.interval_ns, "Timeout": h.timeout_ns,
+                "StartPeriod": h.start_period_ns, "Retries": h.retries,
+            })),
         },
         "HostConfig": {
             "Init": spec.engine.init.then_some(true),
