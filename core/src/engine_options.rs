@@ -174,6 +174,101 @@ pub fn check_healthcheck(
     Ok(())
 }
 
+/// How the engine runs a container beyond its process; the default is the
+/// engine's. The service's domain and the agent's model both hold this
+/// one type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The signal a stop sends first, normalised (`SIGINT`, `15`).
+    pub stop_signal: Option<String>,
+    /// Seconds a stop waits before killing, when the caller does not say.
+    pub stop_timeout: Option<u32>,
+    /// An init process as PID 1 that reaps zombies.
+    pub init: bool,
+    /// A read-only root filesystem.
+    pub read_only: bool,
+    /// Extra `/etc/hosts` lines: (host name, IP address or `host-gateway`).
+    pub extra_hosts: Vec<(String, String)>,
+    /// The engine's healthcheck; `None` is the image's.
+    pub healthcheck: Option<HealthCheck>,
+}
+
+/// A healthcheck as the engine runs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `NONE`, `CMD args...` or `CMD-SHELL command`; empty is the image's.
+    pub test: Vec<String>,
+    /// Between checks, ns; 0 is the image's.
+    pub interval_ns: u64,
+    /// Before a check counts as hung, ns; 0 is the image's.
+    pub timeout_ns: u64,
+    /// Before failures count, ns; 0 is the image's.
+    pub start_period_ns: u64,
+    /// Failures in a row before unhealthy; 0 is the image's.
+    pub retries: u32,
+}
+
+/// Which option an [`EngineOptions::checked`] refusal is about; each door
+/// names it in its own protocol's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionField {
+    /// `stop_signal`.
+    StopSignal,
+    /// `stop_timeout`.
+    StopTimeout,
+    /// `extra_hosts` (its count, or the entry at this index).
+    ExtraHosts(Option<usize>),
+    /// `healthcheck`.
+    Healthcheck,
+}
+
+impl EngineOptions {
+    /// Whether every option is the engine's default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether one of the options that came before healthchecks is set
+    /// (what an agent's `engine-options` feature covers).
+    pub fn sets_runtime_options(&self) -> bool {
+        self.stop_signal.is_some()
+            || self.stop_timeout.is_some()
+            || self.init
+            || self.read_only
+            || !self.extra_hosts.is_empty()
+    }
+
+    /// Checks every option and normalises the stop signal.
+    ///
+    /// # Errors
+    /// The first refused option, with why.
+    pub fn checked(mut self) -> Result<Self, (OptionField, EngineOptionError)> {
+        if let Some(signal) = self.stop_signal.as_deref() {
+            self.stop_signal =
+                Some(normalize_signal(signal).map_err(|e| (OptionField::StopSignal, e))?);
+        }
+        if let Some(seconds) = self.stop_timeout {
+            check_stop_timeout(seconds).map_err(|e| (OptionField::StopTimeout, e))?;
+        }
+        check_extra_host_count(self.extra_hosts.len())
+            .map_err(|e| (OptionField::ExtraHosts(None), e))?;
+        for (i, (host, address)) in self.extra_hosts.iter().enumerate() {
+            check_extra_host(host, address).map_err(|e| (OptionField::ExtraHosts(Some(i)), e))?;
+        }
+        if let Some(h) = &self.healthcheck {
+            check_healthcheck(
+                &h.test,
+                h.interval_ns,
+                h.timeout_ns,
+                h.start_period_ns,
+                h.retries,
+            )
+            .map_err(|e| (OptionField::Healthcheck, e))?;
+        }
+        Ok(self)
+    }
+}
+
 /// A container's health as the engine reports it, from its healthcheck.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Health {
@@ -269,6 +364,40 @@ mod tests {
             assert_eq!(Health::parse(health.as_str()), Some(health));
         }
         assert_eq!(Health::parse("none"), None);
+    }
+
+    #[test]
+    fn options_are_checked_together_naming_the_first_refused() {
+        let set = EngineOptions {
+            stop_signal: Some("quit".into()),
+            extra_hosts: vec![("db".into(), "10.0.0.1".into())],
+            ..EngineOptions::default()
+        };
+        let checked = set.clone().checked().expect("accepted");
+        assert_eq!(checked.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert!(checked.sets_runtime_options() && !EngineOptions::default().sets_runtime_options());
+        let bad_host = EngineOptions {
+            extra_hosts: vec![
+                ("db".into(), "10.0.0.1".into()),
+                ("x".into(), "nope".into()),
+            ],
+            ..EngineOptions::default()
+        };
+        assert_eq!(
+            bad_host.checked().map_err(|(field, _)| field),
+            Err(OptionField::ExtraHosts(Some(1)))
+        );
+        let bad_check = EngineOptions {
+            healthcheck: Some(HealthCheck {
+                test: vec!["CMD".into()],
+                ..HealthCheck::default()
+            }),
+            ..EngineOptions::default()
+        };
+        assert_eq!(
+            bad_check.checked(),
+            Err((OptionField::Healthcheck, EngineOptionError::HealthTest))
+        );
     }
 
     #[test]

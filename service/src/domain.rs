@@ -533,50 +533,10 @@ pub struct ContainerSpec {
 }
 
 /// How the engine runs a container beyond its process (`docker run
-/// --stop-signal/--stop-timeout/--init/--read-only/--add-host`), checked
-/// by `nest_core::engine_options`; the default is the engine's.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct EngineOptions {
-    /// The signal a stop sends first, normalised (`SIGINT`, `15`).
-    pub stop_signal: Option<String>,
-    /// Seconds a stop waits before killing, when the caller does not say.
-    pub stop_timeout: Option<u32>,
-    /// An init process as PID 1.
-    pub init: bool,
-    /// A read-only root filesystem.
-    pub read_only: bool,
-    /// Extra `/etc/hosts` lines: (host name, IP address or `host-gateway`).
-    pub extra_hosts: Vec<(String, String)>,
-    /// The engine's healthcheck (`docker run --health-*`); `None` is the
-    /// image's. Needs an agent of the `healthcheck` feature, not only of
-    /// `engine-options`.
-    pub healthcheck: Option<HealthCheck>,
-}
-
-/// A healthcheck as the engine runs it, checked by
-/// `nest_core::engine_options::check_healthcheck`.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct HealthCheck {
-    /// `NONE`, `CMD args...` or `CMD-SHELL command`; empty is the image's.
-    pub test: Vec<String>,
-    /// Between checks, ns; 0 is the image's.
-    pub interval_ns: u64,
-    /// Before a check counts as hung, ns; 0 is the image's.
-    pub timeout_ns: u64,
-    /// Before failures count, ns; 0 is the image's.
-    pub start_period_ns: u64,
-    /// Failures in a row before unhealthy; 0 is the image's.
-    pub retries: u32,
-}
-
-pub use nest_core::engine_options::Health;
-
-impl EngineOptions {
-    /// Whether every option is the engine's default.
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-}
+/// --stop-signal/--stop-timeout/--init/--read-only/--add-host/--health-*`),
+/// checked by `nest_core::engine_options` at the door and again by the
+/// agent, which holds the same type; and the health the agent reports.
+pub use nest_core::engine_options::{EngineOptions, Health, HealthCheck};
 
 /// A container as recorded.
 #[derive(Clone, Debug, PartialEq)]

@@ -608,16 +608,23 @@ async fn a_networked_container_waiting_for_a_boot_fails_when_its_agent_is_old() 
     svc.stop().await;
 }
 
-#[tokio::test]
-async fn engine_options_never_reach_an_agent_that_did_not_list_them() {
+/// Creates a container with `options` on instances whose agent is
+/// `release` listing `features`, and checks it fails with the reason that
+/// names `what` it lacks and what to do `instead`, created nowhere; then
+/// that a plain container runs on that same instance.
+async fn fails_without_the_feature(
+    release: &str,
+    features: &[&str],
+    options: nest_service::domain::EngineOptions,
+    what: &str,
+    instead: &str,
+) {
     let svc = service().await;
     let cx = member_of("project-a");
-    // The instances' image carries an agent from before engine options.
-    svc.agents().set_default_release("0.9.5", &["networks"]);
-
+    svc.agents().set_default_release(release, features);
     let mut new = busybox(&["sleep", "1000"]);
-    new.name = Some("stops-on-int".into());
-    new.spec.engine.stop_signal = Some("SIGINT".into());
+    new.name = Some("optioned".into());
+    new.spec.engine = options;
     let id = svc
         .app()
         .create_container(&cx, new, true)
@@ -631,53 +638,49 @@ async fn engine_options_never_reach_an_agent_that_did_not_list_them() {
         failed.status_reason.as_deref(),
         Some(
             format!(
-                "instance {instance} runs an agent without support for --stop-signal, \
-                 --stop-timeout, --init, --read-only and --add-host (agent version 0.9.5); \
-                 upgrade its agent, or create the container without those options"
+                "instance {instance} runs an agent without {what} (agent version {release}); \
+                 upgrade its agent, or {instead}"
             )
             .as_str()
         )
     );
     assert!(svc.agents().container(id).is_none());
-    // Without them, the same agent runs it.
     let plain = created(&svc, &cx, true, ContainerStatus::Running).await;
     assert_eq!(instance_of(&plain), instance);
     svc.stop().await;
 }
 
 #[tokio::test]
-async fn a_healthcheck_never_reaches_an_agent_that_did_not_list_it() {
-    let svc = service().await;
-    let cx = member_of("project-a");
-    // An agent with engine options but from before healthchecks.
-    svc.agents()
-        .set_default_release("0.9.8", &["networks", "engine-options"]);
+async fn engine_options_never_reach_an_agent_that_did_not_list_them() {
+    // An agent from before engine options.
+    fails_without_the_feature(
+        "0.9.5",
+        &["networks"],
+        nest_service::domain::EngineOptions {
+            stop_signal: Some("SIGINT".into()),
+            ..Default::default()
+        },
+        "support for --stop-signal, --stop-timeout, --init, --read-only and --add-host",
+        "create the container without those options",
+    )
+    .await;
+}
 
-    let mut new = busybox(&["sleep", "1000"]);
-    new.name = Some("checked".into());
-    new.spec.engine.healthcheck = Some(nest_service::domain::HealthCheck {
-        test: vec!["CMD".into(), "true".into()],
-        ..Default::default()
-    });
-    let id = svc
-        .app()
-        .create_container(&cx, new, true)
-        .await
-        .unwrap_or_else(|e| panic!("create is accepted: {e}"))
-        .container
-        .id;
-    let failed = settled(&svc, id, ContainerStatus::Error).await;
-    let instance = instance_of(&failed);
-    assert_eq!(
-        failed.status_reason.as_deref(),
-        Some(
-            format!(
-                "instance {instance} runs an agent without healthcheck support (agent version \
-                 0.9.8); upgrade its agent, or create the container without a healthcheck"
-            )
-            .as_str()
-        )
-    );
-    assert!(svc.agents().container(id).is_none());
-    svc.stop().await;
+#[tokio::test]
+async fn a_healthcheck_never_reaches_an_agent_that_did_not_list_it() {
+    // An agent with engine options but from before healthchecks.
+    fails_without_the_feature(
+        "0.9.8",
+        &["networks", "engine-options"],
+        nest_service::domain::EngineOptions {
+            healthcheck: Some(nest_service::domain::HealthCheck {
+                test: vec!["CMD".into(), "true".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        "healthcheck support",
+        "create the container without a healthcheck",
+    )
+    .await;
 }

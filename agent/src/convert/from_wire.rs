@@ -4,9 +4,10 @@ use std::num::NonZeroU16;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nest_core::ErrorKind;
+use nest_core::engine_options::OptionField;
 use nest_core::ids::RequestId;
+use nest_core::process_input;
 use nest_core::secret::Secret;
-use nest_core::{engine_options, process_input};
 use nest_relay::convert::WireErrorKind;
 use nest_relay::proto::{
     self, command, relay_message, renew_response, stream_input, stream_open, stream_request,
@@ -236,33 +237,14 @@ fn container_spec(spec: proto::ContainerSpec) -> Result<ContainerSpec, ConvertEr
         .collect::<Result<_, _>>()?;
     let restart_policy = restart_policy(spec.restart_policy, spec.restart_max_retries)?;
     let networks = networks(spec.networks)?;
-    let mut engine = engine_options(
+    let engine = engine_options(
         spec.stop_signal,
         spec.stop_timeout_seconds,
         spec.init,
         spec.read_only,
         spec.extra_hosts,
+        spec.healthcheck,
     )?;
-    engine.healthcheck = spec
-        .healthcheck
-        .map(|h| {
-            engine_options::check_healthcheck(
-                &h.test,
-                h.interval_ns,
-                h.timeout_ns,
-                h.start_period_ns,
-                h.retries,
-            )
-            .map_err(|e| ConvertError::invalid("spec.healthcheck", e.to_string()))?;
-            Ok::<_, ConvertError>(HealthCheck {
-                test: h.test,
-                interval_ns: h.interval_ns,
-                timeout_ns: h.timeout_ns,
-                start_period_ns: h.start_period_ns,
-                retries: h.retries,
-            })
-        })
-        .transpose()?;
     Ok(ContainerSpec {
         uuid,
         name: non_empty(spec.name),
@@ -301,32 +283,35 @@ fn engine_options(
     init: bool,
     read_only: bool,
     extra_hosts: Vec<proto::ExtraHost>,
+    healthcheck: Option<proto::HealthCheck>,
 ) -> Result<EngineOptions, ConvertError> {
-    let stop_signal = non_empty(stop_signal)
-        .map(|s| {
-            engine_options::normalize_signal(&s)
-                .map_err(|e| ConvertError::invalid("spec.stop_signal", e.to_string()))
-        })
-        .transpose()?;
-    if let Some(seconds) = stop_timeout {
-        engine_options::check_stop_timeout(seconds)
-            .map_err(|e| ConvertError::invalid("spec.stop_timeout_seconds", e.to_string()))?;
-    }
-    engine_options::check_extra_host_count(extra_hosts.len())
-        .map_err(|e| ConvertError::invalid("spec.extra_hosts", e.to_string()))?;
-    let mut hosts = Vec::with_capacity(extra_hosts.len());
-    for (i, entry) in extra_hosts.into_iter().enumerate() {
-        engine_options::check_extra_host(&entry.host, &entry.address)
-            .map_err(|e| ConvertError::invalid(format!("spec.extra_hosts[{i}]"), e.to_string()))?;
-        hosts.push((entry.host, entry.address));
-    }
-    Ok(EngineOptions {
-        stop_signal,
+    EngineOptions {
+        stop_signal: non_empty(stop_signal),
         stop_timeout,
         init,
         read_only,
-        extra_hosts: hosts,
-        healthcheck: None,
+        extra_hosts: extra_hosts
+            .into_iter()
+            .map(|h| (h.host, h.address))
+            .collect(),
+        healthcheck: healthcheck.map(|h| HealthCheck {
+            test: h.test,
+            interval_ns: h.interval_ns,
+            timeout_ns: h.timeout_ns,
+            start_period_ns: h.start_period_ns,
+            retries: h.retries,
+        }),
+    }
+    .checked()
+    .map_err(|(field, e)| {
+        let field = match field {
+            OptionField::StopSignal => "spec.stop_signal".to_owned(),
+            OptionField::StopTimeout => "spec.stop_timeout_seconds".to_owned(),
+            OptionField::ExtraHosts(None) => "spec.extra_hosts".to_owned(),
+            OptionField::ExtraHosts(Some(i)) => format!("spec.extra_hosts[{i}]"),
+            OptionField::Healthcheck => "spec.healthcheck".to_owned(),
+        };
+        ConvertError::invalid(field, e.to_string())
     })
 }
 
@@ -726,7 +711,7 @@ mod tests {
                 ..wire_spec()
             },
             proto::ContainerSpec {
-                stop_timeout_seconds: Some(engine_options::MAX_STOP_TIMEOUT_SECONDS + 1),
+                stop_timeout_seconds: Some(nest_core::engine_options::MAX_STOP_TIMEOUT_SECONDS + 1),
                 ..wire_spec()
             },
             proto::ContainerSpec {
@@ -744,7 +729,7 @@ mod tests {
                 ..wire_spec()
             },
             proto::ContainerSpec {
-                extra_hosts: (0..=engine_options::MAX_EXTRA_HOSTS)
+                extra_hosts: (0..=nest_core::engine_options::MAX_EXTRA_HOSTS)
                     .map(|i| proto::ExtraHost {
                         host: format!("h{i}"),
                         address: "10.0.0.1".to_owned(),

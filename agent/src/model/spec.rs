@@ -60,41 +60,10 @@ pub struct ContainerSpec {
     pub engine: EngineOptions,
 }
 
-/// How the engine runs a container beyond its process (`docker run
-/// --stop-signal/--stop-timeout/--init/--read-only/--add-host`); the
-/// default is the engine's. Checked by `nest_core::engine_options` when
-/// read off the wire.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EngineOptions {
-    /// The signal `stop` sends first (normalised, `SIGTERM` or `15`).
-    pub stop_signal: Option<String>,
-    /// Seconds `stop` waits before killing, when it is not told.
-    pub stop_timeout: Option<u32>,
-    /// Run an init process as PID 1 that reaps zombies.
-    pub init: bool,
-    /// Mount the root filesystem read-only.
-    pub read_only: bool,
-    /// Extra `/etc/hosts` lines: (host name, IP address or `host-gateway`).
-    pub extra_hosts: Vec<(String, String)>,
-    /// The engine's healthcheck; `None` is the image's.
-    pub healthcheck: Option<HealthCheck>,
-}
-
-/// A healthcheck as the engine runs it; checked by
-/// `nest_core::engine_options::check_healthcheck`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HealthCheck {
-    /// `NONE`, `CMD args...` or `CMD-SHELL command`; empty is the image's.
-    pub test: Vec<String>,
-    /// Between checks, ns; 0 is the image's.
-    pub interval_ns: u64,
-    /// Before a check counts as hung, ns; 0 is the image's.
-    pub timeout_ns: u64,
-    /// Before failures count, ns; 0 is the image's.
-    pub start_period_ns: u64,
-    /// Failures in a row before unhealthy; 0 is the image's.
-    pub retries: u32,
-}
+/// How the engine runs a container beyond its process, and its
+/// healthcheck: the service's own type, checked by the same rules when read
+/// off the wire.
+pub use nest_core::engine_options::{EngineOptions, HealthCheck};
 
 impl ContainerSpec {
     /// A spec that runs `image` with everything else left to the image and

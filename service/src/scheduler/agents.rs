@@ -64,12 +64,7 @@ fn required_features(spec: &ContainerSpec) -> Vec<Needed> {
         });
     }
     let engine = &spec.engine;
-    if engine.stop_signal.is_some()
-        || engine.stop_timeout.is_some()
-        || engine.init
-        || engine.read_only
-        || !engine.extra_hosts.is_empty()
-    {
+    if engine.sets_runtime_options() {
         needed.push(Needed {
             feature: FEATURE_ENGINE_OPTIONS,
             what: "support for --stop-signal, --stop-timeout, --init, --read-only and --add-host",

@@ -16,7 +16,7 @@ use crate::api::zun::create::{
     check_host_name, check_labels, check_name, check_user, check_workdir,
 };
 use crate::app::NewContainer;
-use nest_core::engine_options;
+use nest_core::engine_options::OptionField;
 
 use crate::domain::{
     ContainerSpec, EngineOptions, HealthCheck, PortProtocol, PublishedPort, RestartPolicyName,
@@ -330,14 +330,14 @@ pub fn parse(body: CreateBody, name: Option<String>) -> Result<Parsed, DockerErr
             "conflicting options: cannot specify both --restart and --rm",
         ));
     }
-    let mut engine = engine_options(
+    let engine = engine_options(
         body.stop_signal,
         body.stop_timeout,
         host.init.unwrap_or(false),
         host.readonly_rootfs,
         host.extra_hosts.unwrap_or_default(),
+        body.healthcheck.map(healthcheck).transpose()?.flatten(),
     )?;
-    engine.healthcheck = body.healthcheck.map(healthcheck).transpose()?.flatten();
     // The initial terminal size is set on attach; the rest of the attach
     // flags describe the client's own session.
     let _ = (
@@ -376,58 +376,53 @@ pub fn parse(body: CreateBody, name: Option<String>) -> Result<Parsed, DockerErr
     })
 }
 
-/// `StopSignal`, `StopTimeout`, `HostConfig.Init`, `ReadonlyRootfs` and
-/// `ExtraHosts` (`host:address`, or `host=address` as newer clients
-/// write it), by the rules the agent applies too.
+/// `StopSignal`, `StopTimeout`, `HostConfig.Init`, `ReadonlyRootfs`,
+/// `ExtraHosts` (`host:address`, or `host=address` as newer clients write
+/// it) and the healthcheck, by the rules the agent applies too.
 fn engine_options(
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
     init: bool,
     read_only: bool,
     extra_hosts: Vec<String>,
+    healthcheck: Option<HealthCheck>,
 ) -> Result<EngineOptions, DockerError> {
-    let stop_signal = stop_signal
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            engine_options::normalize_signal(&s)
-                .map_err(|e| DockerError::Invalid(format!("StopSignal: {e}")))
-        })
-        .transpose()?;
     let stop_timeout = stop_timeout
-        .map(|t| {
-            let seconds =
-                u32::try_from(t).map_err(|_| invalid("StopTimeout: must be 0 or more seconds"))?;
-            engine_options::check_stop_timeout(seconds)
-                .map_err(|e| DockerError::Invalid(format!("StopTimeout: {e}")))?;
-            Ok::<_, DockerError>(seconds)
-        })
+        .map(|t| u32::try_from(t).map_err(|_| invalid("StopTimeout: must be 0 or more seconds")))
         .transpose()?;
-    engine_options::check_extra_host_count(extra_hosts.len())
-        .map_err(|e| DockerError::Invalid(format!("ExtraHosts: {e}")))?;
-    let mut hosts = Vec::with_capacity(extra_hosts.len());
-    for entry in extra_hosts {
-        let split = entry.find([':', '=']);
-        let Some((host, address)) = split.map(|i| (&entry[..i], &entry[i + 1..])) else {
-            return Err(DockerError::Invalid(format!(
-                "ExtraHosts: {entry:?} is not HOST:ADDRESS"
-            )));
-        };
-        engine_options::check_extra_host(host, address)
-            .map_err(|e| DockerError::Invalid(format!("ExtraHosts: {e}")))?;
-        hosts.push((host.to_owned(), address.to_owned()));
-    }
-    Ok(EngineOptions {
-        stop_signal,
+    let extra_hosts = extra_hosts
+        .iter()
+        .map(|entry| {
+            entry
+                .find([':', '='])
+                .map(|i| (entry[..i].to_owned(), entry[i + 1..].to_owned()))
+                .ok_or_else(|| {
+                    DockerError::Invalid(format!("ExtraHosts: {entry:?} is not HOST:ADDRESS"))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    EngineOptions {
+        stop_signal: stop_signal.filter(|s| !s.is_empty()),
         stop_timeout,
         init,
         read_only,
-        extra_hosts: hosts,
-        healthcheck: None,
+        extra_hosts,
+        healthcheck,
+    }
+    .checked()
+    .map_err(|(field, e)| {
+        let field = match field {
+            OptionField::StopSignal => "StopSignal",
+            OptionField::StopTimeout => "StopTimeout",
+            OptionField::ExtraHosts(_) => "ExtraHosts",
+            OptionField::Healthcheck => "Healthcheck",
+        };
+        DockerError::Invalid(format!("{field}: {e}"))
     })
 }
 
-/// `Healthcheck`, by the rules the agent applies too; `None` when it sets
-/// nothing (the image's).
+/// `Healthcheck`'s fields; `None` when it sets nothing (the image's). The
+/// rules are [`engine_options`]'s.
 fn healthcheck(body: HealthcheckBody) -> Result<Option<HealthCheck>, DockerError> {
     refuse_unsupported("Healthcheck", &body.rest)?;
     let nanos = |field: &str, n: Option<i64>| {
@@ -443,18 +438,7 @@ fn healthcheck(body: HealthcheckBody) -> Result<Option<HealthCheck>, DockerError
         retries: u32::try_from(body.retries.unwrap_or(0))
             .map_err(|_| invalid("Healthcheck.Retries must be 0 or more"))?,
     };
-    if check == HealthCheck::default() {
-        return Ok(None);
-    }
-    engine_options::check_healthcheck(
-        &check.test,
-        check.interval_ns,
-        check.timeout_ns,
-        check.start_period_ns,
-        check.retries,
-    )
-    .map_err(|e| DockerError::Invalid(format!("Healthcheck: {e}")))?;
-    Ok(Some(check))
+    Ok((check != HealthCheck::default()).then_some(check))
 }
 
 /// What a create body asks for: the container, the image reference to
