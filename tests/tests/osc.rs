@@ -587,13 +587,20 @@ async fn osc_authenticates_through_keystone_and_projects_stay_apart() {
             auth_url()
         ))
         .header("X-Auth-Token", &demo_token)
-        .json(&json!({"application_credential": {"name": unique("osc-ac")}}))
+        // The role named, not the token's: Keystone otherwise checks every
+        // role the token carries, and once refused one the user never had.
+        .json(&json!({"application_credential": {
+            "name": unique("osc-ac"), "roles": [{"name": "member"}]}}))
         .send()
         .await
         .expect("create application credential")
         .json()
         .await
         .expect("application credential JSON");
+    assert!(
+        credential["application_credential"]["id"].is_string(),
+        "Keystone created no application credential: {credential}"
+    );
     let ac_id = credential["application_credential"]["id"]
         .as_str()
         .expect("id")
