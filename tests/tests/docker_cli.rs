@@ -590,7 +590,7 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
     // not take answers Docker's JSON too.
     let out = cli.run(&["volume", "create", "v1"]).await;
     assert!(
-        !out.status.success() && text(&out).contains("volumes: containers keep their data"),
+        !out.status.success() && text(&out).contains("managing volumes (containers keep their data in their own filesystem) is not supported"),
         "{}",
         text(&out)
     );

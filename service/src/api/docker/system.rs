@@ -392,7 +392,7 @@ unsupported! {
     /// `docker diff`.
     unsupported_changes => "docker diff";
     /// `docker volume create`, `rm` and `prune`.
-    unsupported_volumes => "volumes: containers keep their data in their own filesystem";
+    unsupported_volumes => "managing volumes (containers keep their data in their own filesystem)";
 }
 
 #[cfg(test)]
