@@ -543,42 +543,14 @@ async fn refusals_use_dockers_error_body_and_change_nothing() {
     );
     // The raw API: malformed JSON and an unknown field with a value Nest
     // cannot honour answer 400, with Docker's body and content type.
-    let url = format!(
-        "{}/v1.45/containers/create",
-        cli.host().replacen("tcp://", "https://", 1)
-    );
     for body in [
         "{\"Image\": ",
         "{\"Image\": \"i\", \"HostConfig\": {\"Runtime\": \"runsc\"}}",
     ] {
-        let out = tokio::process::Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_code} %{content_type}",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "--data",
-                body,
-            ])
-            .arg("--cacert")
-            .arg(cli.path("ca.pem"))
-            .arg("--cert")
-            .arg(cli.path("cert.pem"))
-            .arg("--key")
-            .arg(cli.path("key.pem"))
-            .arg(&url)
-            .output()
-            .await
-            .expect("curl runs");
-        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (json, status) = answer.rsplit_once('\n').expect("status line");
+        let (json, status) = curl(&cli, "POST", "/containers/create", body).await;
+        let answer = format!("{status}: {json}");
         assert_eq!(status, "400 application/json", "{answer}");
-        let value: Value = serde_json::from_str(json).expect("a JSON body");
+        let value: Value = serde_json::from_str(&json).expect("a JSON body");
         assert!(
             value["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{answer}"
@@ -738,25 +710,10 @@ async fn wrong_certificates_are_refused_with_dockers_body_and_change_nothing() {
     }
     // The raw answer: 401, Docker's body and content type.
     let (_, cli, message) = &cases[1];
-    let out = tokio::process::Command::new("curl")
-        .args(["-sS", "-o", "-", "-w", "\n%{http_code} %{content_type}"])
-        .arg("--cacert")
-        .arg(cli.path("ca.pem"))
-        .arg("--cert")
-        .arg(cli.path("cert.pem"))
-        .arg("--key")
-        .arg(cli.path("key.pem"))
-        .arg(format!(
-            "{}/v1.45/containers/json",
-            cli.host().replacen("tcp://", "https://", 1)
-        ))
-        .output()
-        .await
-        .expect("curl runs");
-    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (json, status) = answer.rsplit_once('\n').expect("status line");
+    let (json, status) = curl(cli, "GET", "/containers/json", "").await;
+    let answer = format!("{status}: {json}");
     assert_eq!(status, "401 application/json", "{answer}");
-    let value: Value = serde_json::from_str(json).expect("a JSON body");
+    let value: Value = serde_json::from_str(&json).expect("a JSON body");
     assert!(
         value["message"]
             .as_str()
